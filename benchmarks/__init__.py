@@ -1,0 +1,1 @@
+"""Benchmark builders, scoring harness and performance benchmarks (built in later issues; see docs/)."""

@@ -1,0 +1,1 @@
+"""Adapters to third-party packages that need help to import (see :mod:`rawsynth.compat.basicsr`)."""

@@ -1,0 +1,139 @@
+"""IPTP — inverse post-tone processing, ``F_PTP^{-1}`` (paper Eq. 7–10, App. A.1; Brooks et al. 2019).
+
+sRGB ``[0, 1]`` → linear camera RGB ``[0, 1]``:
+inverse tone → inverse gamma (Eq. 10) → inverse CCM (Eq. 9) → highlight-safe inverse white balance
+(Eq. 8) → clip. All ops take batched ``(B, 3, H, W)`` float tensors, any device, and are differentiable.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .._checks import check_bchw
+from .params import ISPBatch, ISPParams, as_isp_batch
+
+__all__ = ["EPS", "HIGHLIGHT_INFLECTION", "inverse_tone", "inverse_gamma", "apply_matrix",
+           "inverse_white_balance", "unprocess", "invertible_mask", "Unprocess"]
+
+#: ε of Eq. 10: ``max(x, ε)`` keeps the power functions finite.
+EPS = 1e-8
+#: Grey level above which the inverse white balance fades to gain 1 so highlights do not go grey.
+HIGHLIGHT_INFLECTION = 0.9
+# Inputs this close to 0 or 1 take the gradient of the clamped value, not asin's infinite slope.
+_TONE_GRAD_MARGIN = 1e-6
+
+
+def _inverse_smoothstep(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 - torch.sin(torch.asin(1.0 - 2.0 * x) / 3.0)
+
+
+def inverse_tone(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of the smoothstep tone curve: ``y = 0.5 − sin(asin(1 − 2x) / 3)`` on ``clip(x, 0, 1)``.
+
+    Args:
+        x: any shape, float, sRGB-encoded values (clipped to ``[0, 1]``).
+
+    Returns:
+        Same shape, ``[0, 1]``. The exact value everywhere; where ``x`` is within ``1e-6`` of 0 or 1 the
+        gradient is that of the clamped point (finite) instead of asin's infinite slope.
+    """
+    x = x.clamp(0.0, 1.0)
+    y = _inverse_smoothstep(x)
+    if torch.is_grad_enabled() and x.requires_grad:
+        safe = _inverse_smoothstep(x.clamp(_TONE_GRAD_MARGIN, 1.0 - _TONE_GRAD_MARGIN))
+        y = y.detach() + (safe - safe.detach())
+    return y
+
+
+def inverse_gamma(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """Eq. 10 (right): ``max(x, ε) ** 2.2``. Any shape; ``[0, 1]`` → ``[ε^2.2, 1]``."""
+    return x.clamp_min(eps) ** 2.2
+
+
+def apply_matrix(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Per-pixel colour transform ``out[b, :, h, w] = m[b] @ x[b, :, h, w]``.
+
+    Args:
+        x: ``(B, 3, H, W)``.
+        m: ``(B, 3, 3)`` (or ``(3, 3)``, shared).
+    """
+    if m.ndim == 2:
+        return torch.einsum("ij,bjhw->bihw", m, x)
+    return torch.einsum("bij,bjhw->bihw", m, x)
+
+
+def inverse_white_balance(x: torch.Tensor, params: ISPBatch,
+                          inflection: float = HIGHLIGHT_INFLECTION) -> torch.Tensor:
+    """Eq. 8 (right), highlight-safe: divide by the white-balance and brightness gains.
+
+    ``g = (1/red, 1, 1/blue) / rgb_gain``; ``gray = mean_c(x)``;
+    ``mask = (max(gray − inflection, 0) / (1 − inflection))²``; ``out = x · max(mask + (1 − mask)·g, g)``.
+    Below the inflection this is exactly ``x · g``; towards white the gains fade to 1 so saturated
+    highlights stay neutral after PTP instead of turning magenta.
+
+    Args:
+        x: ``(B, 3, H, W)`` linear camera RGB.
+        params: per-sample gains.
+    """
+    one = torch.ones_like(params.red_gain)
+    g = torch.stack([1.0 / params.red_gain, one, 1.0 / params.blue_gain], dim=1) / params.rgb_gain[:, None]
+    g = g[:, :, None, None]
+    gray = x.mean(dim=1, keepdim=True)
+    mask = ((gray - inflection).clamp_min(0.0) / (1.0 - inflection)) ** 2
+    return x * torch.maximum(mask + (1.0 - mask) * g, g)
+
+
+def unprocess(srgb: torch.Tensor, params: ISPParams | list[ISPParams] | ISPBatch) -> torch.Tensor:
+    """IPTP, ``F_PTP^{-1}``: sRGB → linear camera RGB (paper Eq. 7–10).
+
+    Args:
+        srgb: ``(B, 3, H, W)`` float in ``[0, 1]`` (values outside are clipped), any device.
+        params: one :class:`ISPParams` for the whole batch, one per sample, or an :class:`ISPBatch`.
+
+    Returns:
+        ``(B, 3, H, W)`` linear camera RGB in ``[0, 1]``, same dtype/device. Exactly inverted by
+        :func:`~rawsynth.isp.process` wherever :func:`invertible_mask` is true.
+
+    Example:
+        >>> import torch
+        >>> from rawsynth.isp import fixed_isp_params, process, unprocess
+        >>> x = torch.full((1, 3, 4, 4), 0.5)
+        >>> p = fixed_isp_params()
+        >>> torch.allclose(process(unprocess(x, p), p), x, atol=1e-5)
+        True
+    """
+    check_bchw(srgb, "srgb", channels=3)
+    p = as_isp_batch(params, srgb)
+    x = inverse_gamma(inverse_tone(srgb))
+    x = apply_matrix(x, p.rgb2cam)
+    x = inverse_white_balance(x, p)
+    return x.clamp(0.0, 1.0)
+
+
+@torch.no_grad()
+def invertible_mask(srgb: torch.Tensor, params, inflection: float = HIGHLIGHT_INFLECTION,
+                    margin: float = 1e-6) -> torch.Tensor:
+    """Where ``process(unprocess(srgb)) == srgb`` holds exactly (up to float error).
+
+    A pixel is invertible when the inverse CCM keeps every channel inside ``[0, 1]`` (PTP clips
+    out-of-gamut and white-balanced values there, as a camera does), its grey level stays below the
+    highlight inflection (plain gains), and the result is not clipped at 1.
+
+    Returns:
+        ``(B, 1, H, W)`` bool.
+    """
+    check_bchw(srgb, "srgb", channels=3)
+    p = as_isp_batch(params, srgb)
+    cam = apply_matrix(inverse_gamma(inverse_tone(srgb)), p.rgb2cam)
+    in_gamut = ((cam >= margin) & (cam <= 1.0 - margin)).all(1, keepdim=True)
+    ok = in_gamut & (cam.mean(1, keepdim=True) <= inflection)
+    lin = inverse_white_balance(cam, p, inflection)
+    return ok & (lin <= 1.0 - margin).all(1, keepdim=True)
+
+
+class Unprocess(nn.Module):
+    """Module form of :func:`unprocess` (``forward(srgb, params)``)."""
+
+    def forward(self, srgb: torch.Tensor, params) -> torch.Tensor:
+        return unprocess(srgb, params)

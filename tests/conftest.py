@@ -1,0 +1,30 @@
+"""Shared fixtures: real photos from scikit-image as batched tensors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
+
+
+def photo(name: str, size: int | None = 256) -> torch.Tensor:
+    """``(1, 3, H, W)`` float32 ``[0, 1]`` crop (top-left ``size``², even) of a skimage.data photo."""
+    a = getattr(skimage.data, name)()
+    if size is not None:
+        a = a[:size, :size]
+    h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
+    return torch.from_numpy(np.ascontiguousarray(a[:h, :w])).permute(2, 0, 1)[None].float() / 255.0
+
+
+@pytest.fixture(scope="session")
+def photos() -> torch.Tensor:
+    """``(4, 3, 256, 256)`` batch of four real photos."""
+    return torch.cat([photo(n) for n in PHOTOS])
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 1.0) -> float:
+    mse = torch.mean((a.double() - b.double()) ** 2).item()
+    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
