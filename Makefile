@@ -1,0 +1,46 @@
+# Set-up and checks. `make demo` and `make test` work on a fresh machine with only python3 (>= 3.10) and make.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# torch and torchvision come from the registry together; torchvision >= 0.29 pairs with torch >= 2.14.
+TORCH  ?= "torch>=2.14" "torchvision>=0.29"
+DEMO_OUT ?= demo_out
+
+.PHONY: install install-dev demo test lint docs docs-serve clean
+
+$(VENV)/.core: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip setuptools wheel
+	$(PIP) install --quiet $(TORCH)
+	# basicsr 1.4.2 is an sdist whose build imports torch: build it against the torch just installed.
+	$(PIP) install --quiet --no-build-isolation basicsr==1.4.2
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.core
+	$(PIP) install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.core
+
+install-dev: $(VENV)/.dev
+
+demo: $(VENV)/.core
+	$(VENV)/bin/rawsynth demo --out $(DEMO_OUT)
+
+test: $(VENV)/.dev
+	$(PY) -m pytest
+	$(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check rawsynth rddm benchmarks tests
+
+docs: $(VENV)/.dev
+	$(VENV)/bin/mkdocs build --strict --site-dir build/site
+
+docs-serve: $(VENV)/.dev
+	$(VENV)/bin/mkdocs serve
+
+clean:
+	rm -rf $(VENV) build site $(DEMO_OUT) .pytest_cache
