@@ -31,13 +31,13 @@ demo: $(VENV)/.core
 
 test: $(VENV)/.dev
 	$(PY) -m pytest
-	$(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check rawsynth rddm benchmarks tests
 
 docs: $(VENV)/.dev
-	$(VENV)/bin/mkdocs build --strict --site-dir build/site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
 
 docs-serve: $(VENV)/.dev
 	$(VENV)/bin/mkdocs serve

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -20,21 +19,16 @@ import numpy as np
 import torch
 
 from ._version import __version__
+from .rng import numpy_rng, torch_generator
 from .isp import process, sample_isp_params, unprocess
 from .mns import (Pattern, SensorParams, add_noise, cfa_masks, demosaic_bilinear, mosaic, normalize, quantize,
                   sample_noise_params)
 
-__all__ = ["DEMO_PHOTOS", "sample_rng", "run_demo"]
+__all__ = ["DEMO_PHOTOS", "run_demo"]
 
 DEMO_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 COLUMNS = ("sRGB input", "IPTP: linear cam RGB", "MNS: noisy RAW (CFA)", "RAW -> demosaic -> PTP",
            "PTP(IPTP(x))")
-
-
-def sample_rng(seed: int, key: str) -> np.random.Generator:
-    """The numpy generator of one sample, derived from (seed, sample key) only."""
-    digest = hashlib.sha256(f"{seed}/{key}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
 
 
 def _load_photo(name: str, size: int) -> torch.Tensor:
@@ -74,11 +68,10 @@ def run_demo(out_dir: str | Path, seed: int = 0, size: int = 256, photos=DEMO_PH
     patterns = list(Pattern)
     rows = []
     for i, name in enumerate(photos):
-        rng = sample_rng(seed, name)
-        isp = sample_isp_params(rng)
-        noise = sample_noise_params(rng)
+        isp = sample_isp_params(numpy_rng(seed, name, "isp"))
+        noise = sample_noise_params(numpy_rng(seed, name, "noise"))
         pattern = patterns[i % len(patterns)]
-        gen = torch.Generator().manual_seed(int(rng.integers(2**63)))
+        gen = torch_generator(seed, name, "noise")
         srgb = _load_photo(name, size)
         lin = unprocess(srgb, isp)
         raw = add_noise(mosaic(lin, pattern), noise, gen)

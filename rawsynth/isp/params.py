@@ -56,7 +56,7 @@ def _as_matrix3(m, name: str) -> Matrix3:
     return tuple(tuple(float(v) for v in row) for row in a)  # type: ignore[return-value]
 
 
-def rgb2cam_from_xyz2cam(xyz2cam) -> np.ndarray:
+def rgb2cam_from_xyz2cam(xyz2cam: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
     """``rgb2cam = xyz2cam @ RGB2XYZ`` with each row normalised to sum to 1 (white maps to white).
 
     Args:

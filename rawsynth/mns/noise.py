@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from importlib import resources
@@ -224,7 +225,8 @@ def _variance_coeffs(params, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return shot, read
 
 
-def add_noise(x: torch.Tensor, params, generator: torch.Generator) -> torch.Tensor:
+def add_noise(x: torch.Tensor, params: NoiseParams | Sequence[NoiseParams] | tuple[torch.Tensor, torch.Tensor],
+              generator: torch.Generator) -> torch.Tensor:
     """Eq. 11: draw ``y ~ N(x, λ_shot·x + λ_read)`` per pixel.
 
     Args:
@@ -267,7 +269,7 @@ def _wls(m: np.ndarray, v: np.ndarray, w: np.ndarray, cols: list[int]) -> np.nda
     return out
 
 
-def estimate_noise_level(patches, iterations: int = 5) -> NoiseEstimate:
+def estimate_noise_level(patches: torch.Tensor | np.ndarray | Sequence, iterations: int = 5) -> NoiseEstimate:
     """Fit ``(λ_shot, λ_read)`` of Eq. 11 from flat patches of a noisy normalised RAW.
 
     Each patch must be one CFA colour of a uniformly lit region (e.g. one packed plane of a grey-card

@@ -1,0 +1,342 @@
+"""Write a minimal valid CFA DNG (one uncompressed Bayer IFD, tifffile) and read its tags back.
+
+The file holds the mosaic exactly as given (``uint16`` DN, ``BitsPerSample`` 16) plus what a raw
+converter needs to develop it the way :func:`rawsynth.isp.process` does:
+
+* ``CFARepeatPatternDim`` / ``CFAPattern``: the Bayer layout (:attr:`Pattern.cfa_bytes`).
+* ``BlackLevel`` / ``WhiteLevel``: :class:`~rawsynth.mns.SensorParams`.
+* ``ColorMatrix1`` (XYZ → camera, D65): ``rgb2cam @ inv(RGB2XYZ)``. LibRaw (and the DNG SDK) recover
+  ``rgb2cam`` from it as ``normalize_rows(ColorMatrix1 @ RGB2XYZ)``, exactly how
+  :func:`~rawsynth.isp.rgb2cam_from_xyz2cam` builds it, so the matrix survives the round trip.
+* ``AsShotNeutral``: ``(1/red_gain, 1, 1/blue_gain)``, i.e. the camera white balance.
+* ``BaselineExposure``: ``log2(rgb_gain)`` (LibRaw ignores it; :func:`read_dng_tags` exposes it).
+* ``ISOSpeedRatings`` (TIFF/EP, in IFD0) when an ISO is given.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+from collections.abc import Sequence
+from fractions import Fraction
+
+import numpy as np
+import tifffile
+
+from ..errors import ConfigError, InputError, ShapeError
+from ..isp.params import RGB2XYZ, ISPParams
+from ..mns.cfa import Pattern, PatternLike
+from ..mns.sensor import SensorParams
+from .atomic import atomic_output
+
+__all__ = ["write_dng", "read_dng_tags", "xyz2cam_from_rgb2cam", "PHOTOMETRIC_CFA", "PHOTOMETRIC_LINEAR_RAW"]
+
+PHOTOMETRIC_CFA = 32803
+PHOTOMETRIC_LINEAR_RAW = 34892
+#: EXIF LightSource / DNG CalibrationIlluminant code of D65.
+ILLUMINANT_D65 = 21
+#: LibRaw (dcraw's heritage) refuses raw images narrower or shorter than this many pixels.
+LIBRAW_MIN_SIZE = 22
+#: Largest rational denominator used when encoding floats (≈ 1e-12 relative error for typical values).
+MAX_DENOMINATOR = 1_000_000
+_INT32_MAX = 2**31 - 1
+_UINT32_MAX = 2**32 - 1
+
+# Tag codes (TIFF, TIFF/EP, EXIF, DNG 1.4).
+_NEW_SUBFILE_TYPE, _IMAGE_WIDTH, _IMAGE_LENGTH, _BITS_PER_SAMPLE, _COMPRESSION = 254, 256, 257, 258, 259
+_PHOTOMETRIC, _MAKE, _MODEL, _STRIP_OFFSETS, _ORIENTATION, _STRIP_BYTE_COUNTS = 262, 271, 272, 273, 274, 279
+_TILE_OFFSETS, _TILE_BYTE_COUNTS, _EXIF_IFD = 324, 325, 34665
+_CFA_REPEAT_PATTERN_DIM, _CFA_PATTERN, _ISO_SPEED_RATINGS, _CFA_PLANE_COLOR = 33421, 33422, 34855, 50710
+_DNG_VERSION, _DNG_BACKWARD_VERSION, _UNIQUE_CAMERA_MODEL = 50706, 50707, 50708
+_BLACK_LEVEL_REPEAT_DIM, _BLACK_LEVEL, _WHITE_LEVEL = 50713, 50714, 50717
+_COLOR_MATRIX1, _COLOR_MATRIX2, _AS_SHOT_NEUTRAL, _BASELINE_EXPOSURE = 50721, 50722, 50728, 50730
+_CALIBRATION_ILLUMINANT1, _CALIBRATION_ILLUMINANT2 = 50778, 50779
+_RATIONAL, _SRATIONAL = 5, 10  # TIFF data types
+
+# Decoders of the tags read_dng_tags returns: name → (code, kind).
+_GLOBAL_TAGS = {
+    "DNGVersion": (_DNG_VERSION, "ints"),
+    "DNGBackwardVersion": (_DNG_BACKWARD_VERSION, "ints"),
+    "Make": (_MAKE, "str"),
+    "Model": (_MODEL, "str"),
+    "UniqueCameraModel": (_UNIQUE_CAMERA_MODEL, "str"),
+    "Orientation": (_ORIENTATION, "int"),
+    "ColorMatrix1": (_COLOR_MATRIX1, "matrix"),
+    "ColorMatrix2": (_COLOR_MATRIX2, "matrix"),
+    "CalibrationIlluminant1": (_CALIBRATION_ILLUMINANT1, "int"),
+    "CalibrationIlluminant2": (_CALIBRATION_ILLUMINANT2, "int"),
+    "AsShotNeutral": (_AS_SHOT_NEUTRAL, "floats"),
+    "BaselineExposure": (_BASELINE_EXPOSURE, "float"),
+    "ISOSpeedRatings": (_ISO_SPEED_RATINGS, "int"),
+}
+_RAW_IFD_TAGS = {
+    "NewSubfileType": (_NEW_SUBFILE_TYPE, "int"),
+    "ImageWidth": (_IMAGE_WIDTH, "int"),
+    "ImageLength": (_IMAGE_LENGTH, "int"),
+    "BitsPerSample": (_BITS_PER_SAMPLE, "int"),
+    "Compression": (_COMPRESSION, "int"),
+    "PhotometricInterpretation": (_PHOTOMETRIC, "int"),
+    "CFARepeatPatternDim": (_CFA_REPEAT_PATTERN_DIM, "ints"),
+    "CFAPattern": (_CFA_PATTERN, "ints"),
+    "CFAPlaneColor": (_CFA_PLANE_COLOR, "ints"),
+    "BlackLevelRepeatDim": (_BLACK_LEVEL_REPEAT_DIM, "ints"),
+    "BlackLevel": (_BLACK_LEVEL, "floats"),
+    "WhiteLevel": (_WHITE_LEVEL, "ints"),
+    "StripOffsets": (_STRIP_OFFSETS, "ints"),
+    "StripByteCounts": (_STRIP_BYTE_COUNTS, "ints"),
+    "TileOffsets": (_TILE_OFFSETS, "ints"),
+    "TileByteCounts": (_TILE_BYTE_COUNTS, "ints"),
+}
+
+
+# --------------------------------------------------------------------------------------------- writing
+
+
+def xyz2cam_from_rgb2cam(rgb2cam: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+    """The DNG ``ColorMatrix`` (XYZ → camera) of a linear-sRGB → camera matrix: ``rgb2cam @ inv(RGB2XYZ)``.
+
+    With rows of ``rgb2cam`` summing to 1 it maps D65 white (``RGB2XYZ @ 1``) to camera ``(1, 1, 1)``,
+    the DNG convention of a largest neutral component of 1. Inverse of
+    :func:`~rawsynth.isp.rgb2cam_from_xyz2cam` up to its row normalisation.
+
+    Args:
+        rgb2cam: ``(3, 3)``.
+
+    Returns:
+        ``(3, 3)`` float64.
+    """
+    return np.asarray(rgb2cam, dtype=np.float64) @ np.linalg.inv(np.asarray(RGB2XYZ, dtype=np.float64))
+
+
+def _rational(v: float, signed: bool, what: str) -> tuple[int, int]:
+    """Closest ``(numerator, denominator)`` to ``v`` with denominator ≤ :data:`MAX_DENOMINATOR` that fits
+    a TIFF (S)RATIONAL."""
+    if not math.isfinite(v) or (not signed and v < 0):
+        raise ConfigError(f"write_dng: {what} = {v} cannot be stored as a{' signed' if signed else 'n unsigned'} "
+                          "TIFF rational")
+    f = Fraction(v).limit_denominator(MAX_DENOMINATOR)
+    limit = _INT32_MAX if signed else _UINT32_MAX
+    if abs(f.numerator) > limit:
+        raise ConfigError(f"write_dng: {what} = {v} is too large for a TIFF rational")
+    return f.numerator, f.denominator
+
+
+def _rationals(values, signed: bool, what: str) -> tuple[int, ...]:
+    out: list[int] = []
+    for i, v in enumerate(values):
+        out += _rational(float(v), signed, f"{what}[{i}]")
+    return tuple(out)
+
+
+def _reciprocal(v: float, what: str) -> tuple[int, int]:
+    """``1/v`` as an exact reciprocal of ``v``'s best rational, so ``1/(1/v)`` reads back as closely as ``v``."""
+    num, den = _rational(v, False, what)
+    if num == 0 or den > _UINT32_MAX:
+        raise ConfigError(f"write_dng: {what} = {v} has no storable reciprocal")
+    return den, num
+
+
+def _check_mosaic(mosaic_dn, sensor: SensorParams) -> np.ndarray:
+    if not isinstance(mosaic_dn, np.ndarray):
+        raise ShapeError(f"write_dng: mosaic_dn must be a numpy uint16 (H, W) array, got {type(mosaic_dn).__name__}; "
+                         "convert a (1, 1, H, W) tensor with t[0, 0].cpu().numpy()")
+    if mosaic_dn.dtype.kind != "u" or mosaic_dn.dtype.itemsize != 2:
+        raise ShapeError(f"write_dng: mosaic_dn must be uint16 DN, got {mosaic_dn.dtype}; quantise normalised RAW "
+                         "with rawsynth.mns.quantize(x, sensor) first")
+    if mosaic_dn.ndim != 2:
+        raise ShapeError(f"write_dng: mosaic_dn must be 2-D (H, W), got shape {mosaic_dn.shape}; "
+                         "squeeze batch/channel dims (x[0, 0] for (1, 1, H, W))")
+    h, w = mosaic_dn.shape
+    if h < 2 or w < 2 or h % 2 or w % 2:
+        raise ShapeError(f"write_dng: mosaic_dn must have even height and width >= 2 (whole 2x2 Bayer blocks), "
+                         f"got {h}x{w}; crop at an even offset first")
+    top = int(mosaic_dn.max())
+    if top > sensor.white_level:
+        raise ShapeError(f"write_dng: mosaic_dn has values up to {top}, above the white level "
+                         f"{sensor.white_level}; clip with np.minimum(x, white) or pass matching SensorParams")
+    return np.ascontiguousarray(mosaic_dn, dtype=np.uint16)
+
+
+def _check_pattern(pattern) -> Pattern:
+    try:
+        return Pattern(pattern)
+    except ValueError:
+        raise ShapeError(f"write_dng: unknown Bayer pattern {pattern!r}; use one of "
+                         f"{[p.value for p in Pattern]}") from None
+
+
+def _check_args(sensor, isp, iso, make, model) -> None:
+    if not isinstance(sensor, SensorParams):
+        raise ConfigError(f"write_dng: sensor must be a SensorParams, got {type(sensor).__name__}")
+    if isp is not None and not isinstance(isp, ISPParams):
+        raise ConfigError(f"write_dng: isp must be an ISPParams or None, got {type(isp).__name__}")
+    if iso is not None:
+        if isinstance(iso, bool) or not isinstance(iso, (int, float, np.integer, np.floating)) \
+                or not 1 <= float(iso) <= 65535:
+            raise ConfigError(f"write_dng: iso must be a number in [1, 65535] (ISOSpeedRatings is a SHORT), "
+                              f"got {iso!r}")
+    for name, v in (("make", make), ("model", model)):
+        if not isinstance(v, str) or not v or not v.isascii() or "\x00" in v:
+            raise ConfigError(f"write_dng: {name} must be a non-empty ASCII string, got {v!r}")
+
+
+def _extratags(pattern: Pattern, sensor: SensorParams, isp: ISPParams | None, iso, make: str,
+               model: str) -> list[tuple]:
+    """tifffile ``extratags`` ``(code, dtype, count, value, writeonce)`` of the DNG."""
+    tags = [
+        (_CFA_REPEAT_PATTERN_DIM, "H", 2, (2, 2), True),
+        (_CFA_PATTERN, "B", 4, bytes(pattern.cfa_bytes), True),
+        (_DNG_VERSION, "B", 4, bytes((1, 4, 0, 0)), True),
+        (_DNG_BACKWARD_VERSION, "B", 4, bytes((1, 1, 0, 0)), True),
+        (_MAKE, "s", 0, make, True),
+        (_MODEL, "s", 0, model, True),
+        (_UNIQUE_CAMERA_MODEL, "s", 0, f"{make} {model}", True),
+        (_ORIENTATION, "H", 1, 1, True),
+        (_BLACK_LEVEL_REPEAT_DIM, "H", 2, (1, 1), True),
+        (_BLACK_LEVEL, "I", 1, sensor.black_level, True),
+        (_WHITE_LEVEL, "I", 1, sensor.white_level, True),
+    ]
+    if isp is not None:
+        xyz2cam = xyz2cam_from_rgb2cam(isp.rgb2cam)
+        neutral = _reciprocal(isp.red_gain, "1/red_gain") + (1, 1) + _reciprocal(isp.blue_gain, "1/blue_gain")
+        tags += [
+            (_COLOR_MATRIX1, "2i", 9, _rationals(xyz2cam.ravel(), True, "ColorMatrix1"), True),
+            (_CALIBRATION_ILLUMINANT1, "H", 1, ILLUMINANT_D65, True),
+            (_AS_SHOT_NEUTRAL, "2I", 3, neutral, True),
+            (_BASELINE_EXPOSURE, "2i", 1, _rational(math.log2(isp.rgb_gain), True, "BaselineExposure"), True),
+        ]
+    if iso is not None:
+        tags.append((_ISO_SPEED_RATINGS, "H", 1, int(round(float(iso))), True))
+    return sorted(tags, key=lambda t: t[0])
+
+
+def write_dng(path: str | os.PathLike, mosaic_dn: np.ndarray, pattern: PatternLike, sensor: SensorParams,
+              isp: ISPParams | None = None, iso: float | None = None, make: str = "rawsynth",
+              model: str = "synthetic") -> None:
+    """Atomically write a Bayer mosaic as an uncompressed CFA DNG 1.4 (tested with LibRaw/rawpy; the tags are
+    the standard DNG ones other developers read, but only LibRaw is exercised here).
+
+    Args:
+        path: destination (``.dng``); written to a temporary file in the same folder, then moved.
+        mosaic_dn: ``(H, W)`` uint16 DN, ``H`` and ``W`` even, every value ``<= sensor.white_level``
+            (values under the black level are kept).
+        pattern: the mosaic's Bayer layout.
+        sensor: black and white level (``BlackLevel``, ``WhiteLevel``).
+        isp: colour matrix, white balance and brightness to record (``ColorMatrix1``, ``AsShotNeutral``,
+            ``BaselineExposure``); without it the DNG has no colour metadata.
+        iso: ``ISOSpeedRatings`` (rounded to an integer, 1–65535), or ``None`` to omit it.
+        make: ``Make`` (``UniqueCameraModel`` is ``"make model"``).
+        model: ``Model``.
+
+    Note:
+        LibRaw (hence rawpy and :func:`~rawsynth.io.raw.read_raw`) refuses images smaller than
+        :data:`LIBRAW_MIN_SIZE` (22) pixels on a side; such DNGs are valid but only other readers open them.
+
+    Raises:
+        ShapeError: ``mosaic_dn`` is not 2-D uint16 with even sides, exceeds the white level, or
+            ``pattern`` is unknown.
+        ConfigError: ``sensor``/``isp``/``iso``/``make``/``model`` of the wrong type or out of range.
+    """
+    _check_args(sensor, isp, iso, make, model)
+    mosaic_dn = _check_mosaic(mosaic_dn, sensor)
+    pattern = _check_pattern(pattern)
+    tags = _extratags(pattern, sensor, isp, iso, make, model)
+    with atomic_output(path) as tmp:
+        tifffile.imwrite(tmp, mosaic_dn, photometric=PHOTOMETRIC_CFA, compression=None, metadata=None,
+                         subfiletype=0, software=False, extratags=tags, byteorder="<")
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+def _decode(tag, kind: str):
+    """A tifffile tag's value as a plain Python value (rationals as floats, matrices as ``(N, 3)`` arrays)."""
+    value = tag.value
+    if kind == "str":
+        return value.rstrip("\x00") if isinstance(value, str) else bytes(value).rstrip(b"\x00").decode("latin-1")
+    vals = tuple(value) if isinstance(value, (bytes, bytearray, tuple, list, np.ndarray)) else (value,)
+    if tag.dtype in (_RATIONAL, _SRATIONAL):  # tifffile gives rationals as flat (num, den, num, den, ...)
+        vals = tuple(n / d if d else math.nan for n, d in zip(vals[0::2], vals[1::2], strict=True))
+    if kind == "int":
+        return int(vals[0])
+    if kind == "ints":
+        return tuple(int(v) for v in vals)
+    if kind == "float":
+        return float(vals[0])
+    if kind == "floats":
+        return tuple(float(v) for v in vals)
+    return np.asarray(vals, dtype=np.float64).reshape(-1, 3)  # matrix
+
+
+def _collect(page, table: dict, out: dict) -> None:
+    for name, (code, kind) in table.items():
+        tag = page.tags.get(code)
+        if tag is not None:
+            out[name] = _decode(tag, kind)
+
+
+def _raw_page(tif: tifffile.TiffFile):
+    """The full-resolution raw IFD: IFD0 or one of its SubIFDs with a CFA/LinearRaw photometric and
+    ``NewSubfileType`` 0."""
+    candidates = []
+    for page in tif.pages:
+        candidates.append(page)
+        candidates.extend(page.pages or [])  # SubIFDs (camera DNGs keep the raw image there)
+    for page in candidates:
+        sub = page.tags.get(_NEW_SUBFILE_TYPE)
+        photometric = page.tags.get(_PHOTOMETRIC)
+        if (sub is None or int(sub.value) == 0) and photometric is not None \
+                and int(photometric.value) in (PHOTOMETRIC_CFA, PHOTOMETRIC_LINEAR_RAW):
+            return page
+    return None
+
+
+def read_dng_tags(path: str | os.PathLike) -> dict:
+    """Read the DNG tags rawsynth writes (and LibRaw does not expose, e.g. ISO and ``BaselineExposure``).
+
+    Global tags come from IFD0 (``ISOSpeedRatings`` from IFD0 or the EXIF IFD); the image tags from the
+    full-resolution raw IFD (IFD0 for rawsynth's DNGs, usually a SubIFD for camera DNGs).
+
+    Returns:
+        Only the tags present, by DNG name: ``DNGVersion``/``DNGBackwardVersion``/``CFARepeatPatternDim``/
+        ``CFAPattern``/``CFAPlaneColor``/``BlackLevelRepeatDim``/``WhiteLevel``/``Strip*``/``Tile*`` tuples of int;
+        ``Make``/``Model``/``UniqueCameraModel`` str; ``Orientation``/``CalibrationIlluminant1|2``/
+        ``ISOSpeedRatings``/``NewSubfileType``/``ImageWidth``/``ImageLength``/``BitsPerSample``/
+        ``Compression``/``PhotometricInterpretation`` int; ``BlackLevel``/``AsShotNeutral`` tuples of float;
+        ``BaselineExposure`` float; ``ColorMatrix1|2`` ``(N, 3)`` float64 arrays (XYZ → camera).
+        ``file_size`` (bytes) is added for size checks.
+
+    Raises:
+        InputError: missing/empty/unreadable file, not a TIFF (``"not a RAW file"``), or a TIFF without
+            ``DNGVersion`` (``"not a DNG"``).
+    """
+    name = os.fspath(path)
+    try:
+        size = os.path.getsize(name)
+    except OSError as e:
+        raise InputError(name, "unreadable", detail=e.strerror or str(e)) from None
+    if size == 0:
+        raise InputError(name, "empty file")
+    try:
+        with tifffile.TiffFile(name) as tif:
+            first = tif.pages.first
+            if first.tags.get(_DNG_VERSION) is None:
+                raise InputError(name, "not a DNG", detail="TIFF without a DNGVersion tag")
+            out: dict = {"file_size": size}
+            _collect(first, _GLOBAL_TAGS, out)
+            exif = first.tags.get(_EXIF_IFD)
+            if "ISOSpeedRatings" not in out and exif is not None and isinstance(exif.value, dict):
+                iso = exif.value.get("ISOSpeedRatings", exif.value.get("PhotographicSensitivity"))
+                if iso is not None:
+                    out["ISOSpeedRatings"] = int(iso[0] if isinstance(iso, (tuple, list)) else iso)
+            raw = _raw_page(tif)
+            if raw is not None:
+                _collect(raw, _RAW_IFD_TAGS, out)
+            return out
+    except InputError:
+        raise
+    except tifffile.TiffFileError as e:
+        raise InputError(name, "not a RAW file", detail=f"not a readable TIFF/DNG: {e}") from None
+    except (OSError, ValueError, KeyError, IndexError, TypeError, struct.error) as e:
+        raise InputError(name, "unreadable", detail=f"{type(e).__name__}: {e}") from None
