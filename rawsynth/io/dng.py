@@ -10,7 +10,7 @@ converter needs to develop it the way :func:`rawsynth.isp.process` does:
   :func:`~rawsynth.isp.rgb2cam_from_xyz2cam` builds it, so the matrix survives the round trip.
 * ``AsShotNeutral``: ``(1/red_gain, 1, 1/blue_gain)``, i.e. the camera white balance.
 * ``BaselineExposure``: ``log2(rgb_gain)`` (LibRaw ignores it; :func:`read_dng_tags` exposes it).
-* ``ISOSpeedRatings`` (TIFF/EP, in IFD0) when an ISO is given.
+* ``ISOSpeedRatings`` when an ISO is given, in IFD0 (TIFF/EP) and in an EXIF IFD (where LibRaw reads it).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ _UINT32_MAX = 2**32 - 1
 # Tag codes (TIFF, TIFF/EP, EXIF, DNG 1.4).
 _NEW_SUBFILE_TYPE, _IMAGE_WIDTH, _IMAGE_LENGTH, _BITS_PER_SAMPLE, _COMPRESSION = 254, 256, 257, 258, 259
 _PHOTOMETRIC, _MAKE, _MODEL, _STRIP_OFFSETS, _ORIENTATION, _STRIP_BYTE_COUNTS = 262, 271, 272, 273, 274, 279
-_TILE_OFFSETS, _TILE_BYTE_COUNTS, _EXIF_IFD = 324, 325, 34665
+_TILE_OFFSETS, _TILE_BYTE_COUNTS, _EXIF_IFD, _EXIF_IFD_PLACEHOLDER = 324, 325, 34665, 34666
 _CFA_REPEAT_PATTERN_DIM, _CFA_PATTERN, _ISO_SPEED_RATINGS, _CFA_PLANE_COLOR = 33421, 33422, 34855, 50710
 _DNG_VERSION, _DNG_BACKWARD_VERSION, _UNIQUE_CAMERA_MODEL = 50706, 50707, 50708
 _BLACK_LEVEL_REPEAT_DIM, _BLACK_LEVEL, _WHITE_LEVEL = 50713, 50714, 50717
@@ -208,7 +208,38 @@ def _extratags(pattern: Pattern, sensor: SensorParams, isp: ISPParams | None, is
         ]
     if iso is not None:
         tags.append((_ISO_SPEED_RATINGS, "H", 1, int(round(float(iso))), True))
+        # tifffile will not write tag 34665 itself: reserve the entry under the next (unassigned) code, which
+        # sorts to the same place, and let _append_exif_iso rename it and fill in the offset.
+        tags.append((_EXIF_IFD_PLACEHOLDER, "I", 1, 0, True))
     return sorted(tags, key=lambda t: t[0])
+
+
+def _append_exif_iso(path: str, iso: int) -> None:
+    """Append an EXIF IFD holding ``ISOSpeedRatings`` to a little-endian TIFF written with the
+    ``_EXIF_IFD_PLACEHOLDER`` entry, and turn that entry into an ``ExifIFD`` pointer to it.
+
+    TIFF/EP allows ISO in IFD0 (where it is also written), but LibRaw, like most RAW readers, only looks for it
+    in the EXIF IFD, which tifffile cannot write.
+    """
+    with open(path, "r+b") as f:
+        (ifd0,) = struct.unpack("<I", f.read(8)[4:8])
+        f.seek(ifd0)
+        (n,) = struct.unpack("<H", f.read(2))
+        entries = f.read(12 * n)
+        for i in range(n):
+            code, _type, _count = struct.unpack_from("<HHI", entries, 12 * i)
+            if code == _EXIF_IFD_PLACEHOLDER:
+                entry_pos = ifd0 + 2 + 12 * i
+                break
+        else:
+            raise RuntimeError("write_dng: ExifIFD placeholder missing")  # cannot happen: we wrote it
+        end = f.seek(0, os.SEEK_END)
+        pad = (-end) % 4
+        f.write(b"\x00" * pad)
+        exif = struct.pack("<H", 1) + struct.pack("<HHIHH", _ISO_SPEED_RATINGS, 3, 1, iso, 0) + struct.pack("<I", 0)
+        f.write(exif)
+        f.seek(entry_pos)
+        f.write(struct.pack("<HHII", _EXIF_IFD, 4, 1, end + pad))
 
 
 def write_dng(path: str | os.PathLike, mosaic_dn: np.ndarray, pattern: PatternLike, sensor: SensorParams,
@@ -225,7 +256,8 @@ def write_dng(path: str | os.PathLike, mosaic_dn: np.ndarray, pattern: PatternLi
         sensor: black and white level (``BlackLevel``, ``WhiteLevel``).
         isp: colour matrix, white balance and brightness to record (``ColorMatrix1``, ``AsShotNeutral``,
             ``BaselineExposure``); without it the DNG has no colour metadata.
-        iso: ``ISOSpeedRatings`` (rounded to an integer, 1–65535), or ``None`` to omit it.
+        iso: ``ISOSpeedRatings`` (rounded to an integer, 1–65535), or ``None`` to omit it; written to IFD0 and
+            to an EXIF IFD.
         make: ``Make`` (``UniqueCameraModel`` is ``"make model"``).
         model: ``Model``.
 
@@ -245,6 +277,8 @@ def write_dng(path: str | os.PathLike, mosaic_dn: np.ndarray, pattern: PatternLi
     with atomic_output(path) as tmp:
         tifffile.imwrite(tmp, mosaic_dn, photometric=PHOTOMETRIC_CFA, compression=None, metadata=None,
                          subfiletype=0, software=False, extratags=tags, byteorder="<")
+        if iso is not None:
+            _append_exif_iso(tmp, int(round(float(iso))))
 
 
 # --------------------------------------------------------------------------------------------- reading

@@ -341,3 +341,18 @@ def test_odd_visible_area_is_cropped_and_noted(tmp_path):
         r = read_raw(tmp_path / "x.dng")
     assert r.mosaic.shape == (32, 46) and np.array_equal(r.mosaic, mn[:32, :46])
     assert r.pattern is Pattern.GBRG and any("cropped" in n for n in r.notes)
+
+
+def test_iso_is_visible_to_libraw_through_the_exif_ifd(tmp_path):
+    """LibRaw reads ISO only from an EXIF IFD; tifffile cannot write one, so write_dng appends it."""
+    mosaic_dn = np.full((32, 32), 300, np.uint16)
+    write_dng(tmp_path / "a.dng", mosaic_dn, "BGGR", SENSOR, fixed_isp_params(), iso=1600)
+    with rawpy.imread(str(tmp_path / "a.dng")) as raw:
+        assert raw.other.iso_speed == 1600
+        assert np.array_equal(raw.raw_image_visible, mosaic_dn)
+    assert read_dng_tags(tmp_path / "a.dng")["ISOSpeedRatings"] == 1600
+    with tifffile.TiffFile(tmp_path / "a.dng") as tif:
+        assert tif.pages.first.tags[34665].value == {"ISOSpeedRatings": 1600}
+        assert 34666 not in tif.pages.first.tags  # the placeholder is gone
+    write_dng(tmp_path / "b.dng", mosaic_dn, "BGGR", SENSOR, fixed_isp_params(), iso=1600)
+    assert (tmp_path / "a.dng").read_bytes() == (tmp_path / "b.dng").read_bytes()  # deterministic
