@@ -12,7 +12,7 @@ _EXPORTS = {
     "LoadedImage": "images", "AlphaPolicy": "images", "DEFAULT_MAX_PIXELS": "images", "read_srgb": "images",
     "decode_srgb": "images",
     "encode_png16": "png16", "decode_png16": "png16", "write_png16": "png16", "read_png16": "png16",
-    "write_dng": "dng", "read_dng_tags": "dng",
+    "write_dng": "dng", "encode_dng": "dng", "read_dng_tags": "dng",
     "RawImage": "raw", "read_raw": "raw",
     "atomic_output": "atomic",
 }

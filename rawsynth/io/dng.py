@@ -15,6 +15,7 @@ converter needs to develop it the way :func:`rawsynth.isp.process` does:
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import struct
@@ -30,7 +31,8 @@ from ..mns.cfa import Pattern, PatternLike
 from ..mns.sensor import SensorParams
 from .atomic import atomic_output
 
-__all__ = ["write_dng", "read_dng_tags", "xyz2cam_from_rgb2cam", "PHOTOMETRIC_CFA", "PHOTOMETRIC_LINEAR_RAW"]
+__all__ = ["encode_dng", "write_dng", "read_dng_tags", "xyz2cam_from_rgb2cam", "PHOTOMETRIC_CFA",
+           "PHOTOMETRIC_LINEAR_RAW"]
 
 PHOTOMETRIC_CFA = 32803
 PHOTOMETRIC_LINEAR_RAW = 34892
@@ -214,32 +216,41 @@ def _extratags(pattern: Pattern, sensor: SensorParams, isp: ISPParams | None, is
     return sorted(tags, key=lambda t: t[0])
 
 
-def _append_exif_iso(path: str, iso: int) -> None:
-    """Append an EXIF IFD holding ``ISOSpeedRatings`` to a little-endian TIFF written with the
+def _append_exif_iso(buf: bytearray, iso: int) -> None:
+    """Append an EXIF IFD holding ``ISOSpeedRatings`` to a little-endian TIFF (in ``buf``) written with the
     ``_EXIF_IFD_PLACEHOLDER`` entry, and turn that entry into an ``ExifIFD`` pointer to it.
 
     TIFF/EP allows ISO in IFD0 (where it is also written), but LibRaw, like most RAW readers, only looks for it
     in the EXIF IFD, which tifffile cannot write.
     """
-    with open(path, "r+b") as f:
-        (ifd0,) = struct.unpack("<I", f.read(8)[4:8])
-        f.seek(ifd0)
-        (n,) = struct.unpack("<H", f.read(2))
-        entries = f.read(12 * n)
-        for i in range(n):
-            code, _type, _count = struct.unpack_from("<HHI", entries, 12 * i)
-            if code == _EXIF_IFD_PLACEHOLDER:
-                entry_pos = ifd0 + 2 + 12 * i
-                break
-        else:
-            raise RuntimeError("write_dng: ExifIFD placeholder missing")  # cannot happen: we wrote it
-        end = f.seek(0, os.SEEK_END)
-        pad = (-end) % 4
-        f.write(b"\x00" * pad)
-        exif = struct.pack("<H", 1) + struct.pack("<HHIHH", _ISO_SPEED_RATINGS, 3, 1, iso, 0) + struct.pack("<I", 0)
-        f.write(exif)
-        f.seek(entry_pos)
-        f.write(struct.pack("<HHII", _EXIF_IFD, 4, 1, end + pad))
+    (ifd0,) = struct.unpack_from("<I", buf, 4)
+    (n,) = struct.unpack_from("<H", buf, ifd0)
+    for i in range(n):
+        entry_pos = ifd0 + 2 + 12 * i
+        if struct.unpack_from("<H", buf, entry_pos)[0] == _EXIF_IFD_PLACEHOLDER:
+            break
+    else:
+        raise RuntimeError("write_dng: ExifIFD placeholder missing")  # cannot happen: we wrote it
+    buf.extend(b"\x00" * ((-len(buf)) % 4))
+    exif_pos = len(buf)
+    buf.extend(struct.pack("<H", 1) + struct.pack("<HHIHH", _ISO_SPEED_RATINGS, 3, 1, iso, 0) + struct.pack("<I", 0))
+    struct.pack_into("<HHII", buf, entry_pos, _EXIF_IFD, 4, 1, exif_pos)
+
+
+def encode_dng(mosaic_dn: np.ndarray, pattern: PatternLike, sensor: SensorParams, isp: ISPParams | None = None,
+               iso: float | None = None, make: str = "rawsynth", model: str = "synthetic") -> bytes:
+    """The bytes of the DNG :func:`write_dng` writes (same arguments, same checks), e.g. for a tar member."""
+    _check_args(sensor, isp, iso, make, model)
+    mosaic_dn = _check_mosaic(mosaic_dn, sensor)
+    pattern = _check_pattern(pattern)
+    tags = _extratags(pattern, sensor, isp, iso, make, model)
+    f = io.BytesIO()
+    tifffile.imwrite(f, mosaic_dn, photometric=PHOTOMETRIC_CFA, compression=None, metadata=None,
+                     subfiletype=0, software=False, extratags=tags, byteorder="<")
+    buf = bytearray(f.getvalue())
+    if iso is not None:
+        _append_exif_iso(buf, int(round(float(iso))))
+    return bytes(buf)
 
 
 def write_dng(path: str | os.PathLike, mosaic_dn: np.ndarray, pattern: PatternLike, sensor: SensorParams,
@@ -270,15 +281,9 @@ def write_dng(path: str | os.PathLike, mosaic_dn: np.ndarray, pattern: PatternLi
             ``pattern`` is unknown.
         ConfigError: ``sensor``/``isp``/``iso``/``make``/``model`` of the wrong type or out of range.
     """
-    _check_args(sensor, isp, iso, make, model)
-    mosaic_dn = _check_mosaic(mosaic_dn, sensor)
-    pattern = _check_pattern(pattern)
-    tags = _extratags(pattern, sensor, isp, iso, make, model)
-    with atomic_output(path) as tmp:
-        tifffile.imwrite(tmp, mosaic_dn, photometric=PHOTOMETRIC_CFA, compression=None, metadata=None,
-                         subfiletype=0, software=False, extratags=tags, byteorder="<")
-        if iso is not None:
-            _append_exif_iso(tmp, int(round(float(iso))))
+    data = encode_dng(mosaic_dn, pattern, sensor, isp, iso, make, model)
+    with atomic_output(path) as tmp, open(tmp, "xb") as f:
+        f.write(data)
 
 
 # --------------------------------------------------------------------------------------------- reading
