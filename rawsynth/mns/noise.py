@@ -204,7 +204,7 @@ def sample_noise_params(rng: np.random.Generator, profile: NoiseProfile | None =
     profile = profile or load_noise_profile("default")
     if iso is None:
         lo, hi = profile.iso_range
-        iso = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+        iso = min(max(float(math.exp(rng.uniform(math.log(lo), math.log(hi)))), lo), hi)
     shot, read = profile.mean_params(iso)
     read *= math.exp(profile.read_log_sigma * rng.normal())
     return NoiseParams(float(iso), shot, read)
