@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from ._version import __version__
@@ -28,6 +29,72 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_KEYS = ("seed", "shard_size", "num_samples", "workers")
+
+
+def _split_config(args: argparse.Namespace) -> tuple[dict, dict]:
+    """Merge defaults < ``--config`` file < command-line flags into (synthesis config dict, run options)."""
+    from .pipeline import load_config
+
+    d = load_config(args.config) if args.config else {}
+    run = {k: d.pop(k) for k in RUN_KEYS if k in d}
+    flags = {"mode": args.mode, "crop": args.crop, "crops_per_image": args.crops_per_image,
+             "small_policy": args.small_images, "noise_profile": args.noise_profile,
+             "save_srgb": args.save_srgb or None, "save_dng": args.save_dng or None}
+    d.update({k: v for k, v in flags.items() if v is not None})
+    if args.patterns:
+        d["patterns"] = [p.strip().upper() for p in args.patterns.split(",") if p.strip()]
+    if args.iso_range:
+        d["iso_range"] = list(args.iso_range)
+    if args.scale is not None:
+        d["degradation"] = dict(d.get("degradation") or {}, scale=args.scale)
+    for k in RUN_KEYS:
+        v = getattr(args, k)
+        if v is not None:
+            run[k] = v
+    return d, run
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .generate import generate
+    from .pipeline import SynthConfig
+    from .sources import collect_sources
+
+    cfg_dict, run = _split_config(args)
+    config = SynthConfig.from_dict(cfg_dict)
+    sources = collect_sources(args.src)
+    summary = generate(sources, args.out, config, seed=int(run.get("seed", 0)),
+                       shard_size=int(run.get("shard_size", 1000)), num_samples=run.get("num_samples"),
+                       workers=int(run.get("workers") or os.cpu_count() or 1), resume=args.resume,
+                       overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"rawsynth generate: {summary.line()} -> {args.out}")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .inspect import inspect_dataset
+
+    report = inspect_dataset(args.dir)
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+def _cmd_preview(args: argparse.Namespace) -> int:
+    from .inspect import preview_dataset
+
+    path = preview_dataset(args.dir, args.out, n=args.n, size=args.size)
+    print(f"wrote {path}")
+    return 0
+
+
+def _iso_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'LO,HI', got {text!r}") from None
+    return lo, hi
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rawsynth",
@@ -41,6 +108,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the ISP/noise/pattern draws (default: 0)")
     p.add_argument("--size", type=int, default=256, help="centre crop size in pixels (default: 256)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("generate", help="synthesise RAW LQ-HQ pairs from sRGB photos into webdataset shards",
+                       description="Synthesise RAW LQ-HQ training pairs into webdataset shards. With no SRC, uses "
+                                   "the photos bundled with scikit-image. Flags override --config.")
+    p.add_argument("src", nargs="*", metavar="SRC", help="image folders, image files, or .txt lists of paths")
+    p.add_argument("--out", required=True, help="output folder (shards, stats, manifest.json)")
+    p.add_argument("--config", help="YAML config (synthesis keys of SynthConfig plus seed, shard_size, "
+                                    "num_samples, workers)")
+    p.add_argument("--mode", choices=["rddm", "ddnet"], help="pair type (default rddm)")
+    p.add_argument("--num-samples", type=int, help="keep the first N planned samples")
+    p.add_argument("--crops-per-image", type=int, help="random crops per source (default 1)")
+    p.add_argument("--crop", type=int, help="crop size in pixels (default 512)")
+    p.add_argument("--scale", type=int, help="degradation scale factor (default 4)")
+    p.add_argument("--patterns", help="comma-separated Bayer patterns drawn uniformly (default all four)")
+    p.add_argument("--iso-range", type=_iso_range, metavar="LO,HI", help="ISO range (default: the profile's)")
+    p.add_argument("--noise-profile", help="bundled noise profile name or JSON file (default 'default')")
+    p.add_argument("--small-images", choices=["skip", "reflect"], help="sources smaller than the crop "
+                                                                        "(default skip)")
+    p.add_argument("--seed", type=int, help="run seed (default 0)")
+    p.add_argument("--shard-size", type=int, help="samples per shard (default 1000)")
+    p.add_argument("--workers", type=int, help="worker processes (default: CPU count)")
+    p.add_argument("--save-srgb", action="store_true", help="also store 8-bit sRGB LQ and GT (lq.png, gt.png)")
+    p.add_argument("--save-dng", action="store_true", help="also store each RAW as raw.dng")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted run (skips done shards)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("inspect", help="counts, histograms, and manifest + checksum verification "
+                                       "(exit 1 on any mismatch)")
+    p.add_argument("dir", help="a `rawsynth generate` output folder")
+    p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("preview", help="contact sheet: sRGB GT | RAW->demosaic->PTP | HQ linear->PTP | LQ")
+    p.add_argument("dir", help="a `rawsynth generate` output folder")
+    p.add_argument("--out", default="preview.png", help="output PNG (default preview.png)")
+    p.add_argument("-n", type=int, default=8, help="samples to show (default 8)")
+    p.add_argument("--size", type=int, default=256, help="panel height in pixels (default 256)")
+    p.set_defaults(func=_cmd_preview)
 
     p = sub.add_parser("profiles", help="list the bundled noise profiles, or print one")
     p.add_argument("name", nargs="?", help="a bundled profile name or a JSON file")
@@ -59,6 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     except RawsynthError as e:
         print(f"rawsynth {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # e.g. a full disk while writing: finished shards stay, --resume continues
+        print(f"rawsynth {args.command}: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        if args.command == "generate":
+            print("rawsynth generate: finished shards are kept; fix the problem and rerun with --resume",
+                  file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rawsynth {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

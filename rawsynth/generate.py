@@ -1,0 +1,324 @@
+"""``rawsynth generate``: sources → shard plan → workers → webdataset shards, stats and a manifest.
+
+Built on img2dataset's model: a shard is the unit of work, retry and resume. A shard's content is a pure
+function of (sorted sources, crops per image, seed, shard size, config): sample ``k`` of the run is crop
+``k mod crops_per_image`` of source ``k div crops_per_image`` and lands in shard ``k div shard_size``, and every
+draw of a sample derives from (seed, key). Each shard is written to ``shard-NNNNNN.tar.tmp`` and renamed;
+``shard-NNNNNN.stats.json`` is written last and marks it done. A failed sample becomes a row in the stats, not
+an exception. ``manifest.json`` records the config, seed, version, inputs and every shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._version import __version__
+from .errors import ConfigError, InputError, RawsynthError
+from .io.atomic import atomic_output
+from .pipeline import SynthConfig, apply_crop, sample_crop, synthesize
+from .rng import numpy_rng
+from .sources import Source
+
+__all__ = ["SampleRef", "ShardTask", "plan_shards", "run_shard", "generate", "GenerateSummary", "MANIFEST",
+           "FORMAT_VERSION", "shard_name", "load_manifest"]
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    """One planned sample: its key, its source and which of the source's crops it is."""
+
+    key: str
+    source: Source
+    crop_index: int
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One unit of work: a shard's index, name and samples (in key order)."""
+
+    index: int
+    name: str
+    refs: tuple[SampleRef, ...]
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:06d}"
+
+
+def plan_shards(sources: Sequence[Source], crops_per_image: int, shard_size: int,
+                num_samples: int | None = None) -> list[ShardTask]:
+    """The shard plan: a pure function of the sorted sources, crops per image, shard size and sample count.
+
+    Sample ``k`` is crop ``k % crops_per_image`` of ``sources[k // crops_per_image]``, key
+    ``f"{k // crops_per_image:07d}_{k % crops_per_image:04d}"`` (wider crop field when ``crops_per_image``
+    exceeds 10⁴, so keys always sort in plan order); shard ``j`` holds samples
+    ``[j·shard_size, (j+1)·shard_size)``. ``num_samples`` keeps the first ``num_samples``.
+    """
+    if shard_size < 1 or crops_per_image < 1:
+        raise ConfigError(f"shard_size and crops_per_image must be >= 1, got {shard_size}, {crops_per_image}")
+    total = len(sources) * crops_per_image
+    if num_samples is not None:
+        if num_samples < 1:
+            raise ConfigError(f"num_samples must be >= 1, got {num_samples}")
+        if num_samples > total:
+            raise ConfigError(f"num_samples={num_samples} exceeds {len(sources)} sources x {crops_per_image} "
+                              f"crops = {total}; raise --crops-per-image or add sources")
+        total = num_samples
+    width = max(4, len(str(crops_per_image - 1)))  # zero-padded so keys sort in plan order
+    refs = [SampleRef(f"{k // crops_per_image:07d}_{k % crops_per_image:0{width}d}", sources[k // crops_per_image],
+                      k % crops_per_image) for k in range(total)]
+    return [ShardTask(j, shard_name(j), tuple(refs[i:i + shard_size]))
+            for j, i in enumerate(range(0, total, shard_size))]
+
+
+def _load_source(src: Source) -> tuple[np.ndarray, str]:
+    from .io.images import decode_srgb
+
+    try:
+        with open(src.path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise InputError(src.name, "unreadable", e.strerror or str(e)) from None
+    img = decode_srgb(data, name=src.name).image
+    u8 = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+    return u8, hashlib.sha256(data).hexdigest()
+
+
+def _make_sample(ref: SampleRef, image: np.ndarray, digest: str, config: SynthConfig, seed: int) -> dict:
+    from .io.dng import encode_dng
+    from .shards import encode_sample
+
+    box = sample_crop(numpy_rng(seed, ref.key, "crop"), image.shape[:2], config.crop, config.small_policy,
+                      ref.source.name)
+    s = synthesize(apply_crop(image, box), ref.key, seed, config,
+                   source={"path": ref.source.name, "sha256": digest}, crop=box)
+    dng = encode_dng(s.raw_dn, s.pattern, s.sensor, s.isp, iso=s.noise.iso) if config.save_dng else None
+    return encode_sample(s.key, s.raw_dn, s.hq_linear, s.meta, lq_srgb=s.lq_srgb, gt_srgb=s.gt_srgb, dng=dng)
+
+
+def _failure(ref: SampleRef, e: BaseException) -> dict:
+    if isinstance(e, InputError):
+        reason, detail = e.reason, str(e)
+    elif isinstance(e, RawsynthError):
+        reason, detail = type(e).__name__, str(e)
+    else:
+        reason, detail = "error", f"{type(e).__name__}: {e}"
+    return {"key": ref.key, "source": ref.source.name, "reason": reason, "detail": detail}
+
+
+def run_shard(task: ShardTask, config: SynthConfig, seed: int, out_dir: str | os.PathLike,
+              on_sample: Callable[[], None] | None = None) -> dict:
+    """Make and write one shard; return its stats (also written, last, to ``{name}.stats.json``).
+
+    Bad inputs never stop the shard: each failed sample becomes a row ``{key, source, reason, detail}`` in
+    ``stats["failures"]``. Only I/O errors on the output (e.g. a full disk) raise, leaving no file under
+    the shard's final name.
+    """
+    from .shards import write_shard
+
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    samples, failures = [], []
+    cached: tuple[str, np.ndarray, str] | None = None
+    for ref in task.refs:
+        try:
+            if cached is None or cached[0] != ref.source.path:
+                cached = None
+                image, digest = _load_source(ref.source)
+                cached = (ref.source.path, image, digest)
+            samples.append(_make_sample(ref, cached[1], cached[2], config, seed))
+        except Exception as e:  # noqa: BLE001 - a bad sample is a row, never a crash
+            failures.append(_failure(ref, e))
+        if on_sample is not None:
+            on_sample()
+    shard = write_shard(out / f"{task.name}.tar", samples)
+    stats = {"shard": task.name, "count": shard.count, "failures": failures, "bytes": shard.bytes,
+             "sha256": shard.sha256, "seconds": round(time.perf_counter() - t0, 3),
+             "keys": [r.key for r in task.refs]}
+    with atomic_output(out / f"{task.name}.stats.json") as tmp, open(tmp, "w") as f:
+        json.dump(stats, f, indent=1, sort_keys=True)
+    return stats
+
+
+def _worker_init() -> None:
+    import cv2
+    import torch
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def load_manifest(out_dir: str | os.PathLike) -> dict | None:
+    p = Path(out_dir) / MANIFEST
+    if not p.exists():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(p, "unreadable manifest", str(e), hint="remove it or use --overwrite") from None
+
+
+def _identity(config: SynthConfig, seed: int, shard_size: int, plan: list[ShardTask],
+              sources: Sequence[Source]) -> dict:
+    return {"format": "rawsynth-shards", "format_version": FORMAT_VERSION, "version": __version__,
+            "config": config.to_dict(), "seed": seed, "shard_size": shard_size,
+            "num_samples": sum(len(t.refs) for t in plan), "inputs": [s.name for s in sources]}
+
+
+def _prepare_out_dir(out: Path, identity: dict, resume: bool, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    if not out.exists():
+        if not out.parent.exists():
+            raise ConfigError(f"--out {out}: the parent folder {out.parent} does not exist; create it first")
+        try:
+            out.mkdir()
+        except OSError as e:
+            raise ConfigError(f"--out {out} cannot be created: {e.strerror or e}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out} is not writable; choose another folder or fix its permissions")
+    existing = load_manifest(out)
+    ours = list(out.glob("shard-*.tar")) + list(out.glob("shard-*.stats.json"))
+    if overwrite:
+        for p in ours + list(out.glob("shard-*.tmp")) + list(out.glob(".shard-*.tmp")) + [out / MANIFEST]:
+            p.unlink(missing_ok=True)
+        return
+    if existing is not None:
+        old = {k: existing.get(k) for k in identity}
+        if old != identity:
+            diff = sorted(k for k in identity if old.get(k) != identity[k])
+            raise ConfigError(f"{out} holds a different dataset (manifest differs in {diff}); use a new --out, "
+                              "or --overwrite to replace it")
+        if not resume:
+            raise ConfigError(f"{out} already holds this dataset; pass --resume to finish it or --overwrite "
+                              "to regenerate it")
+    elif ours and not resume:
+        raise ConfigError(f"{out} holds shards but no manifest; use a new --out or --overwrite")
+    for p in list(out.glob("*.tmp")) + list(out.glob(".*.tmp")):  # leftovers of a killed run
+        p.unlink(missing_ok=True)
+
+
+def _done(out: Path, task: ShardTask) -> dict | None:
+    """The stats of a finished shard (stats file present, tar present with the recorded size), else None."""
+    sp, tp = out / f"{task.name}.stats.json", out / f"{task.name}.tar"
+    if not (sp.exists() and tp.exists()):
+        return None
+    try:
+        stats = json.loads(sp.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return stats if stats.get("bytes") == tp.stat().st_size else None
+
+
+def _write_manifest(out: Path, identity: dict, plan: list[ShardTask], results: dict[str, dict]) -> None:
+    shards = []
+    for t in plan:
+        r = results.get(t.name)
+        shards.append({"name": f"{t.name}.tar", "planned": len(t.refs),
+                       "count": r["count"] if r else None, "failures": len(r["failures"]) if r else None,
+                       "bytes": r["bytes"] if r else None, "sha256": r["sha256"] if r else None})
+    manifest = dict(identity, complete=len(results) == len(plan), shards=shards)
+    with atomic_output(out / MANIFEST) as tmp, open(tmp, "w") as f:
+        json.dump(manifest, f, indent=1, sort_keys=True)
+
+
+@dataclass
+class GenerateSummary:
+    """What a run did (printed by the CLI)."""
+
+    samples: int
+    failures: int
+    shards: int
+    skipped_shards: int
+    seconds: float
+    bytes: int
+
+    def line(self) -> str:
+        rate = self.samples / self.seconds if self.seconds > 0 else float("nan")
+        return (f"{self.samples} samples, {self.failures} failures, {self.shards} shards "
+                f"({self.skipped_shards} already done), {rate:.2f} samples/s, {self.bytes / 2**20:.1f} MiB")
+
+
+def generate(sources: Sequence[Source], out_dir: str | os.PathLike, config: SynthConfig, *, seed: int = 0,
+             shard_size: int = 1000, num_samples: int | None = None, workers: int = 1, resume: bool = False,
+             overwrite: bool = False, progress: bool = True) -> GenerateSummary:
+    """Generate the dataset into ``out_dir`` (see the module docstring).
+
+    Args:
+        sources: sorted sources (:func:`rawsynth.sources.collect_sources`).
+        out_dir: output folder (created if its parent exists).
+        config: what to synthesise.
+        seed: run seed.
+        shard_size: samples per shard.
+        num_samples: keep the first ``num_samples`` planned samples.
+        workers: processes (1 = in this process); one shard per task.
+        resume: skip shards already done, redo unfinished ones.
+        overwrite: delete an existing dataset in ``out_dir`` first.
+        progress: show a tqdm bar in samples/s.
+
+    Raises:
+        ConfigError: bad options, an unusable ``out_dir``, or a conflicting existing dataset.
+        OSError: writing failed (e.g. disk full); finished shards stay, rerun with ``resume=True``.
+    """
+    from tqdm import tqdm
+
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
+    sources = sorted(sources)
+    plan = plan_shards(sources, config.crops_per_image, shard_size, num_samples)
+    out = Path(out_dir)
+    identity = _identity(config, seed, shard_size, plan, sources)
+    _prepare_out_dir(out, identity, resume, overwrite)
+
+    results: dict[str, dict] = {}
+    todo = []
+    for t in plan:
+        done = _done(out, t) if resume else None
+        if done is not None:
+            results[t.name] = done
+        else:
+            todo.append(t)
+    skipped = len(results)
+    _write_manifest(out, identity, plan, results)
+    total = sum(len(t.refs) for t in todo)
+    t0 = time.perf_counter()
+    bar = tqdm(total=total, unit="sample", disable=not progress, dynamic_ncols=True, desc="rawsynth generate")
+    try:
+        if workers == 1 or len(todo) <= 1:
+            _worker_init()
+            for t in todo:
+                results[t.name] = run_shard(t, config, seed, out, on_sample=lambda: bar.update(1))
+        else:
+            import multiprocessing as mp
+
+            with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn"),
+                                     initializer=_worker_init) as pool:
+                pending = {pool.submit(run_shard, t, config, seed, str(out)): t for t in todo}
+                while pending:
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        t = pending.pop(fut)
+                        results[t.name] = fut.result()
+                        bar.update(len(t.refs))
+    finally:
+        bar.close()
+        _write_manifest(out, identity, plan, results)
+    seconds = time.perf_counter() - t0
+    new = [results[t.name] for t in todo]
+    return GenerateSummary(samples=sum(r["count"] for r in new), failures=sum(len(r["failures"]) for r in new),
+                           shards=len(plan), skipped_shards=skipped, seconds=seconds,
+                           bytes=sum(r["bytes"] for r in results.values()))

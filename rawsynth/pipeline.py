@@ -1,0 +1,351 @@
+"""Pair synthesis (paper Fig. 5, Eq. 7): one sRGB HQ crop → (RAW LQ mosaic, linear HQ) with its metadata.
+
+Two modes (:class:`Mode`):
+
+* ``rddm``: detail degradation → IPTP of HQ and LQ with the same ISP parameters → MNS on the LQ.
+  The pair is (noisy RAW mosaic of the degraded image, linear HQ), same ``H×W``.
+* ``ddnet``: IPTP of the HQ → MNS, no detail degradation: (noisy RAW mosaic, its clean linear image).
+
+Every random draw of a sample comes from generators derived from ``(seed, key)`` only (:mod:`rawsynth.rng`),
+one named stream per stage, so any sample can be regenerated alone and adding a stage never shifts another's
+draws.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ._version import __version__
+from .errors import ConfigError, InputError, ShapeError
+from .isp import ISPConfig, ISPParams, sample_isp_params
+from .isp.iptp import apply_matrix, inverse_white_balance
+from .isp.params import ISPBatch
+from .mns import (NoiseParams, NoiseProfile, Pattern, SensorParams, add_noise, load_noise_profile, mosaic, quantize,
+                  sample_noise_params)
+from .rng import numpy_rng, torch_generator
+
+__all__ = ["Mode", "SmallPolicy", "SynthConfig", "CropBox", "Sample", "sample_crop", "apply_crop", "synthesize",
+           "srgb_to_linear_lut"]
+
+
+class Mode(str, Enum):
+    """What pairs to make: ``RDDM`` (degraded RAW ↔ linear HQ) or ``DDNET`` (RAW ↔ its clean linear image)."""
+
+    RDDM = "rddm"
+    DDNET = "ddnet"
+
+
+class SmallPolicy(str, Enum):
+    """What to do with a source smaller than the crop: ``SKIP`` it (recorded as a failure row with reason
+    ``"too small"``) or ``REFLECT``-pad it to the crop size (recorded in the crop box)."""
+
+    SKIP = "skip"
+    REFLECT = "reflect"
+
+
+def _degradation_config_cls():
+    from .degrade import DegradationConfig
+
+    return DegradationConfig
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Everything that decides a sample's content besides ``(seed, key)`` and the source image.
+
+    Attributes:
+        mode: :class:`Mode`.
+        crop: side of the square HQ crop in pixels (even, multiple of the degradation scale in ``rddm`` mode).
+        crops_per_image: random crops taken from each source.
+        small_policy: :class:`SmallPolicy` for sources smaller than ``crop``.
+        patterns: Bayer patterns drawn uniformly per sample.
+        noise_profile: bundled profile name or JSON path (:func:`~rawsynth.mns.load_noise_profile`).
+        iso_range: ``(lo, hi)`` overriding the profile's ISO range, or ``None``.
+        sensor: bit depth, black and white level of the synthetic sensor.
+        isp: distributions of the ISP parameters.
+        degradation: a :class:`~rawsynth.degrade.DegradationConfig` (``rddm`` mode only).
+        save_srgb: also store the 8-bit sRGB LQ (``rddm``) and GT crops.
+        save_dng: also store each RAW as a DNG.
+    """
+
+    mode: Mode = Mode.RDDM
+    crop: int = 512
+    crops_per_image: int = 1
+    small_policy: SmallPolicy = SmallPolicy.SKIP
+    patterns: tuple[Pattern, ...] = tuple(Pattern)
+    noise_profile: str = "default"
+    iso_range: tuple[float, float] | None = None
+    sensor: SensorParams = field(default_factory=SensorParams)
+    isp: ISPConfig = field(default_factory=ISPConfig)
+    degradation: object = field(default_factory=lambda: _degradation_config_cls()())
+    save_srgb: bool = False
+    save_dng: bool = False
+
+    def __post_init__(self):
+        def setf(name, value):
+            object.__setattr__(self, name, value)
+
+        try:
+            setf("mode", Mode(self.mode))
+            setf("small_policy", SmallPolicy(self.small_policy))
+            setf("patterns", tuple(Pattern(p) for p in self.patterns))
+        except ValueError as e:
+            raise ConfigError(f"SynthConfig: {e}") from None
+        if not self.patterns or len(set(self.patterns)) != len(self.patterns):
+            raise ConfigError(f"SynthConfig.patterns must be a non-empty list of distinct patterns, got "
+                              f"{[p.value for p in self.patterns]}")
+        for name in ("crop", "crops_per_image"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"SynthConfig.{name} must be a positive integer, got {v!r}")
+        if self.crop % 2:
+            raise ConfigError(f"SynthConfig.crop must be even (whole Bayer blocks), got {self.crop}")
+        if isinstance(self.sensor, dict):
+            setf("sensor", SensorParams.from_dict(self.sensor))
+        if isinstance(self.isp, dict):
+            setf("isp", ISPConfig.from_dict(self.isp))
+        deg_cls = _degradation_config_cls()
+        if isinstance(self.degradation, dict):
+            setf("degradation", deg_cls.from_dict(self.degradation))
+        if not isinstance(self.degradation, deg_cls):
+            raise ConfigError(f"SynthConfig.degradation must be a DegradationConfig, got {type(self.degradation)}")
+        if self.mode is Mode.RDDM and self.crop % self.degradation.scale:
+            raise ConfigError(f"SynthConfig.crop ({self.crop}) must be a multiple of the degradation scale "
+                              f"({self.degradation.scale})")
+        if self.iso_range is not None:
+            lo, hi = (float(v) for v in self.iso_range)
+            if not 0 < lo <= hi:
+                raise ConfigError(f"SynthConfig.iso_range must be (lo, hi) with 0 < lo <= hi, got {self.iso_range}")
+            setf("iso_range", (lo, hi))
+        self.profile()  # fail early on a missing or invalid profile
+
+    def profile(self) -> NoiseProfile:
+        """The noise profile, with ``iso_range`` applied."""
+        prof = load_noise_profile(self.noise_profile)
+        return dataclasses.replace(prof, iso_range=self.iso_range) if self.iso_range else prof
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict; ``SynthConfig.from_dict(c.to_dict()) == c``."""
+        return {
+            "mode": self.mode.value, "crop": self.crop, "crops_per_image": self.crops_per_image,
+            "small_policy": self.small_policy.value, "patterns": [p.value for p in self.patterns],
+            "noise_profile": self.noise_profile,
+            "iso_range": list(self.iso_range) if self.iso_range else None,
+            "sensor": self.sensor.to_dict(), "isp": self.isp.to_dict(), "degradation": self.degradation.to_dict(),
+            "save_srgb": self.save_srgb, "save_dng": self.save_dng,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SynthConfig:
+        """Build from a mapping (YAML/JSON); unknown keys raise :class:`ConfigError` naming them."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"a synthesis config must be a mapping, got {type(d).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; valid keys are {sorted(names)}")
+        d = dict(d)
+        if d.get("iso_range") is not None:
+            d["iso_range"] = tuple(d["iso_range"])
+        if "patterns" in d:
+            d["patterns"] = tuple(d["patterns"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """Where a sample's HQ crop lies in its source image.
+
+    ``top``/``left`` are even, so the crop keeps the source's pixel grid phase; ``pad_bottom``/``pad_right``
+    are the reflect-padding added to a small source (``policy = "reflect"``).
+    """
+
+    top: int
+    left: int
+    height: int
+    width: int
+    policy: str = "skip"
+    pad_bottom: int = 0
+    pad_right: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def sample_crop(rng: np.random.Generator, size: tuple[int, int], crop: int, policy: SmallPolicy | str,
+                name: str = "<image>") -> CropBox:
+    """Draw a ``crop × crop`` box with even offsets inside an image of ``size = (H, W)``."""
+    policy = SmallPolicy(policy)
+    h, w = size
+    pad_b, pad_r = max(crop - h, 0), max(crop - w, 0)
+    if (pad_b or pad_r) and policy is SmallPolicy.SKIP:
+        raise InputError(name, "too small", detail=f"{h}x{w} < crop {crop}x{crop}",
+                         hint="use a smaller --crop or the 'reflect' small-image policy")
+    top = 2 * int(rng.integers(0, (h + pad_b - crop) // 2 + 1))
+    left = 2 * int(rng.integers(0, (w + pad_r - crop) // 2 + 1))
+    return CropBox(top, left, crop, crop, policy.value, pad_b, pad_r)
+
+
+def apply_crop(img: np.ndarray, box: CropBox) -> np.ndarray:
+    """Cut ``box`` out of ``img`` (``(H, W, C)``), reflect-padding first if the box says so."""
+    if box.pad_bottom or box.pad_right:
+        img = np.pad(img, ((0, box.pad_bottom), (0, box.pad_right), (0, 0)), mode="reflect")
+    return np.ascontiguousarray(img[box.top:box.top + box.height, box.left:box.left + box.width])
+
+
+@dataclass
+class Sample:
+    """One synthesised pair.
+
+    Attributes:
+        key: the sample key (no dots).
+        raw_dn: ``(H, W)`` uint16 noisy Bayer mosaic in DN.
+        hq_linear: ``(H, W, 3)`` float32 linear camera RGB in ``[0, 1]`` (the training target).
+        pattern: the mosaic's Bayer pattern.
+        meta: JSON-ready metadata (every parameter drawn).
+        lq_srgb: ``(H, W, 3)`` uint8 degraded sRGB (``rddm`` mode with ``save_srgb``), else ``None``.
+        gt_srgb: ``(H, W, 3)`` uint8 HQ sRGB crop (with ``save_srgb``), else ``None``.
+        isp: the ISP parameters (also in ``meta``).
+        sensor: the sensor (also in ``meta``).
+        noise: the noise parameters (also in ``meta``).
+    """
+
+    key: str
+    raw_dn: np.ndarray
+    hq_linear: np.ndarray
+    pattern: Pattern
+    meta: dict
+    isp: ISPParams
+    sensor: SensorParams
+    noise: NoiseParams
+    lq_srgb: np.ndarray | None = None
+    gt_srgb: np.ndarray | None = None
+
+
+def srgb_to_linear_lut(srgb: np.ndarray, isp: ISPParams) -> torch.Tensor:
+    """IPTP of an image on the 8-bit grid through a 256-entry lookup table for the pointwise part.
+
+    Inverse tone and inverse gamma act on each value alone, so for 8-bit input they are a table lookup
+    (the float maths is done once per level); the CCM and white balance follow as in
+    :func:`~rawsynth.isp.unprocess`. Equal to ``unprocess(torch.from_numpy(srgb / 255))`` to float rounding.
+
+    Args:
+        srgb: ``(H, W, 3)`` uint8.
+        isp: the sample's parameters.
+
+    Returns:
+        ``(1, 3, H, W)`` float32 linear camera RGB in ``[0, 1]``.
+    """
+    if srgb.dtype != np.uint8 or srgb.ndim != 3 or srgb.shape[2] != 3:
+        raise ShapeError(f"srgb must be (H, W, 3) uint8, got {srgb.dtype} {srgb.shape}")
+    x = torch.from_numpy(_LINEAR_LUT[srgb]).permute(2, 0, 1)[None]
+    p = ISPBatch.from_params(isp, 1)
+    x = inverse_white_balance(apply_matrix(x, p.rgb2cam), p)
+    return x.clamp_(0.0, 1.0)
+
+
+def _linear_lut() -> np.ndarray:
+    from .isp import inverse_gamma, inverse_tone
+
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    return inverse_gamma(inverse_tone(levels)).float().numpy()
+
+
+_LINEAR_LUT = _linear_lut()
+
+
+def _to_u8(x: np.ndarray) -> np.ndarray:
+    if x.dtype == np.uint8:
+        return x
+    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def synthesize(srgb_hq: np.ndarray, key: str, seed: int, config: SynthConfig,
+               source: dict | None = None, crop: CropBox | None = None) -> Sample:
+    """Make one pair from an HQ sRGB crop.
+
+    Args:
+        srgb_hq: ``(H, W, 3)`` sRGB crop, uint8 or float32 in ``[0, 1]`` (float input is rounded to 8 bits:
+            the degradation and IPTP work on the 8-bit grid, as Real-ESRGAN does). ``H``, ``W`` even (and
+            multiples of the degradation scale in ``rddm`` mode).
+        key: the sample key; with ``seed`` it decides every random draw.
+        seed: the run seed.
+        config: what to make.
+        source: provenance recorded in the metadata (``{"path": ..., "sha256": ...}``).
+        crop: the crop box recorded in the metadata.
+
+    Returns:
+        A :class:`Sample`.
+
+    Draw streams (:func:`rawsynth.rng.numpy_rng`): ``"isp"``, ``"pattern"``, ``"noise"``, ``"degradation"``;
+    the noise field comes from :func:`rawsynth.rng.torch_generator` stream ``"noise-field"``.
+    """
+    if not isinstance(srgb_hq, np.ndarray) or srgb_hq.ndim != 3 or srgb_hq.shape[2] != 3:
+        raise ShapeError(f"srgb_hq must be an (H, W, 3) array, got {getattr(srgb_hq, 'shape', type(srgb_hq))}")
+    if not key or "." in key or "/" in key:
+        raise ConfigError(f"sample key must be non-empty without dots or slashes, got {key!r}")
+    h, w = srgb_hq.shape[:2]
+    if h % 2 or w % 2:
+        raise ShapeError(f"srgb_hq must have even height and width, got {h}x{w}")
+    hq8 = _to_u8(srgb_hq)
+    isp = sample_isp_params(numpy_rng(seed, key, "isp"), config.isp)
+    patterns = config.patterns
+    pattern = patterns[int(numpy_rng(seed, key, "pattern").integers(len(patterns)))]
+    noise = sample_noise_params(numpy_rng(seed, key, "noise"), config.profile())
+    sensor = config.sensor
+
+    hq_lin = srgb_to_linear_lut(hq8, isp)
+    deg = None
+    lq8 = None
+    if config.mode is Mode.RDDM:
+        from .degrade import apply_degradation, sample_degradation
+
+        deg = sample_degradation(numpy_rng(seed, key, "degradation"), config.degradation, (h, w))
+        lq = apply_degradation(hq8.astype(np.float32) / 255.0, deg)
+        if lq.shape[:2] != (h, w):
+            raise ConfigError("rddm pairs need the LQ at the HQ size: set degradation.resize_back: true")
+        lq8 = _to_u8(lq)
+        src_lin = srgb_to_linear_lut(lq8, isp)
+    elif config.mode is Mode.DDNET:
+        src_lin = hq_lin
+    else:
+        raise ConfigError(f"unknown mode {config.mode!r}")
+    clean = mosaic(src_lin, pattern)
+    noisy = add_noise(clean, noise, torch_generator(seed, key, "noise-field"))
+    raw_dn = quantize(noisy, sensor)[0, 0].numpy()
+    hq_linear = hq_lin[0].permute(1, 2, 0).numpy()
+
+    meta = {
+        "key": key, "seed": int(seed), "mode": config.mode.value, "pattern": pattern.value,
+        "sensor": sensor.to_dict(), "isp": isp.to_dict(), "noise": noise.to_dict(),
+        "noise_profile": config.noise_profile,
+        "degradation": deg.to_dict() if deg is not None else None,
+        "source": source, "crop": crop.to_dict() if crop is not None else None,
+        "size": [h, w], "version": __version__,
+    }
+    return Sample(key, raw_dn, np.ascontiguousarray(hq_linear), pattern, meta, isp, sensor, noise,
+                  lq8 if config.save_srgb else None, hq8 if config.save_srgb else None)
+
+
+def load_config(path: str | Path) -> dict:
+    """Read a YAML/JSON config file into a dict (no object construction), with typed errors naming it."""
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise InputError(p, "unreadable", e.strerror or str(e)) from None
+    try:
+        d = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise InputError(p, "invalid YAML", str(e)) from None
+    if not isinstance(d, dict):
+        raise InputError(p, "invalid config", f"top level must be a mapping, got {type(d).__name__}")
+    return d
