@@ -27,7 +27,11 @@ install: $(VENV)/.core
 install-dev: $(VENV)/.dev
 
 demo: $(VENV)/.core
-	$(VENV)/bin/rawsynth demo --out $(DEMO_OUT)
+	$(VENV)/bin/rawsynth generate --out $(DEMO_OUT) --crop 256 --crops-per-image 2 --shard-size 4 \
+		--save-srgb --seed 0 --overwrite
+	$(VENV)/bin/rawsynth inspect $(DEMO_OUT)
+	$(VENV)/bin/rawsynth preview $(DEMO_OUT) --out $(DEMO_OUT)/preview.png -n 6
+	$(VENV)/bin/rawsynth demo --out $(DEMO_OUT)/isp
 
 test: $(VENV)/.dev
 	$(PY) -m pytest

@@ -1,7 +1,9 @@
 """rawsynth — synthesise RAW-domain LQ–HQ training pairs from sRGB photo collections.
 
-Data flow (RDDM paper, Fig. 5): sRGB → detail degradation → IPTP (:mod:`rawsynth.isp`) → MNS
-(:mod:`rawsynth.mns`) → shards; :mod:`rawsynth.io` reads and writes images, 16-bit PNG and DNG.
+Data flow (RDDM paper, Fig. 5): sRGB → detail degradation (:mod:`rawsynth.degrade`) → IPTP
+(:mod:`rawsynth.isp`) → MNS (:mod:`rawsynth.mns`) → pairs (:mod:`rawsynth.pipeline`) → shards
+(:mod:`rawsynth.shards`, written by :mod:`rawsynth.generate`) → training (:mod:`rawsynth.data`);
+:mod:`rawsynth.io` reads and writes images, 16-bit PNG and DNG.
 
 Importing ``rawsynth`` is cheap: subpackages load on first use, and basicsr is only reached through
 :mod:`rawsynth.compat.basicsr`.
@@ -14,10 +16,11 @@ import importlib
 from ._version import __version__
 from .errors import ConfigError, InputError, RawsynthError, ShapeError, UnsupportedCFAError
 
-__all__ = ["__version__", "ConfigError", "InputError", "RawsynthError", "ShapeError", "UnsupportedCFAError",
-           "isp", "mns", "io"]
+_SUBPACKAGES = ("isp", "mns", "io", "degrade", "pipeline", "sources", "shards", "generate", "data", "inspect", "rng",
+                "compat", "demo", "cli")
 
-_SUBPACKAGES = {"isp", "mns", "io", "compat", "demo", "cli"}
+__all__ = ["__version__", "ConfigError", "InputError", "RawsynthError", "ShapeError", "UnsupportedCFAError",
+           *_SUBPACKAGES]
 
 
 def __getattr__(name: str):

@@ -71,6 +71,17 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .pipeline import SynthConfig
+
+    d = SynthConfig().to_dict()
+    d.update(seed=0, shard_size=1000, workers=None, num_samples=None)
+    print(yaml.safe_dump(d, sort_keys=False, default_flow_style=None, width=110), end="")
+    return 0
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from .inspect import inspect_dataset
 
@@ -135,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("config", help="print the default generate config as YAML (a starting point for --config)")
+    p.set_defaults(func=_cmd_config)
 
     p = sub.add_parser("inspect", help="counts, histograms, and manifest + checksum verification "
                                        "(exit 1 on any mismatch)")

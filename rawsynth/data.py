@@ -30,6 +30,7 @@ import os
 import random
 import warnings
 from collections.abc import Iterable, Sequence
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -106,8 +107,10 @@ def apply_crop_flip(sample: dict, top: int, left: int, height: int, width: int, 
 
     Args:
         sample: a training sample (:func:`decode_pair`).
-        top, left: the crop's top-left corner, ``>= 0``.
-        height, width: the crop's size, ``>= 1``, inside the sample.
+        top: the crop's top row, ``>= 0``.
+        left: the crop's left column, ``>= 0``.
+        height: the crop's height, ``>= 1``, inside the sample.
+        width: the crop's width, ``>= 1``, inside the sample.
         hflip: flip left–right after cropping.
         vflip: flip top–bottom after cropping.
 
@@ -384,8 +387,8 @@ class RawPairDataset(wds.WebDataset):
         self._clock.passes = 0
 
 
-def make_dataset(urls, *, crop: int | None = None, flips: bool = True, seed: int = 0, shuffle: int = 0,
-                 split_by_node: bool = True, split_by_worker: bool = True, handler: str = "raise",
+def make_dataset(urls: str | Sequence[str], *, crop: int | None = None, flips: bool = True, seed: int = 0,
+                 shuffle: int = 0, split_by_node: bool = True, split_by_worker: bool = True, handler: str = "raise",
                  resampled: bool = False, epoch_size: int | None = None) -> RawPairDataset:
     """A webdataset pipeline yielding training samples (see the module docstring) from rawsynth shards.
 
@@ -425,8 +428,8 @@ def make_dataset(urls, *, crop: int | None = None, flips: bool = True, seed: int
     return ds
 
 
-def make_loader(urls, batch_size: int, num_workers: int = 0, *, drop_last: bool = False,
-                **dataset_kwargs) -> DataLoader:
+def make_loader(urls: str | Sequence[str], batch_size: int, num_workers: int = 0, *, drop_last: bool = False,
+                **dataset_kwargs: Any) -> DataLoader:
     """A ``torch.utils.data.DataLoader`` of collated batches (:func:`collate`) over :func:`make_dataset`.
 
     Args:
@@ -435,7 +438,7 @@ def make_loader(urls, batch_size: int, num_workers: int = 0, *, drop_last: bool 
         num_workers: DataLoader worker processes; each reads its own share of the shards, so without
             resampling there must be at least ``num_workers × world_size`` shards.
         drop_last: drop each worker's last, incomplete batch.
-        **dataset_kwargs: passed to :func:`make_dataset` (``crop`` is needed unless all samples share a size).
+        dataset_kwargs: passed to :func:`make_dataset` (``crop`` is needed unless all samples share a size).
 
     Returns:
         The loader; its dataset is ``loader.dataset`` (call ``loader.dataset.set_epoch(e)`` each epoch).

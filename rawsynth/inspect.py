@@ -42,12 +42,18 @@ class InspectReport:
             if counter:
                 lines.append(f"{title}:")
                 width = max(counter.values())
-                for k in sorted(counter):
+                for k in sorted(counter, key=_sort_key):
                     n = counter[k]
                     lines.append(f"  {k:>12}  {n:6d}  {'#' * max(1, round(30 * n / width))}")
         lines.append("verification: OK" if self.ok else f"verification: {len(self.problems)} problem(s)")
         lines += [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
+
+
+def _sort_key(label: str):
+    """Numeric bins ("100-200") in numeric order, other labels alphabetically after them."""
+    head = label.split("-")[0]
+    return (0, float(head), label) if head.replace(".", "", 1).isdigit() else (1, 0.0, label)
 
 
 def jpeg_qualities(degradation: dict | None) -> list[int]:
@@ -173,9 +179,10 @@ def preview_dataset(out_dir: str | Path, out_png: str | Path, n: int = 8, size: 
             raw = normalize(torch.from_numpy(s["raw_dn"].astype(np.int32))[None, None], sensor)
             developed = process(demosaic_bilinear(raw.clamp_min(0), pattern), isp)
             hq = process(torch.from_numpy(s["hq"]).permute(2, 0, 1)[None], isp)
-            tag = f"{s['key']} {pattern.value} ISO{meta['noise']['iso']:.0f}"
-            rows.append(np.concatenate([panel(s["gt"], "GT sRGB" if s["gt"] is not None else "GT: not saved"),
-                                        panel(u8(developed), f"RAW->demosaic->PTP {tag}"),
+            gt_label = f"GT {s['key']}" if s["gt"] is not None else f"{s['key']}: GT not saved"
+            raw_label = f"RAW {pattern.value} ISO {meta['noise']['iso']:.0f}"
+            rows.append(np.concatenate([panel(s["gt"], gt_label),
+                                        panel(u8(developed), raw_label),
                                         panel(u8(hq), "HQ linear->PTP"),
                                         panel(s["lq"], "LQ sRGB" if s["lq"] is not None else "LQ: not saved")],
                                        axis=1))

@@ -32,3 +32,15 @@ def test_profiles_command(capsys, tmp_path):
     assert main(["profiles", str(bad)]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "invalid JSON" in err and "Traceback" not in err
+
+
+def test_config_command_prints_a_loadable_default(capsys, tmp_path):
+    import yaml
+
+    from rawsynth.cli import RUN_KEYS
+    from rawsynth.pipeline import SynthConfig
+
+    assert main(["config"]) == 0
+    d = yaml.safe_load(capsys.readouterr().out)
+    run = {k: d.pop(k) for k in RUN_KEYS}
+    assert SynthConfig.from_dict(d) == SynthConfig() and run["seed"] == 0

@@ -8,7 +8,9 @@ import torch
 
 
 def test_import_rawsynth_does_not_import_basicsr():
-    code = ("import sys, rawsynth, rawsynth.isp, rawsynth.mns, rawsynth.io, rawsynth.cli, rawsynth.demo; "
+    code = ("import sys, rawsynth, rawsynth.isp, rawsynth.mns, rawsynth.io, rawsynth.cli, rawsynth.demo, "
+            "rawsynth.degrade, rawsynth.pipeline, rawsynth.generate, rawsynth.shards, rawsynth.data, "
+            "rawsynth.inspect, rawsynth.sources; "
             "import rawsynth.compat.basicsr; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('basicsr', 'rddm', 'benchmarks')); "
             "assert not bad, bad")
