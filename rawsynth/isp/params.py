@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .._checks import from_mapping
 from ..errors import ConfigError, ShapeError
 
 __all__ = [
@@ -70,21 +71,6 @@ def rgb2cam_from_xyz2cam(xyz2cam: np.ndarray | Sequence[Sequence[float]]) -> np.
     if np.any(np.abs(s) < 1e-12):
         raise ConfigError(f"xyz2cam maps white to a zero row and cannot be normalised: {np.asarray(xyz2cam).tolist()}")
     return m / s
-
-
-def _from_dict(cls, d: dict, what: str):
-    if not isinstance(d, dict):
-        raise ConfigError(f"{what} must be a mapping, got {type(d).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ConfigError(f"{what}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
-    missing = sorted(f.name for f in dataclasses.fields(cls)
-                     if f.name not in d and f.default is dataclasses.MISSING
-                     and f.default_factory is dataclasses.MISSING)
-    if missing:
-        raise ConfigError(f"{what}: missing key(s) {missing}")
-    return cls(**d)
 
 
 def _tuples_to_lists(v):
@@ -150,7 +136,7 @@ class ISPParams:
     @classmethod
     def from_dict(cls, d: dict) -> ISPParams:
         """Inverse of :meth:`to_dict`; unknown or missing keys raise :class:`ConfigError`."""
-        return _from_dict(cls, d, "ISPParams")
+        return from_mapping(cls, d, "ISPParams")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -200,7 +186,7 @@ class ISPConfig:
     @classmethod
     def from_dict(cls, d: dict) -> ISPConfig:
         """Build from a (YAML/JSON) mapping; missing keys keep their defaults, unknown keys raise."""
-        return _from_dict(cls, d, "ISPConfig")
+        return from_mapping(cls, d, "ISPConfig")
 
 
 def sample_isp_params(rng: np.random.Generator, cfg: ISPConfig | None = None) -> ISPParams:

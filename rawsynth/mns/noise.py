@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._checks import per_sample
+from .._checks import from_mapping, per_sample
 from ..errors import ConfigError, InputError, ShapeError
 
 __all__ = ["NoiseModel", "NoiseParams", "NoiseProfile", "NoiseEstimate", "load_noise_profile",
@@ -61,10 +61,7 @@ class NoiseParams:
 
     @classmethod
     def from_dict(cls, d: dict) -> NoiseParams:
-        names = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(d, dict) or set(d) != names:
-            raise ConfigError(f"NoiseParams needs exactly the keys {sorted(names)}, got {d!r}")
-        return cls(**d)
+        return from_mapping(cls, d, "NoiseParams")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -130,15 +127,7 @@ class NoiseProfile:
 
     @classmethod
     def from_dict(cls, d: dict) -> NoiseProfile:
-        names = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(d, dict):
-            raise ConfigError(f"a noise profile must be a JSON object, got {type(d).__name__}")
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"noise profile: unknown key(s) {unknown}; valid keys are {sorted(names)}")
-        if "name" not in d:
-            raise ConfigError("noise profile: missing key 'name'")
-        return cls(**d)
+        return from_mapping(cls, d, "noise profile")
 
     def mean_params(self, iso: float) -> tuple[float, float]:
         """``(λ_shot, λ_read)`` at ``iso`` without the read jitter (the law's centre)."""

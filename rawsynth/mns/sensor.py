@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._checks import per_sample
+from .._checks import from_mapping, per_sample
 from ..errors import ConfigError, ShapeError
 
 __all__ = ["SensorParams", "quantize", "normalize"]
@@ -56,11 +56,7 @@ class SensorParams:
 
     @classmethod
     def from_dict(cls, d: dict) -> SensorParams:
-        names = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(d, dict) or set(d) - names:
-            raise ConfigError(f"SensorParams: unknown key(s) {sorted(set(d) - names) if isinstance(d, dict) else d!r}; "
-                              f"valid keys are {sorted(names)}")
-        return cls(**d)
+        return from_mapping(cls, d, "SensorParams")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
