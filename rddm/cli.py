@@ -1,0 +1,176 @@
+"""The ``rddm`` command: ``train-ddnet``, ``train-rvae``, ``calibrate-latent-scale``, ``config``.
+
+Every training command reads a YAML config (``--config``; ``rddm config STAGE`` prints the defaults), lets a
+few flags override it, and writes into ``--out``. Launch it once per device with ``torchrun`` or
+``accelerate launch`` for several GPUs or nodes. User errors (a bad config key, a missing SD folder, no shards,
+...) print one line naming the file and the fix, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rawsynth._version import __version__
+from rawsynth.errors import RawsynthError
+
+__all__ = ["main", "build_parser", "default_config_path", "STAGES"]
+
+#: ``rddm config`` stage → (bundled YAML, config class name in :mod:`rddm.config`).
+STAGES = {"ddnet": ("ddnet.yaml", "DDNetTrainConfig"), "rvae": ("rvae.yaml", "RVAETrainConfig"),
+          "calibrate": ("calibrate.yaml", "CalibrateConfig")}
+
+
+def default_config_path(stage: str) -> Path:
+    """The bundled, commented default config of a stage (``rddm/configs/*.yaml``)."""
+    return Path(__file__).parent / "configs" / STAGES[stage][0]
+
+
+def _config_class(stage: str):
+    from . import config
+
+    return getattr(config, STAGES[stage][1])
+
+
+def _load(args: argparse.Namespace, stage: str, overrides: dict):
+    from .config import load_config
+
+    path = args.config
+    if path is None and getattr(args, "resume", None) is not None and (Path(args.out) / "config.yaml").is_file():
+        path = Path(args.out) / "config.yaml"  # resuming without --config: the run's own config
+    return load_config(_config_class(stage), path, overrides)
+
+
+def _resume_arg(args) -> str | None:
+    return None if args.resume is None else args.resume
+
+
+def _abs(path: str | None) -> str | None:
+    """Existing local paths become absolute (the saved config then works from any folder); others stay."""
+    if path is None or "://" in path or "{" in path or not Path(path).exists():
+        return path
+    return str(Path(path).resolve())
+
+
+def _shards(args) -> list[str] | None:
+    return [_abs(s) for s in args.shards] if args.shards else None
+
+
+def _common_overrides(args) -> dict:
+    return {"data.shards": _shards(args), "mixed_precision": args.mixed_precision, "max_steps": args.max_steps}
+
+
+def _cmd_train_ddnet(args: argparse.Namespace) -> int:
+    cfg = _load(args, "ddnet", {**_common_overrides(args), "init": _abs(args.init)})
+    from .train.ddnet import train_ddnet
+
+    summary = train_ddnet(cfg, args.out, resume=_resume_arg(args), device=args.device, progress=not args.no_progress)
+    if summary.get("step") is not None:
+        print(f"rddm train-ddnet: {summary['step']} steps in {summary['seconds']} s -> {Path(args.out) / 'ddnet'}")
+    return 0
+
+
+def _cmd_train_rvae(args: argparse.Namespace) -> int:
+    cfg = _load(args, "rvae", {**_common_overrides(args), "model.sd_model": _abs(args.sd_model),
+                               "model.init": _abs(args.init), "loss.lpips_weights": _abs(args.lpips_weights)})
+    from .train.rvae import train_rvae
+
+    summary = train_rvae(cfg, args.out, resume=_resume_arg(args), device=args.device, progress=not args.no_progress)
+    if summary.get("step") is not None:
+        print(f"rddm train-rvae: {summary['step']} steps in {summary['seconds']} s -> {Path(args.out) / 'rvae'}")
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    cfg = _load(args, "calibrate", {"data.shards": _shards(args),
+                                    "num_samples": args.num_samples, "mixed_precision": args.mixed_precision})
+    from .train.calibrate import calibrate_latent_scale
+
+    r = calibrate_latent_scale(args.rvae, cfg, args.out, device=args.device, progress=not args.no_progress)
+    if "rvae" in r:
+        print(f"rddm calibrate-latent-scale: sigma={r['sigma']:.6g} mean={r['mean']:.6g} over {r['num_samples']} "
+              f"samples -> scaling_factor={r['scaling_factor']:.6g} in {Path(r['rvae']) / 'config.json'}")
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    print(default_config_path(args.stage).read_text(), end="")
+    return 0
+
+
+def _add_run_flags(p: argparse.ArgumentParser, stage: str) -> None:
+    p.add_argument("--config", help=f"YAML config (`rddm config {stage}` prints the defaults)")
+    p.add_argument("--out", required=True, help="output folder: checkpoints, final model, logs")
+    p.add_argument("--resume", nargs="?", const="latest", metavar="CKPT",
+                   help="continue the run in --out from its newest checkpoint (or from CKPT, a "
+                        "checkpoints/step-NNNNNN folder); without --config the run's own config.yaml is used")
+    p.add_argument("--shards", nargs="+", metavar="SHARDS",
+                   help="training shards: `rawsynth generate` output folders, shard files or brace patterns "
+                        "(replaces data.shards)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], help="autocast precision (replaces "
+                                                                             "mixed_precision)")
+    p.add_argument("--max-steps", type=int, help="optimizer steps (replaces max_steps)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rddm", description="Train RDDM's networks on rawsynth shards.")
+    parser.add_argument("--version", action="version", version=f"rddm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train-ddnet", help="train DDNet (joint denoising + demosaicing) with L2 on ddnet-mode shards")
+    _add_run_flags(p, "ddnet")
+    p.add_argument("--init", help="a DDNet folder to start from (replaces init)")
+    p.set_defaults(func=_cmd_train_ddnet)
+
+    p = sub.add_parser("train-rvae", help="train the RVAE's encoder and decoder on linear images (paper Eq. 5)")
+    _add_run_flags(p, "rvae")
+    p.add_argument("--sd-model", metavar="DIR", help="local Stable Diffusion 2.1 diffusers folder (its vae/ is read) "
+                                                     "or a VAE folder (replaces model.sd_model)")
+    p.add_argument("--init", help="an RVAE folder to continue from (replaces model.init)")
+    p.add_argument("--lpips-weights", metavar="DIR", help="folder with the LPIPS weight files "
+                                                          "(replaces loss.lpips_weights)")
+    p.set_defaults(func=_cmd_train_rvae)
+
+    p = sub.add_parser("calibrate-latent-scale", help="latent scale factor of paper Eq. 4 into the RVAE's config")
+    p.add_argument("--rvae", required=True, metavar="DIR", help="the RVAE folder (OUT/rvae of train-rvae, or OUT)")
+    p.add_argument("--config", help="YAML config (`rddm config calibrate` prints the defaults)")
+    p.add_argument("--shards", nargs="+", metavar="SHARDS", help="shards to draw the samples from "
+                                                                 "(replaces data.shards)")
+    p.add_argument("--num-samples", type=int, help="samples to encode (replaces num_samples)")
+    p.add_argument("--out", help="write the updated RVAE here (a copy) instead of updating --rvae in place")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], help="autocast precision")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_calibrate)
+
+    p = sub.add_parser("config", help="print a stage's default config (a starting point for --config)")
+    p.add_argument("stage", choices=sorted(STAGES))
+    p.set_defaults(func=_cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``rddm`` command; returns the exit status (2 for user errors)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except RawsynthError as e:
+        print(f"rddm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"rddm {args.command}: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rddm {args.command}: interrupted (resume with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,502 @@
+"""Training configs: frozen dataclasses read strictly from YAML and written back next to the checkpoints.
+
+Every stage has one config class (:class:`DDNetTrainConfig`, :class:`RVAETrainConfig`,
+:class:`CalibrateConfig`). A YAML file gives any subset of the fields; nested sections (``data``, ``optim``,
+``model``, ``loss``) may also be partial and keep the stage's defaults for the keys they omit. Unknown keys,
+wrong types and out-of-range values raise :class:`~rddm.errors.ConfigError` naming the file and the key. The
+resolved config (every field, defaults filled in) is saved as ``config.yaml`` in the output folder and in
+every checkpoint, so a run can always be repeated.
+
+Importing this module is cheap (no torch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .errors import ConfigError
+
+__all__ = ["DataConfig", "OptimConfig", "TrainConfig", "DDNetModelConfig", "DDNetTrainConfig", "RVAEModelConfig",
+           "RVAELossConfig", "RVAETrainConfig", "CalibrateConfig", "config_from_dict", "config_to_dict",
+           "load_config", "save_config", "load_yaml", "replace_path", "config_diff"]
+
+MixedPrecision = Literal["no", "bf16", "fp16"]
+Scheduler = Literal["constant", "constant_with_warmup", "linear", "cosine"]
+
+
+# ---------------------------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the training pairs come from and how they are read (:func:`rawsynth.data.make_loader`).
+
+    Attributes:
+        shards: shard files, folders of ``shard-*.tar`` (as written by ``rawsynth generate``) or brace patterns
+            (``/data/pairs/shard-{000000..000099}.tar``). ``--shards`` on the command line replaces it.
+        mode: the pair type the stage expects in ``meta.json`` (``ddnet``, ``rddm``) or ``any``.
+        crop: random square crop (any offset; the Bayer pattern follows), even; ``null`` keeps whole samples
+            (they must all have one size, as ``rawsynth generate`` writes them).
+        flips: random horizontal/vertical flips (the Bayer pattern follows).
+        shuffle: shard order permuted every epoch and a sample shuffle buffer of this many samples (0: file order).
+        num_workers: DataLoader worker processes per rank; each reads its own shards (world size × workers shards
+            at least).
+        handler: what to do with a corrupt sample: ``raise``, ``warn`` (skip it with a warning) or ``skip``.
+    """
+
+    shards: tuple[str, ...] = ()
+    mode: Literal["ddnet", "rddm", "any"] = "any"
+    crop: int | None = 256
+    flips: bool = True
+    shuffle: int = 1000
+    num_workers: int = 4
+    handler: Literal["raise", "warn", "skip"] = "warn"
+
+    def __post_init__(self):
+        _check(self.crop is None or (self.crop >= 2 and self.crop % 2 == 0), "data.crop", "null or an even int >= 2",
+               self.crop)
+        _check(self.shuffle >= 0, "data.shuffle", "an int >= 0", self.shuffle)
+        _check(self.num_workers >= 0, "data.num_workers", "an int >= 0", self.num_workers)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW and its learning-rate schedule (``diffusers.optimization.get_scheduler``).
+
+    Attributes:
+        lr: peak learning rate.
+        betas: AdamW ``(β1, β2)``.
+        weight_decay: AdamW decoupled weight decay.
+        eps: AdamW ε.
+        max_grad_norm: clip the global gradient norm to this value (``null``: no clipping).
+        lr_scheduler: ``constant``, ``constant_with_warmup``, ``linear`` (decay to 0) or ``cosine``.
+        warmup_steps: linear warm-up steps (``constant_with_warmup``, ``linear``, ``cosine``).
+    """
+
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    eps: float = 1e-8
+    max_grad_norm: float | None = None
+    lr_scheduler: Scheduler = "constant"
+    warmup_steps: int = 0
+
+    def __post_init__(self):
+        _check(self.lr > 0, "optim.lr", "a number > 0", self.lr)
+        _check(all(0 <= b < 1 for b in self.betas), "optim.betas", "two numbers in [0, 1)", self.betas)
+        _check(self.weight_decay >= 0, "optim.weight_decay", "a number >= 0", self.weight_decay)
+        _check(self.eps > 0, "optim.eps", "a number > 0", self.eps)
+        _check(self.max_grad_norm is None or self.max_grad_norm > 0, "optim.max_grad_norm", "null or a number > 0",
+               self.max_grad_norm)
+        _check(self.warmup_steps >= 0, "optim.warmup_steps", "an int >= 0", self.warmup_steps)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Run options shared by every training stage.
+
+    Attributes:
+        seed: run seed: model initialisation, data order and crops, posterior sampling (per step and rank).
+        max_steps: optimizer steps to train for (each of ``batch_size × grad_accum_steps × world size`` samples).
+        batch_size: samples per micro-batch **per process**.
+        grad_accum_steps: micro-batches accumulated per optimizer step.
+        mixed_precision: ``no``, ``bf16`` or ``fp16`` autocast (``fp16`` adds a gradient scaler).
+        gradient_checkpointing: recompute activations in the backward pass (less memory, ~30 % slower).
+        log_every: log (TensorBoard, ``metrics.jsonl``, progress bar) every N steps.
+        save_every: write a checkpoint every N steps (and always at the last step).
+        keep_checkpoints: keep only the newest N checkpoints (0: keep all).
+        tensorboard: write TensorBoard event files under ``OUT/logs``.
+        data: :class:`DataConfig`.
+        optim: :class:`OptimConfig`.
+    """
+
+    seed: int = 0
+    max_steps: int = 10000
+    batch_size: int = 16
+    grad_accum_steps: int = 1
+    mixed_precision: MixedPrecision = "no"
+    gradient_checkpointing: bool = False
+    log_every: int = 50
+    save_every: int = 2000
+    keep_checkpoints: int = 3
+    tensorboard: bool = True
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self):
+        _check(self.max_steps >= 0, "max_steps", "an int >= 0", self.max_steps)
+        for name in ("batch_size", "grad_accum_steps", "log_every", "save_every"):
+            _check(getattr(self, name) >= 1, name, "an int >= 1", getattr(self, name))
+        _check(self.keep_checkpoints >= 0, "keep_checkpoints", "an int >= 0", self.keep_checkpoints)
+
+
+# ------------------------------------------------------------------------------------------------- DDNet
+
+
+@dataclass(frozen=True)
+class DDNetModelConfig:
+    """Constructor arguments of :class:`rddm.models.ddnet.DDNet` (see there)."""
+
+    block_out_channels: tuple[int, ...] = (32, 64, 128)
+    layers_per_block: int = 2
+    residual_bilinear: bool = True
+
+    def __post_init__(self):
+        _check(len(self.block_out_channels) >= 1 and all(c >= 1 for c in self.block_out_channels),
+               "model.block_out_channels", "a non-empty list of ints >= 1", self.block_out_channels)
+        _check(self.layers_per_block >= 1, "model.layers_per_block", "an int >= 1", self.layers_per_block)
+
+
+@dataclass(frozen=True)
+class DDNetTrainConfig(TrainConfig):
+    """``rddm train-ddnet``: L2 between DDNet(RAW) and the linear HQ on ``ddnet``-mode shards (paper §3.1).
+
+    Attributes:
+        model: :class:`DDNetModelConfig` (ignored when ``init`` is set: the architecture comes from there).
+        init: a DDNet folder (``save_pretrained``) to start from instead of a random initialisation.
+    """
+
+    data: DataConfig = field(default_factory=lambda: DataConfig(mode="ddnet", crop=128))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, lr_scheduler="cosine", warmup_steps=500))
+    model: DDNetModelConfig = field(default_factory=DDNetModelConfig)
+    init: str | None = None
+
+
+# -------------------------------------------------------------------------------------------------- RVAE
+
+
+@dataclass(frozen=True)
+class RVAEModelConfig:
+    """How the RVAE is built.
+
+    Attributes:
+        sd_model: a local diffusers folder: a Stable Diffusion 2.1 folder (its ``vae/`` subfolder is read) or an
+            ``AutoencoderKL`` folder itself. ``--sd-model`` replaces it. Nothing is ever downloaded.
+        vae_config: ``AutoencoderKL`` constructor arguments for a **randomly initialised** VAE instead (tests,
+            training from scratch). Exactly one of ``sd_model``, ``vae_config`` and ``init`` must be set.
+        init: an RVAE folder (``save_pretrained``) to continue from.
+        input_mode: how the 1-channel mosaic meets the pretrained 3-channel ``conv_in`` (see
+            :class:`rddm.models.rvae.RVAE`): ``cfa_masked`` (3 channels, ``conv_in`` unchanged) or
+            ``cfa_masked_with_mask`` (6 channels: the masked values and the CFA masks, ``conv_in`` widened with
+            zero-initialised weights for the masks).
+    """
+
+    sd_model: str | None = None
+    vae_config: dict | None = None
+    init: str | None = None
+    input_mode: Literal["cfa_masked", "cfa_masked_with_mask"] = "cfa_masked"
+
+
+@dataclass(frozen=True)
+class RVAELossConfig:
+    """Stage-1 RVAE loss (paper Eq. 5): ``L_rec + λ_G·L_GAN`` with ``L_rec = L1_lin + L1_sRGB + LPIPS (+ KL)``.
+
+    Attributes:
+        l1_linear: weight of the L1 loss in linear (RAW-domain) space.
+        l1_srgb: weight of the L1 loss in sRGB, through the differentiable PTP with each sample's ISP parameters.
+        lpips: weight of LPIPS (0 disables it; > 0 needs ``lpips_weights``).
+        lpips_domain: compare ``srgb`` (after PTP) or ``linear`` images with LPIPS.
+        lpips_net: LPIPS backbone, ``vgg`` (LDM's VAE loss) or ``alex``.
+        lpips_weights: local folder with the LPIPS weight files (see :mod:`rddm.lpips`).
+        kl: weight of the KL term of the posterior (LDM's VAE: 1e-6; 0 disables it).
+        gan: multiplier of the adaptive GAN weight ``λ_G = ‖∇L_rec‖ / (‖∇L_GAN‖ + 1e-4)`` taken at the decoder's
+            last layer (LDM's ``disc_weight``; 0 disables the GAN).
+        gan_domain: what the discriminator sees: ``linear`` images (Eq. 5) or ``srgb``.
+        disc_start: first step at which the discriminator and the GAN term are active.
+        disc_loss: ``hinge`` or ``vanilla`` (softplus) discriminator loss.
+        disc_layers: strided layers of the patch discriminator.
+        disc_channels: channels of its first layer.
+        sample_posterior: decode a sample of the posterior (``True``, LDM) or its mode.
+    """
+
+    l1_linear: float = 1.0
+    l1_srgb: float = 1.0
+    lpips: float = 1.0
+    lpips_domain: Literal["srgb", "linear"] = "srgb"
+    lpips_net: Literal["vgg", "alex"] = "vgg"
+    lpips_weights: str | None = None
+    kl: float = 1e-6
+    gan: float = 0.5
+    gan_domain: Literal["linear", "srgb"] = "linear"
+    disc_start: int = 50001
+    disc_loss: Literal["hinge", "vanilla"] = "hinge"
+    disc_layers: int = 3
+    disc_channels: int = 64
+    sample_posterior: bool = True
+
+    def __post_init__(self):
+        for name in ("l1_linear", "l1_srgb", "lpips", "kl", "gan"):
+            _check(getattr(self, name) >= 0, f"loss.{name}", "a number >= 0", getattr(self, name))
+        _check(self.disc_start >= 0, "loss.disc_start", "an int >= 0", self.disc_start)
+        _check(self.disc_layers >= 1, "loss.disc_layers", "an int >= 1", self.disc_layers)
+        _check(self.disc_channels >= 1, "loss.disc_channels", "an int >= 1", self.disc_channels)
+
+
+@dataclass(frozen=True)
+class RVAETrainConfig(TrainConfig):
+    """``rddm train-rvae``: stage 1 of the RVAE (paper Eq. 5, setting 6's first half) on linear HQ images.
+
+    Attributes:
+        model: :class:`RVAEModelConfig`.
+        loss: :class:`RVAELossConfig`.
+        disc_optim: AdamW for the patch discriminator.
+    """
+
+    data: DataConfig = field(default_factory=lambda: DataConfig(mode="any", crop=256))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, betas=(0.5, 0.9)))
+    model: RVAEModelConfig = field(default_factory=RVAEModelConfig)
+    loss: RVAELossConfig = field(default_factory=RVAELossConfig)
+    disc_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, betas=(0.5, 0.9)))
+
+    def __post_init__(self):
+        super().__post_init__()
+        set_ = [k for k in ("sd_model", "vae_config", "init") if getattr(self.model, k) is not None]
+        if len(set_) > 1:
+            raise ConfigError(f"model: set only one of sd_model, vae_config and init (got {set_})")
+
+
+@dataclass(frozen=True)
+class CalibrateConfig:
+    """``rddm calibrate-latent-scale``: the latent scale factor of paper Eq. 4.
+
+    ``σ² = mean((z − μ̂)²)`` over every element of the latents of ``num_samples`` training samples, ``μ̂`` their
+    mean; the RVAE config gets ``scaling_factor = 1/σ`` (so that ``z·scaling_factor`` has unit variance).
+
+    Attributes:
+        num_samples: training samples to encode (split over the ranks).
+        batch_size: samples per batch per process.
+        seed: data order/crops and posterior sampling.
+        input: encode the ``linear`` HQ images (the paper) or the ``raw`` mosaics.
+        sample_posterior: use samples of the posterior (as the diffusion model will see) or its mode.
+        mixed_precision: autocast for the encoder.
+        data: :class:`DataConfig` (no flips and file order by default).
+    """
+
+    num_samples: int = 1000
+    batch_size: int = 8
+    seed: int = 0
+    input: Literal["linear", "raw"] = "linear"
+    sample_posterior: bool = True
+    mixed_precision: MixedPrecision = "no"
+    data: DataConfig = field(default_factory=lambda: DataConfig(crop=None, flips=False, shuffle=0, num_workers=2))
+
+    def __post_init__(self):
+        _check(self.num_samples >= 1, "num_samples", "an int >= 1", self.num_samples)
+        _check(self.batch_size >= 1, "batch_size", "an int >= 1", self.batch_size)
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+
+
+def _check(ok: bool, name: str, expected: str, value) -> None:
+    if not ok:
+        raise ConfigError(f"{name} must be {expected}, got {value!r}")
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value, tp, where: str):
+    """Check and convert a YAML value to the annotated type ``tp`` (tuples from lists, ints to floats)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(value, a, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} is none of "
+                          f"{[_type_name(a) for a in args]}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if isinstance(value, str) and args == (str, Ellipsis):
+            value = [value]  # one path instead of a list of them
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where} must be a list of {len(args)} values, got {value!r}")
+        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where, None)
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an int, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{where} must be a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {where}")  # a bug in a config class, not a user error
+
+
+def _build(cls, d, where: str | None, base):
+    """Build ``cls`` from mapping ``d``: keys missing from ``d`` come from ``base`` (or the class defaults)."""
+    label = f"section '{where}'" if where else "the config"
+    if d is None:
+        d = {}
+    if isinstance(d, cls):
+        return d
+    if not isinstance(d, dict):
+        raise ConfigError(f"{label} must be a mapping, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(str(k) for k in d if k not in names)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in {label}; valid keys are {names}")
+    if base is None:
+        base = cls()
+    kwargs = {}
+    for name in names:
+        key = f"{where}.{name}" if where else name
+        if name not in d:
+            continue
+        if dataclasses.is_dataclass(hints[name]):
+            kwargs[name] = _build(hints[name], d[name], key, getattr(base, name))
+        else:
+            kwargs[name] = _convert(d[name], hints[name], key)
+    return dataclasses.replace(base, **kwargs)
+
+
+def config_from_dict(cls: type, d: dict | None, source: str | os.PathLike | None = None):
+    """Build a config of class ``cls`` from a mapping, strictly.
+
+    Args:
+        cls: a config class of this module (e.g. :class:`DDNetTrainConfig`).
+        d: the mapping (e.g. parsed YAML); missing keys keep the defaults, nested sections may be partial.
+        source: the file ``d`` came from, named in error messages.
+
+    Raises:
+        ConfigError: an unknown key (named, with the valid ones), a wrong type or an invalid value.
+    """
+    try:
+        return _build(cls, d, None, None)
+    except ConfigError as e:
+        if source is not None:
+            raise ConfigError(e.message, path=source, fix=e.fix or "edit the config file") from None
+        raise
+
+
+def _plain(v):
+    if dataclasses.is_dataclass(v):
+        return {f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+def config_to_dict(cfg) -> dict:
+    """The config as plain YAML/JSON-ready data (tuples become lists)."""
+    return _plain(cfg)
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    """Read a YAML file holding a mapping (an empty file is ``{}``)."""
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read the config ({e.strerror or e})", path=p,
+                          fix="check the --config path") from None
+    try:
+        d = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"invalid YAML ({e})", path=p, fix="fix the syntax") from None
+    if d is None:
+        return {}
+    if not isinstance(d, dict):
+        raise ConfigError(f"the top level must be a mapping, got {type(d).__name__}", path=p)
+    return d
+
+
+def load_config(cls: type, path: str | os.PathLike | None = None, overrides: dict | None = None):
+    """Read a config of class ``cls`` from a YAML file (``None``: the defaults), then apply ``overrides``.
+
+    ``overrides`` maps dotted keys to values (``{"data.shards": [...], "max_steps": 10}``); a ``None`` value
+    leaves the key alone.
+    """
+    d = load_yaml(path) if path is not None else {}
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = d
+        *parents, last = dotted.split(".")
+        for p in parents:
+            if not isinstance(node.get(p), dict):
+                node[p] = {} if node.get(p) is None else node[p]
+            node = node[p]
+        node[last] = value
+    return config_from_dict(cls, d, source=path)
+
+
+def save_config(cfg, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML (every field), atomically."""
+    import yaml
+
+    from rawsynth.io.atomic import atomic_output
+
+    text = f"# {type(cfg).__name__} (resolved: every field, defaults filled in)\n"
+    text += yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None, width=110)
+    with atomic_output(Path(path)) as tmp:
+        Path(tmp).write_text(text)
+
+
+def replace_path(cfg, dotted: str, value):
+    """A copy of ``cfg`` with the (dotted) field replaced, e.g. ``replace_path(cfg, "data.shards", (...))``."""
+    head, _, rest = dotted.partition(".")
+    if not rest:
+        return dataclasses.replace(cfg, **{head: value})
+    return dataclasses.replace(cfg, **{head: replace_path(getattr(cfg, head), rest, value)})
+
+
+def config_diff(a, b, prefix: str = "") -> list[str]:
+    """Dotted names of the fields that differ between two configs of the same class."""
+    out = []
+    for f in dataclasses.fields(a):
+        va, vb = getattr(a, f.name), getattr(b, f.name)
+        if dataclasses.is_dataclass(va) and dataclasses.is_dataclass(vb):
+            out += config_diff(va, vb, f"{prefix}{f.name}.")
+        elif va != vb:
+            out.append(f"{prefix}{f.name}")
+    return out

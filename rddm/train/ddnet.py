@@ -1,0 +1,99 @@
+"""``rddm train-ddnet``: train DDNet with L2 on ``ddnet``-mode shards (paper §3.1).
+
+``L_DDNet = ‖F_DD(X_L^RAW) − X_H^lin‖²`` on random Bayer-aware crops; AdamW; see :mod:`rddm.train.core` for
+processes, checkpoints and logging. Output folder::
+
+    OUT/config.yaml            the resolved config
+    OUT/ddnet/                 the final DDNet (config.json + diffusion_pytorch_model.safetensors)
+    OUT/checkpoints/step-N/    ddnet/, training_state.pt, rng_states.pt, config.yaml, trainer_state.json
+    OUT/logs/                  TensorBoard events
+    OUT/metrics.jsonl          logged losses
+    OUT/train_summary.json     final step, time, peak memory, per-rank weight digests
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch.nn.functional as F
+
+from ..config import DDNetTrainConfig, config_to_dict
+from . import core
+
+__all__ = ["train_ddnet", "ddnet_loss"]
+
+
+def ddnet_loss(model, batch: dict, device) -> tuple:
+    """The L2 loss of one batch: ``(loss, prediction)`` (the prediction in float32)."""
+    raw = batch["raw"].to(device, non_blocking=True)
+    hq = batch["hq"].to(device, non_blocking=True)
+    pred = model(raw, batch["pattern"]).float()
+    return F.mse_loss(pred, hq), pred
+
+
+def build_ddnet(cfg: DDNetTrainConfig):
+    """A new DDNet from ``cfg.model`` (seeded), or the one in ``cfg.init``."""
+    from ..models.ddnet import DDNet
+
+    if cfg.init is not None:
+        return DDNet.from_pretrained(cfg.init)
+    with core.seeded(cfg.seed):
+        return DDNet(**config_to_dict(cfg.model))
+
+
+def train_ddnet(cfg: DDNetTrainConfig, out: str | os.PathLike, *, resume: str | None = None, device: str = "auto",
+                progress: bool = True) -> dict:
+    """Train DDNet; returns the summary also written to ``OUT/train_summary.json``.
+
+    Args:
+        cfg: the resolved config (``data.shards`` must be set).
+        out: output folder.
+        resume: ``None``, ``"latest"`` or a checkpoint folder (:meth:`rddm.train.core.Run.start`).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        progress: show a progress bar (rank 0).
+    """
+    env = core.setup_distributed(device)
+    try:
+        shards = core.resolve_shards(cfg.data.shards)
+        model = build_ddnet(cfg)  # fails early on a bad init folder, before anything is written
+        run = core.Run.start(out, cfg, env, resume)
+        if cfg.gradient_checkpointing:
+            model.enable_gradient_checkpointing()
+        model.to(env.device).train()
+        opt = core.build_optimizer(model.parameters(), cfg.optim)
+        sched = core.build_scheduler(opt, cfg.optim, cfg.max_steps)
+        scaler = core.make_scaler(env, cfg.mixed_precision)
+        states = {"optimizer": opt, "scheduler": sched, "scaler": scaler}
+        step, position = 0, None
+        if run.resume_from is not None:
+            step, position = run.load_checkpoint({"ddnet": model}, states)
+        net = core.wrap_ddp(model, env)
+        stream = core.BatchStream(shards, cfg.data, cfg.batch_size, cfg.seed, position)
+        log = core.TrainLogger(run, step, progress, desc="train-ddnet")
+        last = {}
+        try:
+            while step < cfg.max_steps:
+                total = 0.0
+                for micro in range(cfg.grad_accum_steps):
+                    batch = stream.next()
+                    with core.no_sync(net, micro < cfg.grad_accum_steps - 1):
+                        with core.autocast(env, cfg.mixed_precision):
+                            loss, _ = ddnet_loss(net, batch, env.device)
+                        scaler.scale(loss / cfg.grad_accum_steps).backward()
+                    total += loss.detach() / cfg.grad_accum_steps
+                norm = core.optimizer_step(opt, scaler, cfg.optim.max_grad_norm)
+                scaler.update()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                step += 1
+                values = {"loss": total, "lr": sched.get_last_lr()[0]}
+                if norm is not None:
+                    values["grad_norm"] = norm
+                last = log.log(step, values) or last
+                if step % cfg.save_every == 0 or step == cfg.max_steps:
+                    run.save_checkpoint(step, {"ddnet": model}, states, stream.position)
+        finally:
+            log.close()
+        return run.finish(step, {"ddnet": model}, {"stage": "ddnet", "last_logged": last})
+    finally:
+        core.cleanup_distributed(env)
