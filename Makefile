@@ -6,6 +6,7 @@ PIP    := $(PY) -m pip
 # torch and torchvision come from the registry together; torchvision >= 0.29 pairs with torch >= 2.14.
 TORCH  ?= "torch>=2.14" "torchvision>=0.29"
 DEMO_OUT ?= demo_out
+CHROMIUM ?= chromium
 
 .PHONY: install install-dev demo test lint docs docs-serve clean
 
@@ -34,6 +35,9 @@ demo: $(VENV)/.core
 	$(VENV)/bin/rawsynth demo --out $(DEMO_OUT)/isp
 
 test: $(VENV)/.dev
+	@command -v $(CHROMIUM) >/dev/null 2>&1 || { echo "make test: installing Debian's chromium (report test)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	$(PY) -m pytest
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site
 

@@ -1,1 +1,1 @@
-"""Benchmark builders, scoring harness and performance benchmarks (built in later issues; see docs/)."""
+"""RAW test-set builders, scoring with pyiqa, tables and HTML reports: python -m benchmarks (see docs/benchmarks.md)."""

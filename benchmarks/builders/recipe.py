@@ -1,0 +1,215 @@
+"""Benchmark recipes: the YAML files in ``benchmarks/recipes/`` that fix, for each test set, which source files
+belong to it, how each image is cropped, and every synthesis setting.
+
+A recipe plus the public source images decides a benchmark bit for bit: each image's random draws come from
+``(seed, key)`` (:mod:`rawsynth.rng`), its Bayer pattern and ISO from its position in the sorted key list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from rawsynth.errors import ConfigError, InputError
+from rawsynth.mns import Pattern, SensorParams
+from rawsynth.pipeline import Mode, SynthConfig, load_config
+
+__all__ = ["CropPolicy", "Group", "Recipe", "recipe_names", "load_recipe", "load_recipe_dict"]
+
+BUILTIN = ("div2k-val", "realsr", "drealsr")
+
+
+class CropPolicy:
+    """How the HQ image is cut from the source: ``CENTER`` (``size`` x ``size``, even offsets) or ``FULL``."""
+
+    CENTER = "center"
+    FULL = "full"
+    ALL = (CENTER, FULL)
+
+
+@dataclass(frozen=True)
+class Group:
+    """One folder of a dataset layout.
+
+    Either ``names`` (a ``str.format`` template over ``i``) with ``range = (first, last)`` — the exact
+    expected file names — or ``glob`` with ``count`` — any file matching, checked by number. ``ignore`` lists
+    glob patterns of expected neighbours (e.g. LR images next to the HR ones) that are not part of the set.
+    """
+
+    folder: str
+    names: str | None = None
+    range: tuple[int, int] | None = None
+    glob: str | None = None
+    count: int | None = None
+    ignore: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "ignore", tuple(self.ignore))
+        if self.range is not None:
+            object.__setattr__(self, "range", tuple(int(v) for v in self.range))
+        named = self.names is not None and self.range is not None and len(self.range) == 2
+        counted = self.glob is not None and isinstance(self.count, int) and self.count > 0
+        if named == counted:
+            raise ConfigError(f"recipe group {self.folder!r}: give either `names` + `range: [first, last]` or "
+                              "`glob` + `count`")
+
+    def expected_names(self) -> list[str] | None:
+        """The exact expected file names, or ``None`` for a counted group."""
+        if self.names is None:
+            return None
+        lo, hi = self.range
+        return [self.names.format(i=i) for i in range(lo, hi + 1)]
+
+    @property
+    def expected_count(self) -> int:
+        return self.count if self.names is None else self.range[1] - self.range[0] + 1
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A test set's recipe (see ``benchmarks/recipes/*.yaml`` for the meaning of each key)."""
+
+    name: str
+    title: str
+    groups: tuple[Group, ...]
+    key_suffix: str = ""
+    crop: dict = field(default_factory=lambda: {"policy": CropPolicy.CENTER, "size": 512})
+    seed: int = 0
+    patterns: tuple[Pattern, ...] = tuple(Pattern)
+    noise_profile: str = "default"
+    iso_range: tuple[float, float] | None = None
+    sensor: dict = field(default_factory=lambda: SensorParams().to_dict())
+    degradation: dict = field(default_factory=lambda: {"scale": 4})
+    save_dng: bool = False
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"recipe {self.name!r}: seed must be an integer, got {self.seed!r}")
+        for name in ("key_suffix", "noise_profile"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"recipe {self.name!r}: {name} must be a string, got {getattr(self, name)!r}")
+        set_(self, "groups", tuple(g if isinstance(g, Group) else Group(**g) for g in self.groups))
+        if not self.groups:
+            raise ConfigError(f"recipe {self.name!r}: `source.groups` is empty")
+        try:
+            set_(self, "patterns", tuple(Pattern(p) for p in self.patterns))
+        except ValueError as e:
+            raise ConfigError(f"recipe {self.name!r}: {e}") from None
+        crop = dict(self.crop)
+        unknown = set(crop) - {"policy", "size"}
+        if unknown or crop.get("policy") not in CropPolicy.ALL:
+            raise ConfigError(f"recipe {self.name!r}: crop must be {{policy: center, size: N}} or {{policy: full}}, "
+                              f"got {self.crop!r}")
+        if crop["policy"] == CropPolicy.CENTER:
+            size = crop.get("size")
+            if isinstance(size, bool) or not isinstance(size, int) or size < 2 * self.scale or size % self.multiple:
+                raise ConfigError(f"recipe {self.name!r}: crop.size must be a positive multiple of {self.multiple} "
+                                  f"(even and divisible by the degradation scale {self.scale}), got {size!r}")
+        else:
+            crop.pop("size", None)
+        set_(self, "crop", crop)
+        if self.iso_range is not None:
+            set_(self, "iso_range", tuple(float(v) for v in self.iso_range))
+        self.synth_config(self.patterns[0], None, self.multiple)  # validate sensor/degradation/profile now
+
+    @property
+    def scale(self) -> int:
+        return int(self.degradation.get("scale", 4))
+
+    @property
+    def multiple(self) -> int:
+        """Crop sides are multiples of this: even (whole Bayer blocks) and divisible by the degradation scale."""
+        return math.lcm(2, self.scale)
+
+    @property
+    def expected_count(self) -> int:
+        return sum(g.expected_count for g in self.groups)
+
+    def synth_config(self, pattern: Pattern, iso: float | None, crop: int) -> SynthConfig:
+        """The :class:`~rawsynth.pipeline.SynthConfig` of one image: ``rddm`` mode, its own pattern and ISO."""
+        iso_range = (iso, iso) if iso is not None else self.iso_range
+        try:
+            return SynthConfig(mode=Mode.RDDM, crop=crop, patterns=(pattern,), noise_profile=self.noise_profile,
+                               iso_range=iso_range, sensor=dict(self.sensor), degradation=dict(self.degradation),
+                               save_srgb=True, save_dng=self.save_dng)
+        except (ConfigError, InputError) as e:
+            raise ConfigError(f"recipe {self.name!r}: {e}") from None
+
+    def iso_bounds(self) -> tuple[float, float]:
+        """The ISO range images are spread over: ``iso_range``, else the noise profile's."""
+        return self.iso_range or self.synth_config(self.patterns[0], None, self.multiple).profile().iso_range
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict; ``Recipe.from_dict(r.to_dict()) == r``."""
+        return {
+            "name": self.name, "title": self.title,
+            "source": {"groups": [{k: (list(v) if isinstance(v, tuple) else v)
+                                   for k, v in dataclasses.asdict(g).items() if v not in (None, ())}
+                                  for g in self.groups],
+                       "key_suffix": self.key_suffix},
+            "crop": dict(self.crop), "seed": self.seed, "patterns": [p.value for p in self.patterns],
+            "noise_profile": self.noise_profile, "iso_range": list(self.iso_range) if self.iso_range else None,
+            "sensor": dict(self.sensor), "degradation": dict(self.degradation), "save_dng": self.save_dng,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "<recipe>") -> Recipe:
+        """Build from a YAML mapping; unknown keys raise :class:`ConfigError` naming them and ``where``."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"{where}: a recipe must be a mapping")
+        d = dict(d)
+        source = d.pop("source", None)
+        if not isinstance(source, dict) or "groups" not in source:
+            raise ConfigError(f"{where}: a recipe needs `source: {{groups: [...]}}`")
+        names = {f.name for f in dataclasses.fields(cls)} - {"groups", "key_suffix"}
+        unknown = sorted(set(d) - names) + sorted(f"source.{k}" for k in set(source) - {"groups", "key_suffix"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown recipe key(s) {unknown}; valid keys are "
+                              f"{sorted(names | {'source'})}")
+        for k in ("name", "title"):
+            if not isinstance(d.get(k), str) or not d[k]:
+                raise ConfigError(f"{where}: `{k}` must be a non-empty string")
+        groups = source["groups"]
+        if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+            raise ConfigError(f"{where}: source.groups must be a list of mappings")
+        gfields = {f.name for f in dataclasses.fields(Group)}
+        for g in groups:
+            if set(g) - gfields:
+                raise ConfigError(f"{where}: unknown group key(s) {sorted(set(g) - gfields)}; valid: {sorted(gfields)}")
+        try:
+            return cls(groups=tuple(Group(**g) for g in groups), key_suffix=source.get("key_suffix") or "", **d)
+        except TypeError as e:
+            raise ConfigError(f"{where}: {e}") from None
+
+
+def recipe_names() -> tuple[str, ...]:
+    """The bundled synthetic test sets (``dnd`` is built by :mod:`benchmarks.dnd`)."""
+    return BUILTIN
+
+
+def _bundled(name: str):
+    return resources.files("benchmarks").joinpath("recipes", f"{name}.yaml")
+
+
+def load_recipe_dict(name_or_path: str | Path) -> tuple[dict, str]:
+    """The raw mapping of a bundled recipe (by name, e.g. ``"div2k-val"``) or a YAML file, and where it came
+    from."""
+    p = Path(name_or_path)
+    if p.suffix.lower() in (".yaml", ".yml", ".json") or p.exists():
+        return load_config(p), str(p)
+    bundled = _bundled(str(name_or_path))
+    if not bundled.is_file():
+        raise ConfigError(f"unknown benchmark {name_or_path!r}; the bundled ones are "
+                          f"{', '.join((*BUILTIN, 'dnd'))} (or pass a recipe YAML file)")
+    return load_config(bundled), f"benchmarks/recipes/{name_or_path}.yaml"
+
+
+def load_recipe(name_or_path: str | Path, **overrides) -> Recipe:
+    """Load a recipe; ``overrides`` replace top-level keys (e.g. ``crop={"policy": "center", "size": 256}``)."""
+    d, where = load_recipe_dict(name_or_path)
+    d.update({k: v for k, v in overrides.items() if v is not None})
+    return Recipe.from_dict(d, where)

@@ -1,0 +1,289 @@
+"""``python -m benchmarks``: build, verify, develop, score, tabulate and report the RAW test sets.
+
+Every error is printed as one message naming the file at fault and the fix, with exit status 2; ``verify`` and
+``weights`` exit 1 when they find a problem (a result, not an error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from rawsynth.errors import ConfigError, RawsynthError
+
+from .builders.recipe import recipe_names
+
+__all__ = ["build_parser", "main"]
+
+BUILD_NAMES = (*recipe_names(), "dnd")
+
+
+def _progress(args) -> bool:
+    return not getattr(args, "no_progress", False) and sys.stderr.isatty()
+
+
+def _crop(text: str):
+    if text == "full":
+        return {"policy": "full"}
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a crop size in pixels or 'full', got {text!r}") from None
+    return {"policy": "center", "size": n}
+
+
+def _cmd_build(args) -> int:
+    if args.name == "dnd":
+        from .dnd import DndRecipe, build_dnd
+
+        if args.crop or args.seed is not None:
+            raise ConfigError("build dnd: --crop and --seed do not apply (DND is real data cut into its own "
+                              "512x512 boxes)")
+        recipe = DndRecipe.load(args.recipe or "dnd")
+        summary = build_dnd(args.src, args.out, recipe=recipe, overwrite=args.overwrite,
+                            allow_partial=args.allow_partial, save_dng=args.dng or None, progress=_progress(args))
+    else:
+        from .builders import build_benchmark, load_recipe
+
+        recipe = load_recipe(args.recipe or args.name, crop=args.crop, seed=args.seed)
+        if args.recipe and recipe.name != args.name:
+            raise ConfigError(f"build {args.name}: --recipe {args.recipe} is the recipe of {recipe.name!r}")
+        summary = build_benchmark(recipe, args.src, args.out, overwrite=args.overwrite,
+                                  allow_partial=args.allow_partial, save_dng=args.dng or None,
+                                  progress=_progress(args))
+    print(f"benchmarks build {args.name}: {summary.line()} -> {summary.out}")
+    return 0
+
+
+def _cmd_verify(args) -> int:
+    from .bench import verify_benchmark
+
+    report = verify_benchmark(args.dir)
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+def _cmd_isp(args) -> int:
+    from .isp import run_isp
+
+    out = run_isp(args.bench, args.out, args.isp, args.demosaic, args.ddnet, args.device or "cpu",
+                  overwrite=args.overwrite, progress=_progress(args))
+    print(f"benchmarks isp: wrote {args.isp} sRGB inputs to {out}")
+    return 0
+
+
+def _score_kwargs(args) -> dict:
+    return {"metrics": args.metrics, "suffixes": tuple(args.suffix or ()), "pred_space": args.pred_space,
+            "allow_missing": args.allow_missing, "device": args.device, "batch_size": args.batch_size,
+            "weights_dir": args.weights_dir, "allow_download": args.allow_download,
+            "verify_weights": args.verify_weights, "progress": _progress(args)}
+
+
+def _print_result(result, bench) -> None:
+    print(result.line())
+    print(f"  scores: {result.out_dir / 'scores.csv'}, {result.out_dir / 'summary.json'}; leaderboard: "
+          f"{Path(bench) / 'leaderboard.json'}")
+    if result.summary["missing"]:
+        print(f"  {len(result.summary['missing'])} image(s) had no prediction (--allow-missing)")
+
+
+def _cmd_score(args) -> int:
+    from .scoring.score import score
+
+    result = score(args.bench, args.pred, args.method, out_dir=args.out, **_score_kwargs(args))
+    _print_result(result, args.bench)
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from .run import run_method
+
+    result = run_method(args.bench, args.cmd, args.method, input=args.input, inputs=args.inputs,
+                        per_image=args.per_image, pred_dir=args.pred, cwd=args.cwd, overwrite=args.overwrite,
+                        out_dir=args.out, **_score_kwargs(args))
+    run = result.summary["run"]
+    print(f"benchmarks run: {args.method} took {run['seconds']:.1f} s ({run['seconds_per_image']:.3f} s/image)")
+    _print_result(result, args.bench)
+    return 0
+
+
+def _cmd_table(args) -> int:
+    from rawsynth.io import atomic_output
+
+    from .report.table import render_markdown
+
+    text = render_markdown(args.bench, published=not args.no_published)
+    if args.out:
+        with atomic_output(args.out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(f"benchmarks table: wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .report.html import build_report
+
+    out = build_report(args.bench, args.out, crops=args.crops, crop_size=args.crop_size,
+                       published=not args.no_published)
+    print(f"benchmarks report: wrote {out}")
+    return 0
+
+
+def _cmd_weights(args) -> int:
+    from .scoring.metrics import parse_metrics
+    from .scoring.weights import check_weights, download_weights
+
+    metrics = parse_metrics(args.metrics)
+    if args.download:
+        report = download_weights(metrics, args.weights_dir, progress=_progress(args))
+    else:
+        report = check_weights(metrics, args.weights_dir, verify=args.verify)
+    print(report.text())
+    if report.missing:
+        print(f"{len(report.missing)} file(s) missing: copy them to the paths above, or run `python -m benchmarks "
+              "weights --download` on a machine with internet and copy the folder over")
+    return 0 if report.ok and not report.notes else 1
+
+
+def _add_score_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", required=True, help="label of the method in the leaderboard (e.g. 'ISP+SeeSR-s50')")
+    p.add_argument("--metrics", help="comma-separated subset of psnr,ssim,lpips,dists,fid,niqe,musiq,clipiqa "
+                                     "(default: all that apply; no-reference only without ground truth)")
+    p.add_argument("--suffix", action="append", help="a method-specific suffix of the output names to strip when "
+                                                     "pairing (repeatable); _HR, _LR4, _x1, _out, ... always are")
+    p.add_argument("--pred-space", choices=["srgb", "linear"], default="srgb",
+                   help="srgb: 8/16-bit sRGB images (default); linear: 16-bit linear camera RGB (RDDM's output), "
+                        "developed with each image's own PTP")
+    p.add_argument("--allow-missing", action="store_true", help="score the images that have a prediction and "
+                                                                "report the count")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto", help="metric device (default auto)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per metric call (default 8)")
+    p.add_argument("--weights-dir", help=f"pyiqa weights folder, laid out like TORCH_HOME (default: "
+                                         f"${'RAWSYNTH_WEIGHTS_DIR'}, else $TORCH_HOME, else ~/.cache/torch)")
+    p.add_argument("--allow-download", action="store_true", help="let pyiqa download missing weights (off by "
+                                                                 "default: missing weights are an error)")
+    p.add_argument("--verify-weights", action="store_true", help="check the weights' published SHA-256 first")
+    p.add_argument("--out", help="folder for scores.csv and summary.json (default BENCH/results/METHOD)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="RAW-domain restoration benchmarks (RDDM paper Sec. 4.1): build the DIV2K-Val / RealSR / DRealSR "
+                    "RAW test sets and DND, make two-stage sRGB inputs, score methods with pyiqa, and report.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("build", help="build a RAW test set from its official download",
+                       description="Build a RAW test set. Synthetic sets (div2k-val, realsr, drealsr) follow the "
+                                   "recipe in benchmarks/recipes/NAME.yaml; dnd converts the real DND RAW files.")
+    p.add_argument("name", choices=BUILD_NAMES, help="which test set")
+    p.add_argument("--src", required=True, help="the dataset download (e.g. the folder holding DIV2K_valid_HR/)")
+    p.add_argument("--out", required=True, help="output benchmark folder (new or empty)")
+    p.add_argument("--recipe", help="a recipe YAML to use instead of the bundled one")
+    p.add_argument("--crop", type=_crop, help="override the recipe's crop: a centre crop size in pixels or 'full'")
+    p.add_argument("--seed", type=int, help="override the recipe's seed")
+    p.add_argument("--dng", action="store_true", help="also write raw/KEY.dng")
+    p.add_argument("--allow-partial", action="store_true", help="build from the images found even if some are "
+                                                                "missing (marked incomplete)")
+    p.add_argument("--overwrite", action="store_true", help="rebuild the benchmark in --out (its scores are kept)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser("verify", help="re-hash a benchmark's files against its manifest (exit 1 on any mismatch)")
+    p.add_argument("dir", help="a benchmark folder")
+    p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("isp", help="develop a RAW benchmark into sRGB inputs for sRGB restorers (two-stage)")
+    p.add_argument("--bench", required=True, help="a benchmark folder")
+    p.add_argument("--out", required=True, help="output folder for KEY.png")
+    p.add_argument("--isp", choices=["classical", "ddnet"], default="classical",
+                   help="classical: demosaic + PTP (default); ddnet: the learned DDNet + PTP (needs the rddm extra)")
+    p.add_argument("--demosaic", choices=["bilinear", "opencv-ea"], default="bilinear",
+                   help="demosaic of the classical ISP (default bilinear)")
+    p.add_argument("--ddnet", help="DDNet checkpoint folder (DDNet.save_pretrained) for --isp ddnet")
+    p.add_argument("--device", help="device for DDNet (default cpu)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_isp)
+
+    p = sub.add_parser("score", help="score a method's outputs; writes scores.csv, summary.json, leaderboard.json")
+    p.add_argument("--bench", required=True, help="a benchmark folder")
+    p.add_argument("--pred", required=True, help="the method's outputs, one image per benchmark image")
+    _add_score_options(p)
+    p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("run", help="run a third-party method's command over the inputs, time it, then score it",
+                       description="Run CMD (a shell command line with {input} and {output}; with --per-image also "
+                                   "{key} and {meta}) over the benchmark's inputs, time it and score its outputs.")
+    p.add_argument("--bench", required=True, help="a benchmark folder")
+    p.add_argument("--cmd", required=True, help="command template, e.g. \"python infer.py -i {input} -o {output}\"")
+    p.add_argument("--input", choices=["raw", "dng", "srgb", "lq_srgb"], default="raw",
+                   help="what the method reads: raw/ (default), its DNGs, two-stage sRGB (--inputs) or lq_srgb/")
+    p.add_argument("--inputs", help="the two-stage input folder for --input srgb (from `benchmarks isp`)")
+    p.add_argument("--per-image", action="store_true", help="run the command once per image")
+    p.add_argument("--pred", help="where the method writes its outputs (default BENCH/predictions/METHOD)")
+    p.add_argument("--cwd", help="working directory of the command")
+    p.add_argument("--overwrite", action="store_true", help="run into a non-empty --pred")
+    _add_score_options(p)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("table", help="Markdown table of the leaderboard(s) with the paper's published rows")
+    p.add_argument("--bench", required=True, action="append", help="a benchmark folder (repeatable)")
+    p.add_argument("--no-published", action="store_true", help="leave out the paper's published rows")
+    p.add_argument("--out", help="write to this file instead of stdout")
+    p.set_defaults(func=_cmd_table)
+
+    p = sub.add_parser("report", help="static HTML report: table, charts, PSNR-vs-LPIPS scatter, comparison crops")
+    p.add_argument("--bench", required=True, action="append", help="a benchmark folder (repeatable)")
+    p.add_argument("--out", required=True, help="the HTML file to write")
+    p.add_argument("--crops", type=int, default=4, help="images shown as comparison crops (default 4)")
+    p.add_argument("--crop-size", type=int, default=128, help="side of the comparison crops (default 128)")
+    p.add_argument("--no-published", action="store_true", help="leave out the paper's published rows")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("weights", help="list the weight files the metrics need and which are missing "
+                                       "(exit 1 if any); --download fetches them")
+    p.add_argument("--metrics", help="metrics to check (default all)")
+    p.add_argument("--weights-dir", help="the weights folder (default $RAWSYNTH_WEIGHTS_DIR, $TORCH_HOME, "
+                                         "~/.cache/torch)")
+    p.add_argument("--verify", action="store_true", help="hash present files against their published SHA-256")
+    p.add_argument("--download", action="store_true", help="download the missing files (needs internet)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_weights)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except RawsynthError as e:
+        print(f"benchmarks {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        where = f": {e.filename}" if e.filename else ""
+        print(f"benchmarks {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"benchmarks {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - a bug or a third-party failure: one line, the traceback on request
+        if os.environ.get("BENCHMARKS_TRACEBACK"):
+            raise
+        print(f"benchmarks {args.command}: unexpected error: {type(e).__name__}: {e} (this is a bug or a failure "
+              "inside a third-party package; rerun with BENCHMARKS_TRACEBACK=1 for the traceback and report it)",
+              file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

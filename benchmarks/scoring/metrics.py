@@ -1,0 +1,166 @@
+"""The metrics of the paper's tables (§4.1), computed with pyiqa.
+
+=========  ==============  =====  =============================================================================
+ours       pyiqa           kind   convention
+=========  ==============  =====  =============================================================================
+psnr       ``psnr``        FR     RGB, 3 channels (``test_y_channel=False``), data range 1, on 8-bit images
+ssim       ``ssimc``       FR     3 channels, 11×11 Gaussian σ 1.5, no downsampling (pyiqa's ``ssim`` is Y-only!)
+lpips      ``lpips``       FR     AlexNet, v0.1
+dists      ``dists``       FR     VGG16
+fid        ``fid``         set    Inception-V3 pool features, "clean" resize, predictions vs ``gt_srgb``
+niqe       ``niqe``        NR     Y channel, pyiqa's original parameters
+musiq      ``musiq``       NR     KonIQ-10k checkpoint
+clipiqa    ``clipiqa``     NR     CLIP RN50, pyiqa's antonym prompt pairs
+=========  ==============  =====  =============================================================================
+
+Every image (prediction and ground truth) enters as 8-bit sRGB scaled to ``[0, 1]``: predictions stored with
+more bits are rounded to 8 bits first, as if saved as 8-bit PNG. Scores are averaged over images; FID is
+computed once over the set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rawsynth.errors import ConfigError
+
+from ..errors import MissingDependencyError
+from .weights import import_clip, offline_hub, required_weights, resolve_weights_dir
+
+__all__ = ["MetricSpec", "METRICS", "parse_metrics", "create_metric", "metric_settings", "batched_scores",
+           "fid_score", "resolve_device"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: our ``name`` (CLI, leaderboard), ``pyiqa`` name, ``kind`` (``fr`` full-reference per image,
+    ``nr`` no-reference per image, ``set`` distribution over the set), direction and table label."""
+
+    name: str
+    pyiqa: str
+    kind: str
+    lower_better: bool
+    label: str
+    min_size: int = 1
+
+    def check_size(self, h: int, w: int, what: str) -> None:
+        """Raise :class:`ConfigError` when an ``h × w`` image is too small for the metric."""
+        if min(h, w) < self.min_size:
+            raise ConfigError(f"{self.name} needs images of at least {self.min_size}x{self.min_size} pixels "
+                              f"({what} is {h}x{w}); drop {self.name} from --metrics or use larger crops")
+
+    @property
+    def arrow(self) -> str:
+        return "↓" if self.lower_better else "↑"
+
+
+#: In the column order of the paper's Table 1.
+METRICS: dict[str, MetricSpec] = {m.name: m for m in (
+    MetricSpec("psnr", "psnr", "fr", False, "PSNR"),
+    MetricSpec("ssim", "ssimc", "fr", False, "SSIM"),
+    MetricSpec("lpips", "lpips", "fr", True, "LPIPS"),
+    MetricSpec("dists", "dists", "fr", True, "DISTS"),
+    MetricSpec("fid", "fid", "set", True, "FID"),
+    MetricSpec("niqe", "niqe", "nr", True, "NIQE", 96),  # pyiqa computes NIQE on 96x96 blocks
+    MetricSpec("musiq", "musiq", "nr", False, "MUSIQ"),
+    MetricSpec("clipiqa", "clipiqa", "nr", False, "CLIPIQA"),
+)}
+
+
+def parse_metrics(text: str | list[str] | None, has_gt: bool = True) -> list[str]:
+    """``"psnr,ssim"`` (or a list) → validated names in table order. ``None``/``"all"``: every metric that applies
+    (no-reference ones only without ground truth)."""
+    if text is None or text == "all" or text == ["all"]:
+        return [m for m, s in METRICS.items() if has_gt or s.kind == "nr"]
+    names = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        raise ConfigError(f"unknown metric(s) {unknown or names}; choose from {', '.join(METRICS)} (or 'all')")
+    if not has_gt:
+        ref = [n for n in names if METRICS[n].kind != "nr"]
+        if ref:
+            raise ConfigError(f"{', '.join(ref)} need ground truth, which this benchmark has not (e.g. DND); use "
+                              "the no-reference metrics niqe, musiq, clipiqa")
+    return [m for m in METRICS if m in names]
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``cpu``, ``cuda`` (error if unavailable) or ``auto``/``None`` (CUDA when available)."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise ConfigError(f"--device must be cpu, cuda or auto, got {device!r}")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    return torch.device(device)
+
+
+def metric_settings(name: str) -> dict:
+    """The pyiqa options a metric runs with (recorded in ``summary.json``)."""
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
+    spec = METRICS[name]
+    cfg = DEFAULT_CONFIGS[spec.pyiqa]
+    return {"pyiqa": spec.pyiqa, "kind": spec.kind, "lower_better": spec.lower_better,
+            "options": {k: v for k, v in cfg["metric_opts"].items()}, "input": "8-bit sRGB in [0, 1]"}
+
+
+def create_metric(name: str, device: torch.device | str = "cpu", weights_dir: str | os.PathLike | None = None,
+                  allow_download: bool = False):
+    """A pyiqa metric built from the weights folder with downloads refused (see
+    :func:`~benchmarks.scoring.weights.offline_hub`). pyiqa's "Loading pretrained model" prints are silenced."""
+    import pyiqa
+
+    spec = METRICS[name]
+    kwargs = {}
+    if name == "clipiqa":
+        import_clip()
+        if not allow_download:  # by path: CLIP's by-name load re-downloads a file whose SHA-256 differs
+            (w,) = required_weights([name])
+            kwargs["backbone"] = str(resolve_weights_dir(weights_dir) / w.relpath)
+    with offline_hub(weights_dir, allow_download), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            return pyiqa.create_metric(spec.pyiqa, device=torch.device(device), **kwargs)
+        except ImportError as e:
+            raise MissingDependencyError(f"pyiqa metric {spec.pyiqa!r} cannot be built: {type(e).__name__}: {e}") \
+                from None
+
+
+def _to_tensor(images: list[np.ndarray], device) -> torch.Tensor:
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    return x.to(device)
+
+
+def batched_scores(metric, spec: MetricSpec, preds: list[np.ndarray], gts: list[np.ndarray] | None,
+                   batch_size: int, device, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """Per-image scores of ``preds`` (uint8 ``(H, W, 3)``; against ``gts`` for FR metrics). Consecutive images of
+    equal size are batched together up to ``batch_size``."""
+    out = np.empty(len(preds), dtype=np.float64)
+    i = 0
+    while i < len(preds):
+        j = i + 1
+        while j < len(preds) and j - i < batch_size and preds[j].shape == preds[i].shape:
+            j += 1
+        x = _to_tensor(preds[i:j], device)
+        with torch.no_grad():
+            y = metric(x, _to_tensor(gts[i:j], device)) if spec.kind == "fr" else metric(x)
+        out[i:j] = torch.as_tensor(y).detach().double().cpu().reshape(j - i, -1)[:, 0].numpy()
+        if on_batch:
+            on_batch(j - i)
+        i = j
+    return out
+
+
+def fid_score(metric, pred_dir: Path, gt_dir: Path, batch_size: int) -> float:
+    """pyiqa's folder-vs-folder FID (``mode="clean"``) on the metric's device, single-process data loading."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return float(metric(str(pred_dir), str(gt_dir), mode="clean", num_workers=0, batch_size=batch_size,
+                            verbose=False))
