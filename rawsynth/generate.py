@@ -84,6 +84,8 @@ def plan_shards(sources: Sequence[Source], crops_per_image: int, shard_size: int
 
 
 def _load_source(src: Source) -> tuple[np.ndarray, str]:
+    import cv2
+
     from .io.images import decode_srgb
 
     try:
@@ -92,7 +94,10 @@ def _load_source(src: Source) -> tuple[np.ndarray, str]:
     except OSError as e:
         raise InputError(src.name, "unreadable", e.strerror or str(e)) from None
     img = decode_srgb(data, name=src.name).image
-    u8 = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+    # = np.clip(np.rint(img * 255), 0, 255).astype(np.uint8) (float32 product, round half to even, saturate) on
+    # decode_srgb's finite, non-negative values (checked exhaustively over [0, 1]; above 1 both give 255), in one
+    # pass with no float temporaries (5.3 -> 0.2 ms on a 1000x872 photo)
+    u8 = cv2.convertScaleAbs(img, alpha=255.0)
     return u8, hashlib.sha256(data).hexdigest()
 
 

@@ -69,6 +69,10 @@ def resize(img: np.ndarray, mode: ResizeMode | str, size: tuple[int, int] | None
     mode = ResizeMode(mode)
     if (size is None) == (scale_factor is None):
         raise ValueError("give exactly one of size and scale_factor")
+    if scale_factor == 1.0 or (size is not None and tuple(size) == img.shape[:2]):
+        # unit scale: every mode samples each pixel's own centre with weight exactly 1 (area: 1-pixel windows),
+        # so F.interpolate returns the input unchanged — skip its ~5 ms on a 512² image (Real-ESRGAN's 'keep')
+        return np.array(img, dtype=np.float32, order="C", copy=True)
     if not img.flags.writeable:  # torch.from_numpy warns on read-only arrays
         img = img.copy()
     t = torch.from_numpy(img).permute(2, 0, 1)[None]
@@ -98,10 +102,10 @@ def resize_back(img: np.ndarray, mode: ResizeMode | str, size: tuple[int, int]) 
 
 def quantize(img: np.ndarray) -> np.ndarray:
     """Real-ESRGAN's ``clamp((x * 255).round(), 0, 255)`` as ``(H, W, 3)`` uint8 (round half to even)."""
-    x = img * np.float32(255.0)
-    np.rint(x, out=x)
-    np.clip(x, 0.0, 255.0, out=x)
-    return x.astype(np.uint8)
+    # OpenCV's saturating float32 x·255 with round-half-even, after clipping to [0, 2] (beyond 1 both give 255):
+    # equal to np.clip(np.rint(x * np.float32(255)), 0, 255).astype(np.uint8) for every finite float32 (checked
+    # exhaustively), in two passes instead of four
+    return cv2.convertScaleAbs(np.clip(img, np.float32(0.0), np.float32(2.0)), alpha=255.0)
 
 
 def jpeg(u8: np.ndarray, quality: int) -> np.ndarray:
@@ -116,7 +120,7 @@ def jpeg(u8: np.ndarray, quality: int) -> np.ndarray:
 
 
 def _to_float(u8: np.ndarray) -> np.ndarray:
-    return u8.astype(np.float32) / np.float32(255.0)
+    return np.divide(u8, np.float32(255.0), dtype=np.float32)  # = u8.astype(np.float32) / 255, one pass
 
 
 def _jpeg_float(x: np.ndarray, quality: int) -> np.ndarray:
@@ -180,6 +184,11 @@ def apply_degradation(img: np.ndarray, params: DegradationParams) -> np.ndarray:
     Raises:
         ShapeError: wrong type, shape, dtype or size, or values outside ``[0, 1]``.
     """
+    return _to_float(_apply_degradation_u8(img, params))
+
+
+def _apply_degradation_u8(img: np.ndarray, params: DegradationParams) -> np.ndarray:
+    """:func:`apply_degradation` returning its 8-bit result ``k`` as ``(h, w, 3)`` uint8 (not ``k / 255``)."""
     x = _check_image(img, params)
     x = _stage(x, params.first, True, "first")
     x = _stage(x, params.second, False, "second")
@@ -198,7 +207,7 @@ def apply_degradation(img: np.ndarray, params: DegradationParams) -> np.ndarray:
         raise AssertionError(fp.order)
     if params.resize_back:
         u8 = quantize(resize_back(_to_float(u8), params.resize_back_mode, params.in_size))
-    return _to_float(u8)
+    return u8
 
 
 def degrade_batch(x: torch.Tensor, params: DegradationParams | Sequence[DegradationParams]) -> torch.Tensor:

@@ -11,7 +11,7 @@ A sample is a dict ``{"__key__": KEY, FIELD: bytes, ...}`` with these fields (se
 ``raw.dng``   optional DNG file of the mosaic.
 ============  =====================================================================================
 
-Encoding is deterministic (fixed PNG compression level, sorted JSON keys): the same arrays and metadata
+Encoding is deterministic (fixed PNG encoder settings, sorted JSON keys): the same arrays and metadata
 always give the same bytes. Decoding reads 16-bit PNG itself (webdataset's default image decoder truncates
 16-bit PNG to 8 bits) and never unpickles anything.
 """
@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError, InputError, ShapeError
-from ..io.png16 import PNG_COMPRESSION, decode_png16, encode_png16
+from ..io.png16 import PNG8_RGB_PARAMS, decode_png16, encode_png16
 from ..mns.cfa import Pattern
 from ..mns.sensor import SensorParams
 
@@ -74,10 +74,14 @@ def _hq_uint16(hq: np.ndarray) -> np.ndarray:
         return hq
     if hq.dtype.kind != "f":
         raise ShapeError(f"hq_linear must be float in [0, 1] or uint16, got {hq.dtype}")
-    if not np.isfinite(hq).all() or hq.min() < 0 or hq.max() > 1:
+    lo, hi = hq.min(), hq.max()
+    if not (lo >= 0 and hi <= 1):  # NaN propagates through min/max and fails this too
         raise ShapeError(f"hq_linear must be finite and in [0, 1], got range [{np.nanmin(hq)}, {np.nanmax(hq)}]; "
                          "clip it first (linear HQ is clipped to [0, 1] by IPTP)")
-    return np.round(hq.astype(np.float64) * 65535.0).astype(np.uint16)
+    # round(x · 65535) in float64 (exact product), half to even; one float64 buffer, rounded in place
+    x = np.multiply(hq, 65535.0, dtype=np.float64)
+    np.rint(x, out=x)
+    return x.astype(np.uint16)
 
 
 def _srgb_uint8(x: np.ndarray, name: str, hw: tuple[int, int]) -> np.ndarray:
@@ -95,8 +99,8 @@ def _srgb_uint8(x: np.ndarray, name: str, hw: tuple[int, int]) -> np.ndarray:
 
 
 def _encode_png8(rgb: np.ndarray) -> bytes:
-    bgr = np.ascontiguousarray(rgb[..., ::-1])  # RGB → OpenCV's BGR
-    ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+    bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)  # RGB → OpenCV's BGR (a plain channel swap)
+    ok, buf = cv2.imencode(".png", bgr, PNG8_RGB_PARAMS)
     if not ok:  # pragma: no cover - OpenCV only fails here on out-of-memory
         raise ShapeError(f"OpenCV could not encode an 8-bit PNG of shape {rgb.shape}")
     return buf.tobytes()

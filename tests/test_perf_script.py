@@ -1,0 +1,28 @@
+"""Smoke test of the synthesis benchmark script (``python -m benchmarks.perf.synthesis``); timings are not checked."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_script_prints_both_rates_and_the_ratio(tmp_path):
+    out = tmp_path / "perf"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.perf.synthesis", "--samples", "1", "--crop", "64",
+                           "--repeats", "1", "--seed", "3", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout
+    ours = re.search(r"^ours:\s+([0-9.]+) pairs/s", text, re.M)
+    ref = re.search(r"^reference:\s+([0-9.]+) pairs/s", text, re.M)
+    ratio = re.search(r"^ratio ours/reference: ([0-9.]+)x", text, re.M)
+    assert ours and ref and ratio, text
+    assert float(ours.group(1)) > 0 and float(ref.group(1)) > 0 and float(ratio.group(1)) > 0
+    # the per-stage tables ran (the stage timers found every function they wrap)
+    for stage in ("decode", "degradation", "IPTP", "MNS", "encode PNGs", "tar write"):
+        assert re.search(rf"^  {re.escape(stage)}", text, re.M), stage
+    # both paths wrote a shard with the sample in it
+    assert len(list((out / "ours-0").glob("shard-*.tar"))) == 1
+    assert (out / "reference-0" / "reference-000000.tar").stat().st_size > 0
