@@ -7,11 +7,11 @@ Every error is printed as one message naming the file at fault and the fix, with
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from rawsynth.errors import ConfigError, RawsynthError
+from rawsynth._cli import run_cli
+from rawsynth.errors import ConfigError
 
 from .builders.recipe import recipe_names
 
@@ -259,30 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
-    try:
-        return args.func(args)
-    except RawsynthError as e:
-        print(f"benchmarks {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        where = f": {e.filename}" if e.filename else ""
-        print(f"benchmarks {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"benchmarks {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001 - a bug or a third-party failure: one line, the traceback on request
-        if os.environ.get("BENCHMARKS_TRACEBACK"):
-            raise
-        print(f"benchmarks {args.command}: unexpected error: {type(e).__name__}: {e} (this is a bug or a failure "
-              "inside a third-party package; rerun with BENCHMARKS_TRACEBACK=1 for the traceback and report it)",
-              file=sys.stderr)
-        return 2
+    """Run ``python -m benchmarks``; returns the exit status (2 for user errors)."""
+    return run_cli(build_parser(), argv, traceback_env="BENCHMARKS_TRACEBACK", name="benchmarks")
 
 
 if __name__ == "__main__":  # pragma: no cover

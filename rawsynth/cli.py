@@ -8,7 +8,7 @@ import os
 import sys
 
 from ._version import __version__
-from .errors import RawsynthError
+from ._cli import run_cli
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -169,25 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
-    try:
-        return args.func(args)
-    except RawsynthError as e:
-        print(f"rawsynth {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # e.g. a full disk while writing: finished shards stay, --resume continues
-        print(f"rawsynth {args.command}: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
-        if args.command == "generate":
-            print("rawsynth generate: finished shards are kept; fix the problem and rerun with --resume",
-                  file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"rawsynth {args.command}: interrupted", file=sys.stderr)
-        return 130
+    """Run the ``rawsynth`` command; returns the exit status (2 for user errors)."""
+    return run_cli(build_parser(), argv, hints={
+        "generate": "finished shards are kept; fix the problem and rerun with --resume"})
 
 
 if __name__ == "__main__":

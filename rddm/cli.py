@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from rawsynth._version import __version__
-from rawsynth.errors import RawsynthError
+from rawsynth._cli import run_cli
 
 __all__ = ["main", "build_parser", "default_config_path", "STAGES"]
 
@@ -154,22 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``rddm`` command; returns the exit status (2 for user errors)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
-    try:
-        return args.func(args)
-    except RawsynthError as e:
-        print(f"rddm {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"rddm {args.command}: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"rddm {args.command}: interrupted (resume with --resume)", file=sys.stderr)
-        return 130
+    return run_cli(build_parser(), argv, hints={
+        "train-ddnet": "resume with --resume", "train-rvae": "resume with --resume"})
 
 
 if __name__ == "__main__":
