@@ -25,7 +25,7 @@ import torch
 from ._version import __version__
 from .errors import ConfigError, InputError, ShapeError
 from .isp import ISPConfig, ISPParams, sample_isp_params
-from .isp.iptp import HIGHLIGHT_INFLECTION, apply_matrix
+from .isp.iptp import apply_matrix, inverse_white_balance
 from .isp.params import ISPBatch
 from .mns import (NoiseParams, NoiseProfile, Pattern, SensorParams, add_noise, load_noise_profile, mosaic, quantize,
                   sample_noise_params)
@@ -254,31 +254,9 @@ def _srgb_to_linear(srgb: np.ndarray, isp: ISPParams, channels_last: bool = Fals
     # cv2.LUT: the same table lookup as _LINEAR_LUT[srgb] (a copy of the entries), ~4x faster
     x = torch.from_numpy(cv2.LUT(np.ascontiguousarray(srgb), _LINEAR_LUT_ROW)).permute(2, 0, 1)[None]
     p = ISPBatch.from_params(isp, 1)
-    x = _inverse_white_balance(apply_matrix(x, p.rgb2cam), p, channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = inverse_white_balance(apply_matrix(x, p.rgb2cam), p, memory_format=fmt)
     return x.clamp_(0.0, 1.0)
-
-
-def _inverse_white_balance(x: torch.Tensor, p: ISPBatch, channels_last: bool = False) -> torch.Tensor:
-    """:func:`~rawsynth.isp.iptp.inverse_white_balance` of a ``(1, 3, H, W)`` image, equal to it bit for bit,
-    without its full-size temporaries (written in ``channels_last`` memory order if asked).
-
-    Wherever the grey level is at most the highlight inflection the highlight mask is exactly 0 and the factor
-    ``max(mask + (1 - mask)·g, g)`` is exactly ``g``, so those pixels are ``x · g``; the mask formula runs, with
-    the same float operations, only on the pixels above the inflection (a few percent of a typical photo).
-    """
-    one = torch.ones_like(p.red_gain)
-    g = torch.stack([1.0 / p.red_gain, one, 1.0 / p.blue_gain], dim=1) / p.rgb_gain[:, None]
-    g = g[:, :, None, None]
-    gray = x.mean(dim=1, keepdim=True)
-    out = torch.empty_like(x, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    torch.mul(x, g, out=out)
-    hi = ((gray - HIGHLIGHT_INFLECTION) > 0).view(-1).nonzero().view(-1)  # where the mask may be > 0
-    if hi.numel():
-        gh = gray.view(-1)[hi]
-        mask = ((gh - HIGHLIGHT_INFLECTION).clamp_min(0.0) / (1.0 - HIGHLIGHT_INFLECTION)) ** 2
-        g3 = g.view(3, 1)
-        out.view(3, -1)[:, hi] = x.reshape(3, -1)[:, hi] * torch.maximum(mask + (1.0 - mask) * g3, g3)
-    return out
 
 
 def _linear_lut() -> np.ndarray:

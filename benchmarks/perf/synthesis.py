@@ -14,8 +14,9 @@ without noise, Brooks' IPTP, Bayer mosaic, heteroscedastic noise, 12-bit quantis
   Real-ESRGAN's dataset kernels (basicsr ``random_mixed_kernels``/``circular_lowpass_kernel`` on numpy's global
   RNG, 21×21, pulse when the final sinc is off), Real-ESRGAN's ``feed_data`` chain without noise (basicsr
   ``filter2D``, ``F.interpolate``, basicsr ``DiffJPEG`` on the CPU), rounding to 8 bits, ``F.interpolate``
-  back to ``crop``, then a plain torch IPTP (:func:`rawsynth.isp.unprocess`) of HQ and LQ, ``mosaic``,
-  ``add_noise``, ``quantize``, and ``raw.png``/``hq.png``/``meta.json`` (OpenCV's default PNG settings) into a
+  back to ``crop``, then Brooks' unprocess of HQ and LQ written out in plain dense torch, a sliced mosaic,
+  heteroscedastic noise and quantisation (none of rawsynth's fast paths, so library speed-ups do not leak into
+  the reference), and ``raw.png``/``hq.png``/``meta.json`` (OpenCV's default PNG settings) into a
   tar written with :mod:`tarfile`.
 
 The two paths draw every random parameter from the same distributions (the same ``DegradationConfig``,
@@ -295,10 +296,36 @@ def _png(a: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def _plain_unprocess(x: torch.Tensor, isp) -> torch.Tensor:
+    """Brooks et al.'s unprocess as their code writes it, in plain dense torch (no rawsynth fast paths)."""
+    x = x.clamp(0.0, 1.0)
+    x = 0.5 - torch.sin(torch.asin(1.0 - 2.0 * x) / 3.0)  # inverse smoothstep
+    x = x.clamp_min(1e-8) ** 2.2  # inverse gamma
+    x = torch.einsum("ij,bjhw->bihw", torch.tensor(isp.rgb2cam, dtype=x.dtype), x)  # inverse CCM
+    gains = torch.tensor([1.0 / isp.red_gain, 1.0, 1.0 / isp.blue_gain], dtype=x.dtype).view(1, 3, 1, 1)
+    gains = gains / isp.rgb_gain
+    gray = x.mean(dim=1, keepdim=True)
+    mask = ((gray - 0.9).clamp_min(0.0) / 0.1) ** 2  # highlight-preserving inverse white balance
+    return (x * torch.maximum(mask + (1.0 - mask) * gains, gains)).clamp(0.0, 1.0)
+
+
+def _plain_mns(lin: torch.Tensor, pattern, noise, gen: torch.Generator, sensor) -> np.ndarray:
+    """Mosaic by slicing, heteroscedastic Gaussian noise, quantisation to DN: plain dense torch."""
+    h, w = lin.shape[-2:]
+    m = torch.empty(h, w, dtype=lin.dtype)
+    for dy in range(2):
+        for dx in range(2):
+            m[dy::2, dx::2] = lin[0, pattern.colors[dy][dx], dy::2, dx::2]
+    m = m + torch.sqrt((noise.lambda_shot * m + noise.lambda_read).clamp_min(0.0)) * torch.randn(
+        m.shape, generator=gen, dtype=m.dtype)
+    dn = torch.round(m.double() * (sensor.white_level - sensor.black_level) + sensor.black_level)
+    return dn.clamp(0, sensor.white_level).to(torch.int32).numpy().astype(np.uint16)
+
+
 def run_reference(sources: list[Source], out: Path, crop: int, seed: int, ref: _Reference,
                   seconds: dict[str, float] | None = None) -> dict:
-    from rawsynth.isp import sample_isp_params, unprocess
-    from rawsynth.mns import add_noise, mosaic, quantize, sample_noise_params
+    from rawsynth.isp import sample_isp_params
+    from rawsynth.mns import sample_noise_params
 
     cfg = ref.cfg
     st = seconds if seconds is not None else defaultdict(float)
@@ -337,11 +364,11 @@ def run_reference(sources: list[Source], out: Path, crop: int, seed: int, ref: _
                     noise = sample_noise_params(rng, ref.profile)
                     t5 = time.perf_counter()
                     st["ISP/noise sampling"] += t5 - t4
-                    hq_lin = unprocess(gt, isp)
-                    lq_lin = unprocess(lq, isp)
+                    hq_lin = _plain_unprocess(gt, isp)
+                    lq_lin = _plain_unprocess(lq, isp)
                     t6 = time.perf_counter()
                     st["IPTP (unprocess)"] += t6 - t5
-                    raw = quantize(add_noise(mosaic(lq_lin, pattern), noise, gen), cfg.sensor)[0, 0].numpy()
+                    raw = _plain_mns(lq_lin, pattern, noise, gen, cfg.sensor)
                     t7 = time.perf_counter()
                     st["MNS"] += t7 - t6
                 hq16 = np.round(hq_lin[0].permute(1, 2, 0).numpy().astype(np.float64) * 65535).astype(np.uint16)

@@ -63,8 +63,8 @@ def apply_matrix(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bij,bjhw->bihw", m, x)
 
 
-def inverse_white_balance(x: torch.Tensor, params: ISPBatch,
-                          inflection: float = HIGHLIGHT_INFLECTION) -> torch.Tensor:
+def inverse_white_balance(x: torch.Tensor, params: ISPBatch, inflection: float = HIGHLIGHT_INFLECTION,
+                          memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
     """Eq. 8 (right), highlight-safe: divide by the white-balance and brightness gains.
 
     ``g = (1/red, 1, 1/blue) / rgb_gain``; ``gray = mean_c(x)``;
@@ -72,16 +72,30 @@ def inverse_white_balance(x: torch.Tensor, params: ISPBatch,
     Below the inflection this is exactly ``x · g``; towards white the gains fade to 1 so saturated
     highlights stay neutral after PTP instead of turning magenta.
 
+    Where the grey level is at most the inflection the mask is exactly 0 and the factor exactly ``g``, so the
+    mask formula is evaluated (with the same float operations) only on the few pixels above it.
+
     Args:
         x: ``(B, 3, H, W)`` linear camera RGB.
         params: per-sample gains.
+        inflection: grey level where the fade to gain 1 starts.
+        memory_format: memory layout of the result (``torch.channels_last`` makes ``out[b].permute(1, 2, 0)``
+            a contiguous ``(H, W, 3)`` array).
     """
     one = torch.ones_like(params.red_gain)
     g = torch.stack([1.0 / params.red_gain, one, 1.0 / params.blue_gain], dim=1) / params.rgb_gain[:, None]
-    g = g[:, :, None, None]
-    gray = x.mean(dim=1, keepdim=True)
-    mask = ((gray - inflection).clamp_min(0.0) / (1.0 - inflection)) ** 2
-    return x * torch.maximum(mask + (1.0 - mask) * g, g)
+    g4 = g[:, :, None, None]
+    if torch.is_grad_enabled() and (x.requires_grad or g.requires_grad):  # out= records no gradient
+        out = (x * g4).contiguous(memory_format=memory_format)
+    else:
+        out = torch.mul(x, g4, out=torch.empty_like(x, memory_format=memory_format))
+    gray = x.mean(dim=1)  # (B, H, W)
+    b, h, w = (gray > inflection).nonzero(as_tuple=True)
+    if b.numel():
+        mask = ((gray[b, h, w] - inflection).clamp_min(0.0) / (1.0 - inflection)) ** 2  # (N,)
+        gb = g[b]  # (N, 3)
+        out[b, :, h, w] = x[b, :, h, w] * torch.maximum(mask[:, None] + (1.0 - mask[:, None]) * gb, gb)
+    return out
 
 
 def unprocess(srgb: torch.Tensor, params: ISPParams | list[ISPParams] | ISPBatch) -> torch.Tensor:

@@ -6,7 +6,8 @@ import torch
 
 from rawsynth.errors import ShapeError
 from rawsynth.isp import (ISPBatch, Process, Unprocess, apply_matrix, fixed_isp_params, gamma, inverse_gamma,
-                          inverse_tone, invertible_mask, process, sample_isp_params, tone, unprocess)
+                          inverse_tone, inverse_white_balance, invertible_mask, process, sample_isp_params, tone,
+                          unprocess)
 
 from ..conftest import photo
 
@@ -95,6 +96,23 @@ def test_gradcheck_float64():
     assert torch.autograd.gradcheck(lambda t: unprocess(t, p), (x,))
     lin = (0.05 + 0.3 * torch.rand(2, 3, 4, 4, dtype=torch.float64, generator=g)).requires_grad_()
     assert torch.autograd.gradcheck(lambda t: process(t, p), (lin,))
+
+
+def test_highlight_path_matches_the_dense_formula_and_has_gradients():
+    """The sparse evaluation above the inflection equals Brooks' dense formula bit for bit, in either layout."""
+    g = torch.Generator().manual_seed(2)
+    x = 0.8 + 0.2 * torch.rand(2, 3, 16, 16, dtype=torch.float64, generator=g)  # many pixels above 0.9 grey
+    p = ISPBatch.from_params([fixed_isp_params(), sample_isp_params(np.random.default_rng(1))], dtype=torch.float64)
+    gains = torch.stack([1 / p.red_gain, torch.ones(2, dtype=torch.float64), 1 / p.blue_gain], 1) / p.rgb_gain[:, None]
+    gains = gains[:, :, None, None]
+    gray = x.mean(1, keepdim=True)
+    mask = ((gray - 0.9).clamp_min(0) / (1.0 - 0.9)) ** 2  # the previous, dense implementation
+    dense = x * torch.maximum(mask + (1 - mask) * gains, gains)
+    assert (gray > 0.9).float().mean() > 0.2
+    assert torch.equal(inverse_white_balance(x, p), dense)
+    cl = inverse_white_balance(x, p, memory_format=torch.channels_last)
+    assert torch.equal(cl, dense) and cl.is_contiguous(memory_format=torch.channels_last)
+    assert torch.autograd.gradcheck(lambda t: inverse_white_balance(t, p), (x[:1, :, :4, :4].clone().requires_grad_(),))
 
 
 def test_gradcheck_wrt_parameters():
