@@ -10,9 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rawsynth.errors import InputError, ShapeError
+from rawsynth.errors import InputError
 from rawsynth.io import atomic_output
-from rawsynth.io.png16 import PNG8_RGB_PARAMS
+from rawsynth.io.png16 import encode_png8
 from rawsynth.shards import sha256_file
 
 __all__ = ["encode_png8", "write_png8", "read_png8", "write_json", "read_json", "sha256_file", "versions",
@@ -24,17 +24,6 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     if x.dtype == np.uint8:
         return x
     return np.round(np.clip(x.astype(np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def encode_png8(rgb: np.ndarray) -> bytes:
-    """``(H, W, 3)`` uint8 RGB → PNG bytes (rawsynth's fixed encoder settings: same pixels, same bytes)."""
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ShapeError(f"expected an (H, W, 3) uint8 array, got {getattr(rgb, 'dtype', type(rgb))} "
-                         f"{getattr(rgb, 'shape', '')}")
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]), PNG8_RGB_PARAMS)
-    if not ok:  # pragma: no cover - only on out-of-memory
-        raise ShapeError(f"OpenCV could not encode a PNG of shape {rgb.shape}")
-    return buf.tobytes()
 
 
 def write_png8(path: str | os.PathLike, rgb: np.ndarray) -> None:

@@ -78,7 +78,7 @@ OUR_STAGES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
                      ("rawsynth.degrade", "apply_degradation"))),
     ("IPTP", (("rawsynth.pipeline", "_srgb_to_linear"), ("rawsynth.pipeline", "srgb_to_linear_lut"))),
     ("MNS", (("rawsynth.pipeline", "mosaic"), ("rawsynth.pipeline", "add_noise"), ("rawsynth.pipeline", "quantize"))),
-    ("encode PNGs", (("rawsynth.shards.fields", "encode_png16"), ("rawsynth.shards.fields", "_encode_png8"))),
+    ("encode PNGs", (("rawsynth.shards.fields", "encode_png16"), ("rawsynth.shards.fields", "encode_png8"))),
     ("encode other (hq→u16, JSON, checks)", (("rawsynth.shards", "encode_sample"),)),
     ("tar write (+fsync)", (("rawsynth.shards", "write_shard"),)),
 )

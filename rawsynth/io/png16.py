@@ -21,7 +21,7 @@ from ..errors import InputError, ShapeError
 from ._png import SIGNATURE, scan_png
 from .atomic import atomic_output
 
-__all__ = ["encode_png16", "decode_png16", "write_png16", "read_png16", "PNG_COMPRESSION", "PngSettings",
+__all__ = ["encode_png16", "decode_png16", "write_png16", "read_png16", "encode_png8", "PNG_COMPRESSION", "PngSettings",
            "PNG16_GREY", "PNG16_RGB", "PNG8_RGB_PARAMS"]
 
 #: zlib level of every PNG rawsynth writes. With the Huffman-only and run-length strategies used below the level
@@ -192,3 +192,19 @@ def read_png16(path: str | os.PathLike) -> np.ndarray:
     except OSError as e:
         raise InputError(path, "unreadable", detail=e.strerror or str(e)) from None
     return decode_png16(data, os.fspath(path))
+
+
+def encode_png8(rgb: np.ndarray) -> bytes:
+    """Encode ``(H, W, 3)`` uint8 RGB (sRGB crops, report thumbnails) as an 8-bit PNG with the fixed settings
+    :data:`PNG8_RGB_PARAMS`: the same pixels always give the same bytes.
+
+    Raises:
+        ShapeError: not an ``(H, W, 3)`` uint8 array.
+    """
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ShapeError(f"expected an (H, W, 3) uint8 array, got {getattr(rgb, 'dtype', type(rgb))} "
+                         f"{getattr(rgb, 'shape', '')}")
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]), PNG8_RGB_PARAMS)  # RGB → OpenCV's BGR
+    if not ok:  # pragma: no cover - OpenCV only fails here on out-of-memory
+        raise ShapeError(f"OpenCV could not encode an 8-bit PNG of shape {rgb.shape}")
+    return buf.tobytes()

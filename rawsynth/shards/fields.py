@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError, InputError, ShapeError
-from ..io.png16 import PNG8_RGB_PARAMS, decode_png16, encode_png16
+from ..io.png16 import decode_png16, encode_png8, encode_png16
 from ..mns.cfa import Pattern
 from ..mns.sensor import SensorParams
 
@@ -96,14 +96,6 @@ def _srgb_uint8(x: np.ndarray, name: str, hw: tuple[int, int]) -> np.ndarray:
     if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
         raise ShapeError(f"{name} must be finite and in [0, 1], got range [{np.nanmin(x)}, {np.nanmax(x)}]")
     return np.round(x.astype(np.float64) * 255.0).astype(np.uint8)
-
-
-def _encode_png8(rgb: np.ndarray) -> bytes:
-    bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)  # RGB → OpenCV's BGR (a plain channel swap)
-    ok, buf = cv2.imencode(".png", bgr, PNG8_RGB_PARAMS)
-    if not ok:  # pragma: no cover - OpenCV only fails here on out-of-memory
-        raise ShapeError(f"OpenCV could not encode an 8-bit PNG of shape {rgb.shape}")
-    return buf.tobytes()
 
 
 def _check_meta(key: str, meta: dict) -> SensorParams:
@@ -177,9 +169,9 @@ def encode_sample(key: str, raw_dn: np.ndarray, hq_linear: np.ndarray, meta: dic
     out: dict[str, bytes] = {"__key__": key, "raw.png": encode_png16(raw_dn), "hq.png": encode_png16(hq),
                              "meta.json": meta_bytes}
     if lq_srgb is not None:
-        out["lq.png"] = _encode_png8(_srgb_uint8(lq_srgb, f"sample {key}: lq_srgb", hw))
+        out["lq.png"] = encode_png8(_srgb_uint8(lq_srgb, f"sample {key}: lq_srgb", hw))
     if gt_srgb is not None:
-        out["gt.png"] = _encode_png8(_srgb_uint8(gt_srgb, f"sample {key}: gt_srgb", hw))
+        out["gt.png"] = encode_png8(_srgb_uint8(gt_srgb, f"sample {key}: gt_srgb", hw))
     if dng is not None:
         if not isinstance(dng, (bytes, bytearray)) or bytes(dng[:4]) not in _TIFF_MAGIC:
             raise ShapeError(f"sample {key}: dng must be the bytes of a DNG (TIFF) file")
