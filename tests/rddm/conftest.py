@@ -93,6 +93,56 @@ def sd_folder(tmp_path_factory) -> Path:
     return root
 
 
+#: UNet2DConditionModel arguments of the tiny UNet (SD-2.1's block types and linear projections, 2 levels).
+TINY_UNET = dict(block_out_channels=(16, 32), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
+                 down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+                 attention_head_dim=(2, 4), use_linear_projection=True, norm_num_groups=8)
+
+
+def write_tiny_sd21(root: Path, seed: int = 0) -> Path:
+    """Write a tiny SD-2.1-like diffusers pipeline folder at ``root`` (random weights, real classes and layout):
+    ``model_index.json``, ``vae/`` (:data:`TINY_VAE`), ``unet/`` (:data:`TINY_UNET`), ``text_encoder/`` (a 2-layer
+    CLIP text model, width 32), ``tokenizer/`` (a character-level CLIP BPE vocabulary) and ``scheduler/`` (SD-2.1's
+    DDPM ``scaled_linear`` schedule)."""
+    import string
+
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    root.mkdir(parents=True, exist_ok=True)
+    tok_dir = root / "tokenizer"
+    tok_dir.mkdir(exist_ok=True)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in string.ascii_lowercase + string.digits + ",.!'-":
+        vocab.setdefault(c, len(vocab))
+        vocab.setdefault(c + "</w>", len(vocab))
+    (tok_dir / "vocab.json").write_text(json.dumps(vocab))
+    (tok_dir / "merges.txt").write_text("#version: 0.2\n")
+    CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=77,
+                  pad_token="<|endoftext|>").save_pretrained(tok_dir)
+    torch.manual_seed(seed)
+    AutoencoderKL(**TINY_VAE).save_pretrained(root / "vae")
+    UNet2DConditionModel(**TINY_UNET).save_pretrained(root / "unet")
+    CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                                 num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
+                                 hidden_act="gelu", bos_token_id=0, eos_token_id=1, pad_token_id=1)
+                  ).save_pretrained(root / "text_encoder")
+    DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000,
+                  prediction_type="epsilon").save_pretrained(root / "scheduler")
+    (root / "model_index.json").write_text(json.dumps({
+        "_class_name": "StableDiffusionPipeline", "vae": ["diffusers", "AutoencoderKL"],
+        "unet": ["diffusers", "UNet2DConditionModel"], "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "DDPMScheduler"]}))
+    return root
+
+
+@pytest.fixture(scope="session")
+def sd21_folder(tmp_path_factory) -> Path:
+    """A tiny but complete SD-2.1-like pipeline folder (see :func:`write_tiny_sd21`)."""
+    return write_tiny_sd21(tmp_path_factory.mktemp("sd21") / "tiny-sd-2-1")
+
+
 @pytest.fixture(scope="session")
 def lpips_folder(tmp_path_factory) -> Path:
     """Randomly initialised LPIPS-alex weights under the file names a real weights folder uses."""
