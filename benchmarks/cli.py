@@ -97,10 +97,23 @@ def _cmd_score(args) -> int:
     return 0
 
 
+def _run_cmd(args) -> str:
+    """``--cmd``, or the ``rddm restore`` command of ``--rddm MODEL``."""
+    from .run import rddm_command
+
+    if args.rddm is None:
+        if args.cmd is None:
+            raise ConfigError("run: give the method's command with --cmd, or --rddm MODEL_DIR to run RDDM")
+        return args.cmd
+    if args.cmd is not None or args.per_image:
+        raise ConfigError("run: --rddm runs `rddm restore` once over the folder; drop --cmd and --per-image")
+    return rddm_command(args.rddm, args.input, args.rddm_args or "")
+
+
 def _cmd_run(args) -> int:
     from .run import run_method
 
-    result = run_method(args.bench, args.cmd, args.method, input=args.input, inputs=args.inputs,
+    result = run_method(args.bench, _run_cmd(args), args.method, input=args.input, inputs=args.inputs,
                         per_image=args.per_image, pred_dir=args.pred, cwd=args.cwd, overwrite=args.overwrite,
                         out_dir=args.out, **_score_kwargs(args))
     run = result.summary["run"]
@@ -221,7 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run CMD (a shell command line with {input} and {output}; with --per-image also "
                                    "{key} and {meta}) over the benchmark's inputs, time it and score its outputs.")
     p.add_argument("--bench", required=True, help="a benchmark folder")
-    p.add_argument("--cmd", required=True, help="command template, e.g. \"python infer.py -i {input} -o {output}\"")
+    p.add_argument("--cmd", help="command template, e.g. \"python infer.py -i {input} -o {output}\"")
+    p.add_argument("--rddm", metavar="MODEL_DIR", help="run RDDM instead of --cmd: `rddm restore` with this model "
+                                                       "folder (OUT/rddm of `rddm train`) over raw/ (or its DNGs)")
+    p.add_argument("--rddm-args", metavar="ARGS", help="more `rddm restore` flags for --rddm, e.g. "
+                                                       "\"--device cuda --dtype bf16 --tile 1024\"")
     p.add_argument("--input", choices=["raw", "dng", "srgb", "lq_srgb"], default="raw",
                    help="what the method reads: raw/ (default), its DNGs, two-stage sRGB (--inputs) or lq_srgb/")
     p.add_argument("--inputs", help="the two-stage input folder for --input srgb (from `benchmarks isp`)")

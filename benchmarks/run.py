@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from .bench import Bench
 from .errors import BenchmarkError, CommandError
 from .scoring.score import ScoreResult, check_method_name, score
 
-__all__ = ["INPUTS", "run_method", "substitute"]
+__all__ = ["INPUTS", "run_method", "substitute", "rddm_command"]
 
 INPUTS = ("raw", "dng", "srgb", "lq_srgb")
 
@@ -37,6 +38,28 @@ def substitute(template: str, **paths) -> str:
     for name, value in paths.items():
         out = out.replace("{" + name + "}", shlex.quote(os.fspath(value)))
     return out
+
+
+def rddm_command(model: str | os.PathLike, input: str = "raw", extra: str = "") -> str:
+    """The folder-mode command template that runs RDDM (``rddm restore``) with the model folder ``model``.
+
+    ``rddm restore`` reads the ``raw/`` folder (``KEY.png`` + ``KEY.json``; with ``input="dng"`` the ``KEY.dng``
+    files instead) and writes ``OUTPUT/KEY.png``, sRGB through each image's own PTP, ready for scoring.
+
+    Args:
+        model: the RDDM folder (``OUT/rddm`` of ``rddm train``).
+        input: ``raw`` or ``dng``.
+        extra: more ``rddm restore`` flags, e.g. ``"--device cuda --dtype bf16 --tile 1024"``.
+
+    Raises:
+        ConfigError: ``input`` is not a RAW input.
+    """
+    if input not in ("raw", "dng"):
+        raise ConfigError(f"RDDM restores RAW files: use --input raw or dng with --rddm, not {input!r}")
+    src = "{input}/*.dng" if input == "dng" else "{input}"
+    cmd = (f"{shlex.quote(sys.executable)} -m rddm restore {src} --model "
+           f"{shlex.quote(os.path.abspath(os.fspath(model)))} --out {{output}} --no-progress")
+    return f"{cmd} {extra}" if extra else cmd
 
 
 def _input_dir(bench: Bench, input: str, inputs: str | os.PathLike | None) -> Path:

@@ -17,7 +17,7 @@ from ._version import __version__
 from .errors import ConfigError, InputError, RawsynthError, ShapeError, UnsupportedCFAError
 
 _SUBPACKAGES = ("isp", "mns", "io", "degrade", "pipeline", "sources", "shards", "generate", "data", "inspect", "rng",
-                "compat", "demo", "cli")
+                "compat", "demo", "cli", "backends", "kernels", "onthefly")
 
 __all__ = ["__version__", "ConfigError", "InputError", "RawsynthError", "ShapeError", "UnsupportedCFAError",
            *_SUBPACKAGES]

@@ -66,7 +66,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     summary = generate(sources, args.out, config, seed=int(run.get("seed", 0)),
                        shard_size=int(run.get("shard_size", 1000)), num_samples=run.get("num_samples"),
                        workers=int(run.get("workers") or os.cpu_count() or 1), resume=args.resume,
-                       overwrite=args.overwrite, progress=not args.no_progress)
+                       overwrite=args.overwrite, progress=not args.no_progress, backend=args.backend,
+                       scheduler=args.scheduler, retries=args.retries, scheduler_timeout=args.scheduler_timeout)
     print(f"rawsynth generate: {summary.line()} -> {args.out}")
     return 0
 
@@ -139,7 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                                         "(default skip)")
     p.add_argument("--seed", type=int, help="run seed (default 0)")
     p.add_argument("--shard-size", type=int, help="samples per shard (default 1000)")
-    p.add_argument("--workers", type=int, help="worker processes (default: CPU count)")
+    p.add_argument("--workers", type=int, help="worker processes (default: CPU count); with --backend dask and no "
+                                               "--scheduler, the local Dask cluster's workers")
+    p.add_argument("--backend", choices=["local", "dask"], default="local",
+                   help="where shard tasks run: this machine (default) or a Dask cluster (same bytes either way)")
+    p.add_argument("--scheduler", metavar="ADDR", help="with --backend dask: a running Dask scheduler, e.g. "
+                                                       "tcp://10.0.0.1:8786 (default: start a local cluster)")
+    p.add_argument("--retries", type=int, default=2, help="with --backend dask: resubmissions of a shard task that "
+                                                          "raised (worker deaths are retried by the scheduler)")
+    p.add_argument("--scheduler-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="with --scheduler: how long to try to connect (default 30)")
     p.add_argument("--save-srgb", action="store_true", help="also store 8-bit sRGB LQ and GT (lq.png, gt.png)")
     p.add_argument("--save-dng", action="store_true", help="also store each RAW as raw.dng")
     p.add_argument("--resume", action="store_true", help="finish an interrupted run (skips done shards)")

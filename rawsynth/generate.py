@@ -3,9 +3,12 @@
 Built on img2dataset's model: a shard is the unit of work, retry and resume. A shard's content is a pure
 function of (sorted sources, crops per image, seed, shard size, config): sample ``k`` of the run is crop
 ``k mod crops_per_image`` of source ``k div crops_per_image`` and lands in shard ``k div shard_size``, and every
-draw of a sample derives from (seed, key). Each shard is written to ``shard-NNNNNN.tar.tmp`` and renamed;
+draw of a sample derives from (seed, key). Each shard is written to ``shard-NNNNNN.tar.<pid>.<random>.tmp`` and renamed;
 ``shard-NNNNNN.stats.json`` is written last and marks it done. A failed sample becomes a row in the stats, not
 an exception. ``manifest.json`` records the config, seed, version, inputs and every shard.
+
+Where the shard tasks run is a backend (:mod:`rawsynth.backends`: this machine, or a Dask cluster); each runs
+the same :class:`ShardJob`, so the bytes never depend on it.
 """
 
 from __future__ import annotations
@@ -14,21 +17,23 @@ import hashlib
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ._version import __version__
+from .backends import ShardBackend, make_backend
+from .backends.local import worker_init
 from .errors import ConfigError, InputError, RawsynthError
 from .io.atomic import atomic_output
 from .pipeline import SynthConfig, apply_crop, sample_crop, synthesize
 from .rng import numpy_rng
 from .sources import Source
 
-__all__ = ["SampleRef", "ShardTask", "plan_shards", "run_shard", "generate", "GenerateSummary", "MANIFEST",
+__all__ = ["SampleRef", "ShardTask", "ShardJob", "plan_shards", "run_shard", "generate", "GenerateSummary", "MANIFEST",
            "FORMAT_VERSION", "shard_name", "load_manifest"]
 
 MANIFEST = "manifest.json"
@@ -157,12 +162,34 @@ def run_shard(task: ShardTask, config: SynthConfig, seed: int, out_dir: str | os
     return stats
 
 
-def _worker_init() -> None:
-    import cv2
-    import torch
+@dataclass(frozen=True)
+class ShardJob:
+    """The task every backend runs for one shard (picklable; idempotent).
 
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
+    ``job(task)`` returns the stats of ``task``'s shard: if the shard is already complete in ``out_dir`` (its
+    stats file is there and its tar has the recorded size) they are read back and nothing is written;
+    otherwise :func:`run_shard` makes it. Running a job twice, or again after its worker died at any point,
+    therefore leaves the same bytes. Sets one torch and one OpenCV thread in the process that runs it.
+
+    Attributes:
+        config: what to synthesise.
+        seed: run seed.
+        out_dir: the output folder, absolute (workers elsewhere must see it at this path).
+    """
+
+    config: SynthConfig
+    seed: int
+    out_dir: str
+
+    def __call__(self, task: ShardTask, on_sample: Callable[[], None] | None = None) -> dict:
+        worker_init()
+        done = _done(Path(self.out_dir), task)
+        if done is not None:
+            return done
+        # importing basicsr runs np.seterr(divide="ignore", invalid="ignore"), which numpy scopes to the importing
+        # thread; Dask runs tasks in other threads, so set it here for every backend alike (warnings only)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return run_shard(task, self.config, self.seed, self.out_dir, on_sample=on_sample)
 
 
 def load_manifest(out_dir: str | os.PathLike) -> dict | None:
@@ -258,7 +285,8 @@ class GenerateSummary:
 
 def generate(sources: Sequence[Source], out_dir: str | os.PathLike, config: SynthConfig, *, seed: int = 0,
              shard_size: int = 1000, num_samples: int | None = None, workers: int = 1, resume: bool = False,
-             overwrite: bool = False, progress: bool = True) -> GenerateSummary:
+             overwrite: bool = False, progress: bool = True, backend: str | ShardBackend = "local",
+             scheduler: str | None = None, retries: int = 2, scheduler_timeout: float = 30.0) -> GenerateSummary:
     """Generate the dataset into ``out_dir`` (see the module docstring).
 
     Args:
@@ -268,14 +296,22 @@ def generate(sources: Sequence[Source], out_dir: str | os.PathLike, config: Synt
         seed: run seed.
         shard_size: samples per shard.
         num_samples: keep the first ``num_samples`` planned samples.
-        workers: processes (1 = in this process); one shard per task.
-        resume: skip shards already done, redo unfinished ones.
+        workers: processes (1 = in this process); one shard per task. With ``backend="dask"`` and no
+            ``scheduler``: the worker processes of the ``LocalCluster`` started for the run.
+        resume: skip shards already done, redo unfinished ones (whichever backend wrote them).
         overwrite: delete an existing dataset in ``out_dir`` first.
         progress: show a tqdm bar in samples/s.
+        backend: ``"local"``, ``"dask"`` or a :class:`rawsynth.backends.ShardBackend` (e.g.
+            ``DaskBackend(client=client)``); the shard bytes are the same for all.
+        scheduler: ``dask``: the address of a running scheduler (``tcp://HOST:8786``).
+        retries: ``dask``: resubmissions of a shard task that raised.
+        scheduler_timeout: ``dask``: seconds to try to connect to ``scheduler``.
 
     Raises:
-        ConfigError: bad options, an unusable ``out_dir``, or a conflicting existing dataset.
+        ConfigError: bad options, an unusable ``out_dir``, a conflicting existing dataset, an unreachable
+            scheduler or workers that cannot see ``out_dir`` (all before any shard is written).
         OSError: writing failed (e.g. disk full); finished shards stay, rerun with ``resume=True``.
+        WorkerLostError: ``dask``: a shard's workers kept dying; finished shards stay, rerun with ``resume=True``.
     """
     from tqdm import tqdm
 
@@ -283,47 +319,51 @@ def generate(sources: Sequence[Source], out_dir: str | os.PathLike, config: Synt
         raise ConfigError("--resume and --overwrite exclude each other")
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
-    sources = sorted(sources)
+    runner = make_backend(backend, workers=workers, scheduler=scheduler, retries=retries,
+                          scheduler_timeout=scheduler_timeout)
+    # absolute paths: workers on other machines (or with another working directory) read and write the same files
+    sources = sorted(Source(s.name, os.path.abspath(s.path)) for s in sources)
     plan = plan_shards(sources, config.crops_per_image, shard_size, num_samples)
     out = Path(out_dir)
     identity = _identity(config, seed, shard_size, plan, sources)
-    _prepare_out_dir(out, identity, resume, overwrite)
-
-    results: dict[str, dict] = {}
-    todo = []
-    for t in plan:
-        done = _done(out, t) if resume else None
-        if done is not None:
-            results[t.name] = done
-        else:
-            todo.append(t)
-    skipped = len(results)
-    _write_manifest(out, identity, plan, results)
-    total = sum(len(t.refs) for t in todo)
-    t0 = time.perf_counter()
-    bar = tqdm(total=total, unit="sample", disable=not progress, dynamic_ncols=True, desc="rawsynth generate")
-    try:
-        if workers == 1 or len(todo) <= 1:
-            _worker_init()
-            for t in todo:
-                results[t.name] = run_shard(t, config, seed, out, on_sample=lambda: bar.update(1))
-        else:
-            import multiprocessing as mp
-
-            with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn"),
-                                     initializer=_worker_init) as pool:
-                pending = {pool.submit(run_shard, t, config, seed, str(out)): t for t in todo}
-                while pending:
-                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        t = pending.pop(fut)
-                        results[t.name] = fut.result()
-                        bar.update(len(t.refs))
-    finally:
-        bar.close()
+    with runner:  # connects first: an unreachable cluster fails before the output folder is touched
+        _prepare_out_dir(out, identity, resume, overwrite)
+        results: dict[str, dict] = {}
+        todo = []
+        for t in plan:
+            done = _done(out, t) if resume else None
+            if done is not None:
+                results[t.name] = done
+            else:
+                todo.append(t)
+        skipped = len(results)
         _write_manifest(out, identity, plan, results)
+        if todo:
+            _check_workers(runner, out.absolute(), todo[0].refs[0].source.path)
+        total = sum(len(t.refs) for t in todo)
+        t0 = time.perf_counter()
+        bar = tqdm(total=total, unit="sample", disable=not progress, dynamic_ncols=True, desc="rawsynth generate")
+        try:
+            for t, stats in runner.run(ShardJob(config, seed, str(out.absolute())), todo, bar.update):
+                results[t.name] = stats
+        finally:
+            bar.close()
+            _write_manifest(out, identity, plan, results)
+    if len(results) == len(plan):  # leftovers of workers killed mid-write, now all redone
+        for p in list(out.glob("shard-*.tmp")) + list(out.glob(".shard-*.tmp")):
+            p.unlink(missing_ok=True)
     seconds = time.perf_counter() - t0
     new = [results[t.name] for t in todo]
     return GenerateSummary(samples=sum(r["count"] for r in new), failures=sum(len(r["failures"]) for r in new),
                            shards=len(plan), skipped_shards=skipped, seconds=seconds,
                            bytes=sum(r["bytes"] for r in results.values()))
+
+
+def _check_workers(runner: ShardBackend, out: Path, source_path: str) -> None:
+    """Let the backend check that its workers see ``out`` (through a probe file written here) and a source."""
+    probe = f".rawsynth-probe-{uuid.uuid4().hex[:12]}.tmp"
+    (out / probe).write_bytes(b"")
+    try:
+        runner.check(str(out), probe, source_path)
+    finally:
+        (out / probe).unlink(missing_ok=True)

@@ -29,10 +29,10 @@ from .isp.iptp import apply_matrix, inverse_white_balance
 from .isp.params import ISPBatch
 from .mns import (NoiseParams, NoiseProfile, Pattern, SensorParams, add_noise, load_noise_profile, mosaic, quantize,
                   sample_noise_params)
-from .rng import numpy_rng, torch_generator
+from .rng import derive_seed, numpy_rng, torch_generator
 
-__all__ = ["Mode", "SmallPolicy", "SynthConfig", "CropBox", "Sample", "sample_crop", "apply_crop", "synthesize",
-           "srgb_to_linear_lut"]
+__all__ = ["Mode", "SmallPolicy", "SynthConfig", "CropBox", "Sample", "Recipe", "sample_recipe", "recipe_meta",
+           "sample_crop", "apply_crop", "synthesize", "srgb_to_linear_lut"]
 
 
 class Mode(str, Enum):
@@ -200,6 +200,74 @@ def apply_crop(img: np.ndarray, box: CropBox) -> np.ndarray:
     return np.ascontiguousarray(img[box.top:box.top + box.height, box.left:box.left + box.width])
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """Every parameter of one sample, drawn from ``(seed, key)`` alone by :func:`sample_recipe`.
+
+    :func:`synthesize` (the shards) and :class:`rawsynth.onthefly.OnTheFlySynth` (training on the GPU) both
+    draw through :func:`sample_recipe`, so the same ``(seed, key, config, size)`` gives the same parameters.
+
+    Attributes:
+        isp: the ISP parameters (stream ``"isp"``).
+        pattern: the Bayer pattern (stream ``"pattern"``, uniform over ``config.patterns``).
+        noise: the noise parameters (stream ``"noise"``, from ``config.profile()``).
+        sensor: the sensor (``config.sensor``; not random).
+        degradation: the detail degradation (stream ``"degradation"``) in ``rddm`` mode, ``None`` in ``ddnet``.
+        noise_seed: the seed of the noise field, ``derive_seed(seed, key, "noise-field")`` (the CPU path seeds a
+            ``torch.Generator`` with it, the GPU kernel its counter-based RNG).
+    """
+
+    isp: ISPParams
+    pattern: Pattern
+    noise: NoiseParams
+    sensor: SensorParams
+    degradation: object | None
+    noise_seed: int
+
+
+def sample_recipe(seed: int, key: str, config: SynthConfig, size: tuple[int, int]) -> Recipe:
+    """Draw every parameter of sample ``key`` (the draws of :func:`synthesize`, without the image).
+
+    Args:
+        seed: the run seed.
+        key: the sample key.
+        config: what to make.
+        size: ``(H, W)`` of the HQ crop (the degradation is drawn for it).
+
+    Returns:
+        The sample's :class:`Recipe`.
+
+    Raises:
+        ShapeError: ``size`` does not suit the degradation (not a multiple of its scale, or too small).
+    """
+    isp = sample_isp_params(numpy_rng(seed, key, "isp"), config.isp)
+    patterns = config.patterns
+    pattern = patterns[int(numpy_rng(seed, key, "pattern").integers(len(patterns)))]
+    noise = sample_noise_params(numpy_rng(seed, key, "noise"), config.profile())
+    deg = None
+    if config.mode is Mode.RDDM:
+        from .degrade import sample_degradation
+
+        deg = sample_degradation(numpy_rng(seed, key, "degradation"), config.degradation, tuple(size))
+    elif config.mode is not Mode.DDNET:
+        raise ConfigError(f"unknown mode {config.mode!r}")
+    return Recipe(isp, pattern, noise, config.sensor, deg, derive_seed(seed, key, "noise-field"))
+
+
+def recipe_meta(recipe: Recipe, key: str, seed: int, config: SynthConfig, size: tuple[int, int],
+                source: dict | None = None, crop: CropBox | None = None) -> dict:
+    """The metadata a shard records for a sample (``meta.json``, see ``docs/format.md``)."""
+    deg = recipe.degradation
+    return {
+        "key": key, "seed": int(seed), "mode": config.mode.value, "pattern": recipe.pattern.value,
+        "sensor": recipe.sensor.to_dict(), "isp": recipe.isp.to_dict(), "noise": recipe.noise.to_dict(),
+        "noise_profile": config.noise_profile,
+        "degradation": deg.to_dict() if deg is not None else None,
+        "source": source, "crop": crop.to_dict() if crop is not None else None,
+        "size": [int(size[0]), int(size[1])], "version": __version__,
+    }
+
+
 @dataclass
 class Sample:
     """One synthesised pair.
@@ -293,8 +361,9 @@ def synthesize(srgb_hq: np.ndarray, key: str, seed: int, config: SynthConfig,
     Returns:
         A :class:`Sample`.
 
-    Draw streams (:func:`rawsynth.rng.numpy_rng`): ``"isp"``, ``"pattern"``, ``"noise"``, ``"degradation"``;
-    the noise field comes from :func:`rawsynth.rng.torch_generator` stream ``"noise-field"``.
+    Draw streams (:func:`rawsynth.rng.numpy_rng`): ``"isp"``, ``"pattern"``, ``"noise"``, ``"degradation"``
+    (all drawn by :func:`sample_recipe`); the noise field comes from :func:`rawsynth.rng.torch_generator`
+    stream ``"noise-field"``.
     """
     if not isinstance(srgb_hq, np.ndarray) or srgb_hq.ndim != 3 or srgb_hq.shape[2] != 3:
         raise ShapeError(f"srgb_hq must be an (H, W, 3) array, got {getattr(srgb_hq, 'shape', type(srgb_hq))}")
@@ -304,20 +373,14 @@ def synthesize(srgb_hq: np.ndarray, key: str, seed: int, config: SynthConfig,
     if h % 2 or w % 2:
         raise ShapeError(f"srgb_hq must have even height and width, got {h}x{w}")
     hq8 = _to_u8(srgb_hq)
-    isp = sample_isp_params(numpy_rng(seed, key, "isp"), config.isp)
-    patterns = config.patterns
-    pattern = patterns[int(numpy_rng(seed, key, "pattern").integers(len(patterns)))]
-    noise = sample_noise_params(numpy_rng(seed, key, "noise"), config.profile())
-    sensor = config.sensor
+    recipe = sample_recipe(seed, key, config, (h, w))
+    isp, pattern, noise, sensor, deg = recipe.isp, recipe.pattern, recipe.noise, recipe.sensor, recipe.degradation
 
     hq_lin = _srgb_to_linear(hq8, isp, channels_last=True)  # hq_linear below is then a view, not a copy
-    deg = None
     lq8 = None
     if config.mode is Mode.RDDM:
-        from .degrade import sample_degradation
         from .degrade.ops import _apply_degradation_u8
 
-        deg = sample_degradation(numpy_rng(seed, key, "degradation"), config.degradation, (h, w))
         # apply_degradation's 8-bit result as uint8 (it is exactly k / 255 as float)
         lq8 = _apply_degradation_u8(np.divide(hq8, np.float32(255.0), dtype=np.float32), deg)
         if lq8.shape[:2] != (h, w):
@@ -332,14 +395,7 @@ def synthesize(srgb_hq: np.ndarray, key: str, seed: int, config: SynthConfig,
     raw_dn = quantize(noisy, sensor)[0, 0].numpy()
     hq_linear = hq_lin[0].permute(1, 2, 0).numpy()
 
-    meta = {
-        "key": key, "seed": int(seed), "mode": config.mode.value, "pattern": pattern.value,
-        "sensor": sensor.to_dict(), "isp": isp.to_dict(), "noise": noise.to_dict(),
-        "noise_profile": config.noise_profile,
-        "degradation": deg.to_dict() if deg is not None else None,
-        "source": source, "crop": crop.to_dict() if crop is not None else None,
-        "size": [h, w], "version": __version__,
-    }
+    meta = recipe_meta(recipe, key, seed, config, (h, w), source, crop)
     return Sample(key, raw_dn, np.ascontiguousarray(hq_linear), pattern, meta, isp, sensor, noise,
                   lq8 if config.save_srgb else None, hq8 if config.save_srgb else None)
 

@@ -1,6 +1,10 @@
-"""RDDM — RAW-domain one-step diffusion restorer: models, losses and training (see docs/training.md).
+"""RDDM — RAW-domain one-step diffusion restorer: models, losses, training and inference (see docs/training.md
+and docs/rddm.md).
 
-* :mod:`rddm.models` — DDNet, the RVAE (with CMB LoRA) and the patch discriminator.
+* :mod:`rddm.models` — DDNet, the RVAE (with CMB LoRA), the one-step restorer RDDM and the patch discriminator.
+* :mod:`rddm.vsd` — the VSD regulariser (frozen and LoRA "update" UNet); :mod:`rddm.prompts` — RAW prompt
+  extraction (RPE) and cached text embeddings.
+* :mod:`rddm.restore` — ``rddm restore``: RAW/DNG/shard/PNG+JSON inputs, tiled inference, sRGB/linear outputs.
 * :mod:`rddm.losses` — differentiable PTP, dual-domain losses, GAN terms; :mod:`rddm.lpips` — offline LPIPS.
 * :mod:`rddm.lora` — CMB LoRA groups (one per Bayer pattern).
 * :mod:`rddm.train` — training stages and their shared infrastructure; :mod:`rddm.config` — their configs.
@@ -17,7 +21,7 @@ from rawsynth._version import __version__
 
 from .errors import CheckpointError, ConfigError, DataError, RddmError, WeightsError
 
-_SUBMODULES = ("models", "losses", "lpips", "lora", "train", "config", "cli")
+_SUBMODULES = ("models", "losses", "lpips", "lora", "prompts", "vsd", "restore", "train", "config", "cli")
 
 __all__ = ["__version__", "RddmError", "ConfigError", "WeightsError", "DataError", "CheckpointError", *_SUBMODULES]
 

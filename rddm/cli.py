@@ -1,9 +1,11 @@
-"""The ``rddm`` command: ``train-ddnet``, ``train-rvae``, ``calibrate-latent-scale``, ``config``.
+"""The ``rddm`` command: ``train-ddnet``, ``train-rvae``, ``calibrate-latent-scale``, ``train``, ``restore``,
+``config``.
 
 Every training command reads a YAML config (``--config``; ``rddm config STAGE`` prints the defaults), lets a
 few flags override it, and writes into ``--out``. Launch it once per device with ``torchrun`` or
 ``accelerate launch`` for several GPUs or nodes. User errors (a bad config key, a missing SD folder, no shards,
-...) print one line naming the file and the fix, and exit with status 2.
+...) print one line naming the file and the fix, and exit with status 2. ``rddm restore`` reports each unusable
+input on its own line, restores the others, and then exits with status 1.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ __all__ = ["main", "build_parser", "default_config_path", "STAGES"]
 
 #: ``rddm config`` stage → (bundled YAML, config class name in :mod:`rddm.config`).
 STAGES = {"ddnet": ("ddnet.yaml", "DDNetTrainConfig"), "rvae": ("rvae.yaml", "RVAETrainConfig"),
-          "calibrate": ("calibrate.yaml", "CalibrateConfig")}
+          "calibrate": ("calibrate.yaml", "CalibrateConfig"), "rddm": ("rddm.yaml", "RDDMTrainConfig")}
 
 
 def default_config_path(stage: str) -> Path:
@@ -82,6 +84,19 @@ def _cmd_train_rvae(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    cfg = _load(args, "rddm", {**_common_overrides(args), "model.sd_model": _abs(args.sd_model),
+                               "model.rvae": _abs(args.rvae), "model.init": _abs(args.init),
+                               "loss.lpips_weights": _abs(args.lpips_weights), "prompt.extractor": args.prompt,
+                               "prompt.ddnet": _abs(args.ddnet)})
+    from .train.rddm import train_rddm
+
+    summary = train_rddm(cfg, args.out, resume=_resume_arg(args), device=args.device, progress=not args.no_progress)
+    if summary.get("step") is not None:
+        print(f"rddm train: {summary['step']} steps in {summary['seconds']} s -> {Path(args.out) / 'rddm'}")
+    return 0
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     cfg = _load(args, "calibrate", {"data.shards": _shards(args),
                                     "num_samples": args.num_samples, "mixed_precision": args.mixed_precision})
@@ -92,6 +107,27 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"rddm calibrate-latent-scale: sigma={r['sigma']:.6g} mean={r['mean']:.6g} over {r['num_samples']} "
               f"samples -> scaling_factor={r['scaling_factor']:.6g} in {Path(r['rvae']) / 'config.json'}")
     return 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from .restore.run import RestoreOptions, RestorePipeline, restore_files
+
+    options = RestoreOptions(bits=args.bits, save_linear=args.save_linear, linear_format=args.linear_format,
+                             overwrite=args.overwrite)
+
+    def load():
+        return RestorePipeline.load(args.model, sd_model=_abs(args.sd_model), rvae_model=_abs(args.rvae),
+                                    prompt=args.prompt, prompt_extractor=args.prompt_extractor, ddnet=_abs(args.ddnet),
+                                    device=args.device, dtype=args.dtype, tile=args.tile, overlap=args.overlap,
+                                    tile_batch=args.tile_batch)
+
+    from .models.rddm import RDDM
+
+    RDDM.read_config(args.model)  # a wrong --model fails now, even when every output exists already
+    report = restore_files(args.inputs, args.out, load, options, progress=not args.no_progress,
+                           log=lambda msg: print(f"rddm restore: {msg}", file=sys.stderr))
+    print(f"rddm restore: {report.line()}")
+    return 0 if report.ok else 1
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -116,7 +152,8 @@ def _add_run_flags(p: argparse.ArgumentParser, stage: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rddm", description="Train RDDM's networks on rawsynth shards.")
+    parser = argparse.ArgumentParser(prog="rddm", description="Train RDDM's networks on rawsynth shards and restore "
+                                                               "RAW images with them.")
     parser.add_argument("--version", action="version", version=f"rddm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -134,6 +171,19 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "(replaces loss.lpips_weights)")
     p.set_defaults(func=_cmd_train_rvae)
 
+    p = sub.add_parser("train", help="train the one-step RAW diffusion restorer's LoRA groups (paper Eq. 6)")
+    _add_run_flags(p, "rddm")
+    p.add_argument("--sd-model", metavar="DIR", help="local Stable Diffusion 2.1 diffusers folder (UNet, scheduler, "
+                                                     "text encoder; replaces model.sd_model)")
+    p.add_argument("--rvae", metavar="DIR", help="the RVAE of `rddm train-rvae` (OUT/rvae; replaces model.rvae)")
+    p.add_argument("--init", help="an RDDM folder whose LoRA groups to start from (replaces model.init)")
+    p.add_argument("--lpips-weights", metavar="DIR", help="folder with the LPIPS weight files "
+                                                          "(replaces loss.lpips_weights)")
+    p.add_argument("--prompt", metavar="SPEC", help='prompt extractor: none, \'fixed:"a photo"\', tagger:PATH or '
+                                                    "python:mod:Class[:PATH] (replaces prompt.extractor)")
+    p.add_argument("--ddnet", metavar="DIR", help="DDNet folder for RAW prompt extraction (replaces prompt.ddnet)")
+    p.set_defaults(func=_cmd_train)
+
     p = sub.add_parser("calibrate-latent-scale", help="latent scale factor of paper Eq. 4 into the RVAE's config")
     p.add_argument("--rvae", required=True, metavar="DIR", help="the RVAE folder (OUT/rvae of train-rvae, or OUT)")
     p.add_argument("--config", help="YAML config (`rddm config calibrate` prints the defaults)")
@@ -146,6 +196,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_calibrate)
 
+    p = sub.add_parser("restore", help="restore RAW files with a trained RDDM: DNG/camera RAW, shards or PNG + JSON "
+                                       "-> sRGB PNG (any size, tiled)",
+                       description="Restore RAW images with a trained RDDM (OUT/rddm of `rddm train`). Writes "
+                                   "OUT/<name>.png (sRGB through PTP with the file's own white balance and colour "
+                                   "matrix). Bad inputs are reported one per line and the others still restored; the "
+                                   "exit status is then 1.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="DNG/camera RAW files, rawsynth shards (.tar), KEY.png "
+                                                              "mosaics with KEY.json, or folders of them")
+    p.add_argument("--model", required=True, metavar="DIR", help="the RDDM folder (OUT/rddm of `rddm train`)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--sd-model", metavar="DIR", help="the local SD-2.1 folder, if not where the model was trained")
+    p.add_argument("--rvae", metavar="DIR", help="the RVAE folder, if not where the model was trained")
+    p.add_argument("--prompt", metavar="TEXT", help="a fixed prompt for every image (default: the empty prompt)")
+    p.add_argument("--prompt-extractor", metavar="SPEC", help='none (default), \'fixed:"TEXT"\', tagger:PATH or '
+                                                              "python:module:Class[:PATH]")
+    p.add_argument("--ddnet", metavar="DIR", help="DDNet folder for prompt extractors that read the image "
+                                                  "(bilinear demosaic without)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
+                   help="network precision (default auto: bf16/fp16 on a GPU, fp32 on the CPU)")
+    p.add_argument("--tile", type=int, default=512, help="tile side in pixels (default 512; 0: whole image)")
+    p.add_argument("--overlap", type=int, help="overlap of neighbouring tiles in pixels (default: a quarter of --tile)")
+    p.add_argument("--tile-batch", type=int, default=1, help="tiles per network call (default 1)")
+    p.add_argument("--bits", type=int, choices=[8, 16], default=8, help="bits per channel of the sRGB PNG (default 8)")
+    p.add_argument("--save-linear", action="store_true", help="also write the 16-bit linear image to OUT/linear/")
+    p.add_argument("--linear-format", choices=["png", "tiff"], default="png", help="file format of --save-linear")
+    p.add_argument("--overwrite", action="store_true", help="restore images whose outputs exist (default: skip)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_restore)
+
     p = sub.add_parser("config", help="print a stage's default config (a starting point for --config)")
     p.add_argument("stage", choices=sorted(STAGES))
     p.set_defaults(func=_cmd_config)
@@ -155,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``rddm`` command; returns the exit status (2 for user errors)."""
     return run_cli(build_parser(), argv, hints={
-        "train-ddnet": "resume with --resume", "train-rvae": "resume with --resume"})
+        "train-ddnet": "resume with --resume", "train-rvae": "resume with --resume",
+        "train": "resume with --resume"})
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Training configs: frozen dataclasses read strictly from YAML and written back next to the checkpoints.
 
-Every stage has one config class (:class:`DDNetTrainConfig`, :class:`RVAETrainConfig`,
-:class:`CalibrateConfig`). A YAML file gives any subset of the fields; nested sections (``data``, ``optim``,
-``model``, ``loss``) may also be partial and keep the stage's defaults for the keys they omit. Unknown keys,
+Every stage has one config class (:class:`DDNetTrainConfig`, :class:`RVAETrainConfig`, :class:`CalibrateConfig`,
+:class:`RDDMTrainConfig`). A YAML file gives any subset of the fields; nested sections (``data``, ``optim``,
+``model``, ``loss``, ...) may also be partial and keep the stage's defaults for the keys they omit. Unknown keys,
 wrong types and out-of-range values raise :class:`~rddm.errors.ConfigError` naming the file and the key. The
 resolved config (every field, defaults filled in) is saved as ``config.yaml`` in the output folder and in
 every checkpoint, so a run can always be repeated.
@@ -24,7 +24,8 @@ from typing import Literal
 from .errors import ConfigError
 
 __all__ = ["DataConfig", "OptimConfig", "TrainConfig", "DDNetModelConfig", "DDNetTrainConfig", "RVAEModelConfig",
-           "RVAELossConfig", "RVAETrainConfig", "CalibrateConfig", "config_from_dict", "config_to_dict",
+           "RVAELossConfig", "RVAETrainConfig", "CalibrateConfig", "RDDMModelConfig", "RDDMLossConfig",
+           "PromptConfig", "RDDMTrainConfig", "OSEDIFF_NEGATIVE_PROMPT", "config_from_dict", "config_to_dict",
            "load_config", "save_config", "load_yaml", "replace_path", "config_diff"]
 
 MixedPrecision = Literal["no", "bf16", "fp16"]
@@ -290,6 +291,168 @@ class CalibrateConfig:
     def __post_init__(self):
         _check(self.num_samples >= 1, "num_samples", "an int >= 1", self.num_samples)
         _check(self.batch_size >= 1, "batch_size", "an int >= 1", self.batch_size)
+
+
+# ------------------------------------------------------------------------------------------ RDDM (stage 2)
+
+#: OSEDiff's negative prompt for the classifier-free guidance of the VSD loss.
+OSEDIFF_NEGATIVE_PROMPT = ("painting, oil painting, illustration, drawing, art, sketch, cartoon, CG Style, 3D render, "
+                           "unreal engine, blurring, dirty, messy, worst quality, low quality, frames, watermark, "
+                           "signature, jpeg artifacts, deformed, lowres, over-smooth")
+
+
+@dataclass(frozen=True)
+class RDDMModelConfig:
+    """How the one-step restorer (:class:`rddm.models.rddm.RDDM`) is built.
+
+    Attributes:
+        sd_model: local Stable Diffusion 2.1 diffusers folder (UNet, scheduler, text encoder, tokenizer).
+            ``--sd-model`` replaces it. Nothing is ever downloaded.
+        rvae: the RVAE folder of stage 1 (``OUT/rvae`` of ``rddm train-rvae``, latent scale calibrated);
+            ``--rvae`` replaces it. ``null``: the SD folder's own VAE as an RVAE (tests, ablations).
+        init: an RDDM folder (``save_pretrained``) whose LoRA groups to start from instead of new ones.
+        lora_rank: rank of every LoRA group (the paper: 4).
+        lora_alpha: LoRA alpha (``null``: the rank, i.e. scale 1).
+        lora_mode: ``cmb`` (one group per Bayer pattern, the paper) or ``all_in_one`` (one shared group,
+            Table 7's ablation).
+        patterns: the Bayer patterns to give a CMB group.
+        timestep: the UNet's fixed timestep of the one-step generator.
+        sample_posterior: encode to a sample of the RVAE posterior (``true``, as OSEDiff) or its mode during
+            training.
+    """
+
+    sd_model: str | None = None
+    rvae: str | None = None
+    init: str | None = None
+    lora_rank: int = 4
+    lora_alpha: float | None = None
+    lora_mode: Literal["cmb", "all_in_one"] = "cmb"
+    patterns: tuple[str, ...] = ("RGGB", "BGGR", "GRBG", "GBRG")
+    timestep: int = 999
+    sample_posterior: bool = True
+
+    def __post_init__(self):
+        _check(self.lora_rank >= 1, "model.lora_rank", "an int >= 1", self.lora_rank)
+        _check(self.lora_alpha is None or self.lora_alpha > 0, "model.lora_alpha", "null or a number > 0",
+               self.lora_alpha)
+        _check(len(self.patterns) >= 1 and len(set(self.patterns)) == len(self.patterns)
+               and set(self.patterns) <= {"RGGB", "BGGR", "GRBG", "GBRG"}, "model.patterns",
+               "a non-empty list of distinct Bayer patterns (RGGB, BGGR, GRBG, GBRG)", self.patterns)
+        _check(0 <= self.timestep <= 999, "model.timestep", "an int in [0, 999]", self.timestep)
+
+
+@dataclass(frozen=True)
+class RDDMLossConfig:
+    """Stage-2 loss (paper Eq. 6): ``λ_vsd·L_VSD + λ1·MSE_lin + λ2·(rgb_mse·MSE_sRGB + rgb_lpips·LPIPS_sRGB)``.
+
+    The sRGB terms compare prediction and target through the differentiable PTP with each sample's own ISP
+    parameters. ``raw_domain``/``srgb_domain`` switch a domain off (Table 5: RAW only, sRGB only, both); ``vsd``
+    switches the VSD regulariser off (no update UNet is built then).
+
+    Attributes:
+        lambda_vsd: weight of the VSD (distribution matching) loss.
+        lambda_raw: λ1, weight of ``L_RAW = MSE`` in linear (RAW-domain) space.
+        lambda_rgb: λ2, weight of ``L_rgb = rgb_mse·MSE + rgb_lpips·LPIPS`` in sRGB.
+        rgb_mse: weight of MSE inside ``L_rgb`` (OSEDiff's ``λ_l2 = 1``).
+        rgb_lpips: weight of LPIPS inside ``L_rgb`` (OSEDiff's ``λ_lpips = 2``; 0 disables LPIPS).
+        raw_domain: use the RAW-domain term.
+        srgb_domain: use the sRGB-domain terms.
+        vsd: use the VSD loss (and train its LoRA "update" UNet).
+        vsd_start: first step whose generator loss includes L_VSD (the update UNet trains from step 0).
+        lambda_diffusion: weight of the update UNet's ε-MSE diffusion loss (its own optimizer, ``reg_optim``).
+        cfg_scale: classifier-free guidance scale of the frozen UNet in the VSD loss (OSEDiff: 7.5).
+        t_min: smallest timestep drawn for VSD (``t ~ U[t_min, t_max)``).
+        t_max: one past the largest timestep drawn.
+        vsd_lora_rank: LoRA rank of the update UNet.
+        lpips_net: LPIPS backbone, ``vgg`` (OSEDiff) or ``alex``.
+        lpips_weights: local folder with the LPIPS weight files (``--lpips-weights``).
+    """
+
+    lambda_vsd: float = 1.0
+    lambda_raw: float = 1.0
+    lambda_rgb: float = 1.0
+    rgb_mse: float = 1.0
+    rgb_lpips: float = 2.0
+    raw_domain: bool = True
+    srgb_domain: bool = True
+    vsd: bool = True
+    vsd_start: int = 0
+    lambda_diffusion: float = 1.0
+    cfg_scale: float = 7.5
+    t_min: int = 20
+    t_max: int = 980
+    vsd_lora_rank: int = 4
+    lpips_net: Literal["vgg", "alex"] = "vgg"
+    lpips_weights: str | None = None
+
+    def __post_init__(self):
+        for name in ("lambda_vsd", "lambda_raw", "lambda_rgb", "rgb_mse", "rgb_lpips", "lambda_diffusion"):
+            _check(getattr(self, name) >= 0, f"loss.{name}", "a number >= 0", getattr(self, name))
+        _check(self.vsd_start >= 0, "loss.vsd_start", "an int >= 0", self.vsd_start)
+        _check(self.cfg_scale >= 0, "loss.cfg_scale", "a number >= 0", self.cfg_scale)
+        _check(0 <= self.t_min < self.t_max <= 1000, "loss.t_min/t_max", "0 <= t_min < t_max <= 1000",
+               (self.t_min, self.t_max))
+        _check(self.vsd_lora_rank >= 1, "loss.vsd_lora_rank", "an int >= 1", self.vsd_lora_rank)
+        if not self.terms():
+            raise ConfigError("loss: every term is off (raw_domain, srgb_domain and vsd are false or their weights 0)",
+                              fix="enable at least one of loss.raw_domain, loss.srgb_domain, loss.vsd")
+
+    def terms(self) -> list[str]:
+        """The generator's active loss terms: a subset of ``mse_linear``, ``mse_srgb``, ``lpips``, ``vsd``."""
+        out = []
+        if self.raw_domain and self.lambda_raw > 0:
+            out.append("mse_linear")
+        if self.srgb_domain and self.lambda_rgb > 0:
+            out += [n for n, w in (("mse_srgb", self.rgb_mse), ("lpips", self.rgb_lpips)) if w > 0]
+        if self.vsd and self.lambda_vsd > 0:
+            out.append("vsd")
+        return out
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """Prompts of the UNet (RAW prompt extraction, paper §3.2, Table 6).
+
+    Attributes:
+        extractor: ``none`` (empty prompt), ``fixed:"a photo"``, ``tagger:PATH`` or ``python:mod:Class[:PATH]``
+            (see :func:`rddm.prompts.build_extractor`).
+        ddnet: a DDNet folder for the extractor's RAW → linear step (``null``: bilinear demosaic). Only used by
+            extractors that look at the image.
+        negative: the negative prompt of the VSD loss's classifier-free guidance (OSEDiff's by default).
+    """
+
+    extractor: str = "none"
+    ddnet: str | None = None
+    negative: str = OSEDIFF_NEGATIVE_PROMPT
+
+
+@dataclass(frozen=True)
+class RDDMTrainConfig(TrainConfig):
+    """``rddm train``: the one-step RAW diffusion restorer (paper Eq. 6, §4.1) on ``rddm``-mode pairs.
+
+    Only the CMB LoRA groups of the RVAE encoder and of the UNet train (``optim``); the RVAE decoder, the UNet
+    and the text encoder are frozen. With ``loss.vsd`` a LoRA "update" UNet trains with the diffusion loss
+    (``reg_optim``), alternating with the generator: each optimizer step is a generator step then a regulariser
+    step.
+
+    Attributes:
+        model: :class:`RDDMModelConfig`.
+        loss: :class:`RDDMLossConfig`.
+        prompt: :class:`PromptConfig`.
+        reg_optim: AdamW of the VSD update UNet's LoRA.
+    """
+
+    max_steps: int = 150000
+    batch_size: int = 16
+    mixed_precision: MixedPrecision = "bf16"
+    save_every: int = 5000
+    data: DataConfig = field(default_factory=lambda: DataConfig(mode="rddm", crop=512))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, weight_decay=1e-2, max_grad_norm=1.0))
+    model: RDDMModelConfig = field(default_factory=RDDMModelConfig)
+    loss: RDDMLossConfig = field(default_factory=RDDMLossConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    reg_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, weight_decay=1e-2,
+                                                                        max_grad_norm=1.0))
 
 
 # ---------------------------------------------------------------------------------------------- parsing

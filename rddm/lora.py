@@ -1,24 +1,31 @@
 """CMB LoRA — configurable multi-Bayer LoRA (paper §3.2): one independent LoRA group per Bayer pattern.
 
 Each group is a peft LoRA adapter named ``cmb_<PATTERN>`` (e.g. ``cmb_RGGB``) injected into a diffusers model
-(the RVAE encoder here; the UNet in the next stage). A batch is processed pattern by pattern with that
-pattern's adapter active (:func:`active_cmb`); mixed batches are split into groups and put back in order by
-the caller (see :meth:`rddm.models.rvae.RVAE.encode_raw`).
+(the RVAE encoder and the SD UNet). A batch is processed pattern by pattern with that pattern's adapter active
+(:func:`active_cmb`); mixed batches are split into groups and put back in order (:func:`run_grouped`, used by
+:meth:`rddm.models.rvae.RVAE.encode_raw` and :class:`rddm.models.rddm.RDDM`).
+
+The paper's "All-in-One LoRA" ablation (Table 7) is one shared group, ``cmb_ALL`` (group key :data:`ALL`), used for
+every pattern: :func:`group_for` maps a pattern to its own group, or to ``cmb_ALL`` when the model has no group of
+its own for it.
 
 On disk (:func:`save_cmb_lora`), next to the model's own files::
 
     cmb_lora/RGGB/adapter_config.json        peft LoraConfig
     cmb_lora/RGGB/adapter_model.safetensors  the adapter's weights (peft key names, no adapter name)
-    cmb_lora/BGGR/...
+    cmb_lora/BGGR/...                        (cmb_lora/ALL/ for the all-in-one group)
 
-As in peft, adding adapters freezes the model's own weights; the adapters are trainable.
+As in peft, adding adapters freezes the model's own weights; the adapters are trainable. Other (non-CMB) adapters,
+e.g. the VSD regulariser's ``vsd`` adapter (:mod:`rddm.vsd`), can live in the same model: :func:`add_adapter`,
+:func:`active_adapter`, :func:`save_adapter`, :func:`load_adapter`.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,33 +36,179 @@ from rawsynth.mns import Pattern
 
 from .errors import ConfigError, WeightsError
 
-__all__ = ["PREFIX", "ENCODER_TARGETS", "adapter_name", "add_cmb_lora", "cmb_patterns", "active_cmb",
-           "adapters_disabled", "save_cmb_lora", "load_cmb_lora", "CMB_DIR"]
+__all__ = ["PREFIX", "ALL", "ENCODER_TARGETS", "ENCODER_TARGETS_QUANT", "UNET_TARGETS", "adapter_name",
+           "add_cmb_lora", "cmb_patterns", "cmb_groups", "cmb_adapter_names", "group_for", "active_cmb",
+           "active_adapter", "adapters_disabled", "run_grouped", "save_cmb_lora", "load_cmb_lora",
+           "load_cmb_weights", "add_adapter", "save_adapter", "load_adapter", "merge_adapter", "unmerge_adapters",
+           "merged_adapters", "enable_gradient_checkpointing", "CMB_DIR"]
 
 PREFIX = "cmb_"
 CMB_DIR = "cmb_lora"
+#: Group key of the single shared "All-in-One" group (paper Table 7), adapter ``cmb_ALL``.
+ALL = "ALL"
 #: Every convolution and attention projection of a diffusers VAE ``Encoder`` (a regex, matched in full).
 ENCODER_TARGETS = (r"encoder\.(conv_in|conv_out|.*\.(conv1|conv2|conv_shortcut|conv|to_q|to_k|to_v|to_out\.0))")
+#: :data:`ENCODER_TARGETS` plus the VAE's ``quant_conv`` (the 1×1 conv after the encoder), as OSEDiff does.
+ENCODER_TARGETS_QUANT = r"quant_conv|" + ENCODER_TARGETS
+#: OSEDiff's UNet LoRA targets: every convolution (resnets, down/up samplers, ``conv_in``/``conv_out``), the
+#: attention projections, the transformers' ``proj_in``/``proj_out`` and feed-forward layers. Not the time
+#: embedding (``time_emb_proj``, ``time_embedding.linear_*``) nor the norms.
+UNET_TARGETS = (r"conv_in|conv_out|.*\.(conv|conv1|conv2|conv_shortcut|to_q|to_k|to_v|to_out\.0|proj_in|proj_out"
+                r"|ff\.net\.0\.proj|ff\.net\.2)")
 
 
-def adapter_name(pattern: Pattern | str) -> str:
-    """The adapter name of a pattern's LoRA group, ``cmb_<PATTERN>``."""
+def _group_key(pattern: Pattern | str) -> str:
+    if isinstance(pattern, str) and pattern == ALL:
+        return ALL
     try:
-        return PREFIX + Pattern(pattern).value
+        return Pattern(pattern).value
     except ValueError:
         raise ConfigError(f"unknown Bayer pattern {pattern!r}; use one of {[p.value for p in Pattern]}") from None
 
 
+def adapter_name(pattern: Pattern | str) -> str:
+    """The adapter name of a pattern's LoRA group, ``cmb_<PATTERN>`` (``cmb_ALL`` for :data:`ALL`)."""
+    return PREFIX + _group_key(pattern)
+
+
+_LAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _tuner_layers(model: nn.Module) -> list[nn.Module]:
+    """peft's LoRA layers of ``model`` (cached per model until its set of adapters changes)."""
+
+    return _cached(model)[1]
+
+
+def _cached(model: nn.Module) -> tuple:
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    return [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    key = tuple(getattr(model, "peft_config", None) or {})
+    hit = _LAYERS.get(model)
+    if hit is None or hit[0] != key:
+        mods = list(model.modules())
+        hit = (key, [m for m in mods if isinstance(m, BaseTunerLayer)],
+               [m for m in mods if hasattr(m, "gradient_checkpointing")])
+        _LAYERS[model] = hit
+    return hit
+
+
+def _unsafe_checkpointing(model: nn.Module) -> bool:
+    """Gradient checkpointing is on in ``model`` without :func:`enable_gradient_checkpointing`'s replay."""
+    return any(getattr(m, "gradient_checkpointing", False)
+               and not getattr(getattr(m, "_gradient_checkpointing_func", None), "lora_aware", False)
+               for m in _cached(model)[2])
+
+
+def enable_gradient_checkpointing(model: nn.Module) -> None:
+    """diffusers gradient checkpointing (``model.enable_gradient_checkpointing``) that is correct with LoRA groups
+    switched per batch part: each checkpointed block records the adapter state it ran with (active adapters,
+    adapters disabled or not) and the backward pass recomputes it under that same state (``torch.utils.checkpoint``
+    with a ``context_fn``). Plain checkpointing would recompute with whatever group is active at backward time;
+    :func:`active_adapter` refuses to run under it with autograd on."""
+    import contextlib
+
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    from torch.utils.checkpoint import checkpoint
+
+    def func(module, *args):  # (no reference to ``model``: stays right in deep copies)
+        if not isinstance(module, nn.Module):  # diffusers passes the block; anything else we could not replay
+            raise ConfigError(f"cannot checkpoint {module!r} with its LoRA state: not a torch module")
+        layers = [m for m in module.modules() if isinstance(m, BaseTunerLayer)]
+        state = (list(layers[0].active_adapters), layers[0].disable_adapters) if layers else None
+
+        @contextmanager
+        def replay():
+            if state is None:
+                yield
+                return
+            before = (list(layers[0].active_adapters), [m.disable_adapters for m in layers])
+            _activate(layers, state[0])
+            for m in layers:
+                m._disable_adapters = state[1]
+            try:
+                yield
+            finally:
+                _activate(layers, before[0])
+                for m, d in zip(layers, before[1]):
+                    m._disable_adapters = d
+
+        return checkpoint(module.__call__, *args, use_reentrant=False,
+                          context_fn=lambda: (contextlib.nullcontext(), replay()))
+
+    func.lora_aware = True
+    model.enable_gradient_checkpointing(gradient_checkpointing_func=func)
+
+
+def _fast(layers) -> bool:
+    # peft's set_adapter/enable_adapters also rewrite every adapter's requires_grad (which we then restore): ~50 ms
+    # per switch for SD's 258 LoRA layers. The state they switch is these two attributes; set them directly when
+    # the installed peft has them (else fall back to the public methods).
+    return all(hasattr(m, "_active_adapter") and hasattr(m, "_disable_adapters") for m in layers)
+
+
+def _activate(layers, names: list[str]) -> None:
+    if _fast(layers):
+        for m in layers:
+            m._active_adapter = list(names)
+    else:  # pragma: no cover - other peft versions
+        for m in layers:
+            m.set_adapter(names)
+
+
+def cmb_groups(model: nn.Module) -> list[str]:
+    """The group keys of every CMB group in ``model`` (pattern names and/or :data:`ALL`), in the order added."""
+    cfg = getattr(model, "peft_config", None) or {}
+    return [n[len(PREFIX):] for n in cfg if n.startswith(PREFIX)]
 
 
 def cmb_patterns(model: nn.Module) -> list[Pattern]:
-    """The patterns that have a CMB LoRA group in ``model`` (in the order they were added)."""
-    cfg = getattr(model, "peft_config", None) or {}
-    return [Pattern(n[len(PREFIX):]) for n in cfg if n.startswith(PREFIX)]
+    """The patterns that have a CMB LoRA group of their own in ``model`` (in the order they were added)."""
+    return [Pattern(k) for k in cmb_groups(model) if k != ALL]
+
+
+def cmb_adapter_names(model: nn.Module) -> list[str]:
+    """The adapter names of every CMB group of ``model`` (``cmb_RGGB``, ..., ``cmb_ALL``)."""
+    return [PREFIX + k for k in cmb_groups(model)]
+
+
+def group_for(model: nn.Module, pattern: Pattern | str) -> str:
+    """The adapter that processes ``pattern``: its own group, else the all-in-one group ``cmb_ALL``.
+
+    Raises:
+        ConfigError: the model has neither.
+    """
+    key = _group_key(pattern)
+    groups = cmb_groups(model)
+    if key in groups:
+        return PREFIX + key
+    if ALL in groups:
+        return PREFIX + ALL
+    raise ConfigError(f"the model has no CMB LoRA group for {key} (it has {groups}); add it with add_cmb_lora")
+
+
+def add_adapter(model: nn.Module, name: str, rank: int = 4, alpha: float | None = None,
+                target_modules: str | list[str] = ENCODER_TARGETS, init_lora_weights: bool | str = True) -> str:
+    """Add one trainable LoRA adapter ``name`` to a diffusers model (``PeftAdapterMixin``); base weights frozen.
+
+    Raises:
+        ConfigError: a bad rank, or an adapter of that name already exists.
+    """
+    from peft import LoraConfig
+
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise ConfigError(f"LoRA rank must be an int >= 1, got {rank!r}")
+    if name in (getattr(model, "peft_config", None) or {}):
+        raise ConfigError(f"the model already has a LoRA adapter {name!r}")
+    cfg = LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank, target_modules=target_modules,
+                     init_lora_weights=init_lora_weights)
+    flags = _lora_flags(model)
+    _add_adapter(model, cfg, name)
+    _restore(flags)  # diffusers' add_adapter makes the new adapter the only trainable one: keep the others as were
+    for n, p in model.named_parameters():
+        if f".{name}." in n:
+            p.requires_grad_(True)
+    return name
 
 
 def add_cmb_lora(model: nn.Module, patterns: Iterable[Pattern | str] = tuple(Pattern), rank: int = 4,
@@ -64,11 +217,12 @@ def add_cmb_lora(model: nn.Module, patterns: Iterable[Pattern | str] = tuple(Pat
     """Add one LoRA adapter per Bayer pattern to a diffusers model (``PeftAdapterMixin``).
 
     Args:
-        model: e.g. an :class:`~rddm.models.rvae.RVAE`.
-        patterns: the patterns to add groups for (default all four).
+        model: e.g. an :class:`~rddm.models.rvae.RVAE` or a ``UNet2DConditionModel``.
+        patterns: the patterns to add groups for (default all four); :data:`ALL` adds the shared all-in-one group.
         rank: LoRA rank (the paper: 4).
         alpha: LoRA alpha (default ``rank``, i.e. scale 1).
-        target_modules: peft ``target_modules`` (default: every conv/attention layer of the encoder).
+        target_modules: peft ``target_modules`` (default: every conv/attention layer of the encoder;
+            :data:`UNET_TARGETS` for a UNet).
         init_lora_weights: peft's initialisation (``True``: B = 0, so a new group does not change the output).
 
     Returns:
@@ -77,8 +231,6 @@ def add_cmb_lora(model: nn.Module, patterns: Iterable[Pattern | str] = tuple(Pat
     Raises:
         ConfigError: a pattern that already has a group, or a bad rank.
     """
-    from peft import LoraConfig
-
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ConfigError(f"LoRA rank must be an int >= 1, got {rank!r}")
     names = []
@@ -86,15 +238,10 @@ def add_cmb_lora(model: nn.Module, patterns: Iterable[Pattern | str] = tuple(Pat
     for p in patterns:
         name = adapter_name(p)
         if name in existing or name in names:
-            raise ConfigError(f"the model already has a CMB LoRA group for {Pattern(p).value}")
+            raise ConfigError(f"the model already has a CMB LoRA group for {_group_key(p)}")
         names.append(name)
     for name in names:
-        cfg = LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank, target_modules=target_modules,
-                         init_lora_weights=init_lora_weights)
-        _add_adapter(model, cfg, name)
-    for n, p in model.named_parameters():
-        if any(f".{a}." in n for a in cmb_adapter_names(model)):
-            p.requires_grad_(True)
+        add_adapter(model, name, rank, alpha, target_modules, init_lora_weights)
     return names
 
 
@@ -102,10 +249,6 @@ def _add_adapter(model: nn.Module, cfg, name: str) -> None:
     with warnings.catch_warnings():  # peft warns on every adapter after the first: several are the point here
         warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
         model.add_adapter(cfg, adapter_name=name)
-
-
-def cmb_adapter_names(model: nn.Module) -> list[str]:
-    return [adapter_name(p) for p in cmb_patterns(model)]
 
 
 def _lora_flags(model: nn.Module) -> list[tuple[torch.nn.Parameter, bool]]:
@@ -118,105 +261,289 @@ def _restore(flags) -> None:
 
 
 @contextmanager
-def active_cmb(model: nn.Module, pattern: Pattern | str) -> Iterator[None]:
-    """Make ``pattern``'s LoRA group the only active adapter inside the ``with`` block.
+def active_adapter(model: nn.Module, name: str) -> Iterator[None]:
+    """Make adapter ``name`` the only active adapter inside the ``with`` block.
 
     Unlike peft's ``set_adapter`` it leaves every adapter's ``requires_grad`` as it was, so all groups can train
     in one step (each on its own samples) and frozen groups stay frozen.
 
     Raises:
-        ConfigError: the model has no group for ``pattern``.
+        ConfigError: the model has no adapter ``name``.
     """
-    name = adapter_name(pattern)
-    if name not in cmb_adapter_names(model):
-        raise ConfigError(f"the model has no CMB LoRA group for {Pattern(pattern).value} "
-                          f"(it has {[p.value for p in cmb_patterns(model)]}); add it with add_cmb_lora")
+    if name not in (getattr(model, "peft_config", None) or {}):
+        raise ConfigError(f"the model has no LoRA adapter {name!r}")
+    if torch.is_grad_enabled() and _unsafe_checkpointing(model):
+        # checkpointed blocks are recomputed during backward, after this block has switched the adapter back:
+        # their gradients would silently come from another group
+        raise ConfigError(f"{type(model).__name__} has plain gradient checkpointing on, which recomputes blocks "
+                          "with whatever LoRA group is active at backward time", fix="enable it with "
+                          "rddm.lora.enable_gradient_checkpointing(model) (RDDM.enable_gradient_checkpointing())")
     layers = _tuner_layers(model)
     previous = list(layers[0].active_adapters) if layers else []
-    flags = _lora_flags(model)
-    for m in layers:
-        m.set_adapter(name)
-    _restore(flags)
+    flags = None if _fast(layers) else _lora_flags(model)
+    _activate(layers, [name])
+    if flags is not None:  # pragma: no cover - other peft versions
+        _restore(flags)
     try:
         yield
     finally:
-        for m in layers:
-            m.set_adapter(previous)
-        _restore(flags)
+        _activate(layers, previous)
+        if flags is not None:  # pragma: no cover
+            _restore(flags)
+
+
+@contextmanager
+def active_cmb(model: nn.Module, pattern: Pattern | str) -> Iterator[None]:
+    """Make ``pattern``'s LoRA group (see :func:`group_for`) the only active adapter inside the ``with`` block.
+
+    ``requires_grad`` flags are left as they were (see :func:`active_adapter`).
+
+    Raises:
+        ConfigError: the model has no group for ``pattern``.
+    """
+    with active_adapter(model, group_for(model, pattern)):
+        yield
 
 
 @contextmanager
 def adapters_disabled(model: nn.Module) -> Iterator[None]:
-    """Run the model without any adapter inside the ``with`` block (``requires_grad`` flags untouched)."""
+    """Run the model without any adapter inside the ``with`` block (``requires_grad`` flags untouched).
+
+    A merged adapter is unmerged first (peft does so when adapters are disabled), so the block really runs the
+    model's own weights.
+    """
     layers = _tuner_layers(model)
     if not layers:
         yield
         return
-    flags = _lora_flags(model)
+    fast = _fast(layers)
+    flags = None if fast else _lora_flags(model)
+    previous = [m.disable_adapters for m in layers]
     for m in layers:
-        m.enable_adapters(False)
+        if m.merged:
+            m.unmerge()
+        if fast:
+            m._disable_adapters = True
+        else:  # pragma: no cover - other peft versions
+            m.enable_adapters(False)
     try:
         yield
     finally:
-        for m in layers:
-            m.enable_adapters(True)
-        _restore(flags)
+        for m, was in zip(layers, previous):
+            if fast:
+                m._disable_adapters = was
+            else:  # pragma: no cover
+                m.enable_adapters(not was)
+        if flags is not None:  # pragma: no cover
+            _restore(flags)
 
 
-def save_cmb_lora(model: nn.Module, folder: str | os.PathLike) -> list[Path]:
-    """Write every CMB group to ``folder/<PATTERN>/`` (peft's ``adapter_config.json`` +
-    ``adapter_model.safetensors``). Returns the group folders."""
+def _as_patterns(patterns, batch: int) -> list[Pattern]:
+    if isinstance(patterns, (Pattern, str)):
+        patterns = [patterns] * batch
+    if not isinstance(patterns, Sequence) or len(patterns) != batch:
+        from rawsynth.errors import ShapeError
+
+        raise ShapeError(f"patterns must be one Bayer pattern or a list of {batch}, got {patterns!r}")
+    try:
+        return [Pattern(p) for p in patterns]
+    except ValueError:
+        raise ConfigError(f"unknown Bayer pattern in {list(patterns)!r}; use {[p.value for p in Pattern]}") from None
+
+
+def run_grouped(model: nn.Module, patterns: Pattern | str | Sequence[Pattern | str],
+                fn: Callable[..., torch.Tensor], *tensors: torch.Tensor,
+                select: Callable[[nn.Module, str], object] | None = None) -> torch.Tensor:
+    """``fn(*tensors)`` with each sample processed by its pattern's CMB group, results in the input order.
+
+    The batch is split by adapter (:func:`group_for`: in all-in-one mode the whole batch is one group), each part
+    runs once with its adapter active, and the parts are concatenated and put back in the input order.
+
+    Args:
+        model: the model holding the CMB groups.
+        patterns: one pattern or one per sample.
+        fn: maps batch-first tensors to a batch-first tensor.
+        *tensors: batch-first tensors of the same batch size.
+        select: context-manager factory ``select(model, adapter_name)`` (default :func:`active_adapter`), e.g. to
+            merge the group instead of activating it.
+
+    Raises:
+        ConfigError: a sample's pattern has no group.
+    """
+    pats = _as_patterns(patterns, tensors[0].shape[0])
+    names = [group_for(model, p) for p in pats]
+    select = select or active_adapter
+    order = list(dict.fromkeys(names))
+    if len(order) == 1:
+        with select(model, order[0]):
+            return fn(*tensors)
+    parts, index = [], []
+    for name in order:
+        idx = [i for i, n in enumerate(names) if n == name]
+        sel = torch.tensor(idx, device=tensors[0].device)
+        with select(model, name):
+            parts.append(fn(*(t.index_select(0, sel) for t in tensors)))
+        index += idx
+    out = torch.cat(parts)
+    return out[torch.argsort(torch.tensor(index, device=out.device))]
+
+
+# ---------------------------------------------------------------------------------------------- merging
+
+
+def merged_adapters(model: nn.Module) -> list[str]:
+    """The adapters currently merged into ``model``'s weights."""
+    names = []
+    for m in _tuner_layers(model):
+        for n in getattr(m, "merged_adapters", []):
+            if n not in names:
+                names.append(n)
+    return names
+
+
+def unmerge_adapters(model: nn.Module) -> None:
+    """Undo every merge (the model's own weights are restored up to float rounding)."""
+    for m in _tuner_layers(model):
+        if m.merged:
+            m.unmerge()
+
+
+def merge_adapter(model: nn.Module, name: str) -> None:
+    """Fold adapter ``name`` into the weights of ``model`` (inference: no LoRA cost per layer); any other merged
+    adapter is unmerged first. While merged, the model computes ``W + BA`` whatever adapter is active.
+
+    Raises:
+        ConfigError: no adapter ``name``.
+    """
+    if name not in (getattr(model, "peft_config", None) or {}):
+        raise ConfigError(f"the model has no LoRA adapter {name!r}")
+    if merged_adapters(model) == [name]:
+        return
+    unmerge_adapters(model)
+    for m in _tuner_layers(model):
+        if name in m.lora_A or name in getattr(m, "lora_embedding_A", {}):
+            m.merge(adapter_names=[name])
+
+
+# ---------------------------------------------------------------------------------------------- save/load
+
+
+def save_adapter(model: nn.Module, name: str, folder: str | os.PathLike) -> Path:
+    """Write adapter ``name`` to ``folder`` (peft's ``adapter_config.json`` + ``adapter_model.safetensors``)."""
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    out = []
-    for p in cmb_patterns(model):
-        name = adapter_name(p)
-        d = Path(folder) / p.value
-        d.mkdir(parents=True, exist_ok=True)
-        model.peft_config[name].save_pretrained(str(d))
-        sd = get_peft_model_state_dict(model, adapter_name=name)
-        save_file({k: v.detach().contiguous().cpu() for k, v in sd.items()}, str(d / "adapter_model.safetensors"),
-                  metadata={"format": "pt"})
-        out.append(d)
-    return out
+    d = Path(folder)
+    d.mkdir(parents=True, exist_ok=True)
+    model.peft_config[name].save_pretrained(str(d))
+    sd = get_peft_model_state_dict(model, adapter_name=name)
+    save_file({k: v.detach().contiguous().cpu() for k, v in sd.items()}, str(d / "adapter_model.safetensors"),
+              metadata={"format": "pt"})
+    return d
 
 
-def load_cmb_lora(model: nn.Module, folder: str | os.PathLike) -> list[Pattern]:
-    """Add the CMB groups saved in ``folder`` (by :func:`save_cmb_lora`) to ``model`` with their weights.
+def _check_fit(model: nn.Module, name: str, sd: dict, unexpected, what: str, path: Path) -> None:
+    expected = {k for k in model.state_dict() if f".{name}." in k}
+    got = {k.replace(".lora_A.", f".lora_A.{name}.").replace(".lora_B.", f".lora_B.{name}.") for k in sd}
+    missing = sorted(expected - got)
+    unexpected = sorted(set(unexpected or []) | (got - expected))
+    if unexpected or missing:
+        raise WeightsError(f"{what} does not fit the model (unexpected {unexpected[:3]}, missing {missing[:3]})",
+                           path=path, fix="load it into the same base model (same SD/RVAE folder) it was trained on")
+
+
+def load_adapter(model: nn.Module, name: str, folder: str | os.PathLike, add: bool = True) -> str:
+    """Load an adapter saved by :func:`save_adapter` into ``model`` as ``name``.
+
+    Args:
+        add: add the adapter (from its ``adapter_config.json``); else copy the weights into the existing adapter
+            ``name`` (exact resume: the optimizer keeps pointing at the same parameters).
 
     Raises:
-        WeightsError: a group folder with missing files, or weights that do not fit the model.
+        WeightsError: missing files, or weights that do not fit the model.
     """
     from peft import LoraConfig, set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    root = Path(folder)
-    loaded = []
-    for d in sorted(x for x in root.iterdir() if x.is_dir()):
-        try:
-            pattern = Pattern(d.name)
-        except ValueError:
-            raise WeightsError(f"unexpected folder {d.name!r} (CMB groups are named after Bayer patterns)",
-                               path=d) from None
-        cfg_file, weights = d / "adapter_config.json", d / "adapter_model.safetensors"
-        if not cfg_file.is_file() or not weights.is_file():
-            raise WeightsError("incomplete CMB LoRA group: need adapter_config.json and adapter_model.safetensors",
-                               path=d, fix="save the model again with save_pretrained")
-        cfg = LoraConfig.from_pretrained(str(d))
-        name = adapter_name(pattern)
-        _add_adapter(model, cfg, name)
+    d = Path(folder)
+    cfg_file, weights = d / "adapter_config.json", d / "adapter_model.safetensors"
+    if not cfg_file.is_file() or not weights.is_file():
+        raise WeightsError("incomplete LoRA group: need adapter_config.json and adapter_model.safetensors",
+                           path=d, fix="save the model again with save_pretrained")
+    from safetensors import SafetensorError
+
+    try:
         sd = load_file(str(weights))
+    except (OSError, SafetensorError) as e:
+        raise WeightsError(f"unreadable LoRA weights ({type(e).__name__}: {e})", path=weights,
+                           fix="save the model again with save_pretrained") from None
+    if add:
+        _add_adapter(model, LoraConfig.from_pretrained(str(d)), name)
+        _check_fit(model, name, sd, [], f"LoRA group {d.name}", weights)
         result = set_peft_model_state_dict(model, sd, adapter_name=name)
-        unexpected = list(getattr(result, "unexpected_keys", []) or [])
-        expected = {k for k in model.state_dict() if f".{name}." in k}
-        got = {k.replace(".lora_A.", f".lora_A.{name}.").replace(".lora_B.", f".lora_B.{name}.") for k in sd}
-        missing = sorted(expected - got)
-        if unexpected or missing:
-            raise WeightsError(f"CMB LoRA group {pattern.value} does not fit the model (unexpected "
-                               f"{unexpected[:3]}, missing {missing[:3]})", path=weights)
-        loaded.append(pattern)
+        _check_fit(model, name, sd, getattr(result, "unexpected_keys", []), f"LoRA group {d.name}", weights)
+        return name
+    if name not in (getattr(model, "peft_config", None) or {}):
+        raise WeightsError(f"the model has no LoRA adapter {name!r} to load {d.name} into", path=d)
+    _check_fit(model, name, sd, [], f"LoRA group {d.name}", weights)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for k, v in sd.items():
+            key = k.replace(".lora_A.", f".lora_A.{name}.").replace(".lora_B.", f".lora_B.{name}.")
+            p = params[key]
+            if p.shape != v.shape:
+                raise WeightsError(f"LoRA weight {k} has shape {tuple(v.shape)}, the model {tuple(p.shape)}",
+                                   path=weights, fix="load it into the model it was saved from")
+            p.copy_(v)
+    return name
+
+
+def save_cmb_lora(model: nn.Module, folder: str | os.PathLike) -> list[Path]:
+    """Write every CMB group to ``folder/<PATTERN>/`` (``folder/ALL/`` for the all-in-one group) with
+    :func:`save_adapter`. Returns the group folders."""
+    return [save_adapter(model, PREFIX + k, Path(folder) / k) for k in cmb_groups(model)]
+
+
+def _group_dirs(root: Path) -> list[tuple[str, Path]]:
+    if not root.is_dir():
+        raise WeightsError("no such CMB LoRA folder", path=root, fix="save the model again with save_pretrained")
+    out = []
+    for d in sorted(x for x in root.iterdir() if x.is_dir()):
+        if d.name != ALL and d.name not in {p.value for p in Pattern}:
+            raise WeightsError(f"unexpected folder {d.name!r} (CMB groups are named after Bayer patterns)", path=d)
+        out.append((d.name, d))
+    return out
+
+
+def load_cmb_lora(model: nn.Module, folder: str | os.PathLike) -> list[Pattern | str]:
+    """Add the CMB groups saved in ``folder`` (by :func:`save_cmb_lora`) to ``model`` with their weights.
+
+    Returns:
+        The loaded groups' patterns (:data:`ALL` for the all-in-one group), in folder-name order.
+
+    Raises:
+        WeightsError: a group folder with missing files, or weights that do not fit the model.
+    """
+    loaded = []
+    for key, d in _group_dirs(Path(folder)):
+        load_adapter(model, PREFIX + key, d, add=True)
+        loaded.append(ALL if key == ALL else Pattern(key))
     for n, p in model.named_parameters():
-        if "lora_" in n:
+        if "lora_" in n and any(f".{PREFIX}{k}." in n for k in cmb_groups(model)):
             p.requires_grad_(True)
     return loaded
+
+
+def load_cmb_weights(model: nn.Module, folder: str | os.PathLike) -> None:
+    """Copy the weights of the CMB groups saved in ``folder`` into ``model``'s existing groups, in place (resume:
+    parameters keep their identity, so optimizer states stay attached).
+
+    Raises:
+        WeightsError: the saved groups are not exactly the model's groups, or do not fit.
+    """
+    dirs = _group_dirs(Path(folder))
+    if sorted(k for k, _ in dirs) != sorted(cmb_groups(model)):
+        raise WeightsError(f"the saved CMB groups {[k for k, _ in dirs]} are not the model's {cmb_groups(model)}",
+                           path=folder, fix="load it into a model built with the same patterns and lora_mode")
+    for key, d in dirs:
+        load_adapter(model, PREFIX + key, d, add=False)

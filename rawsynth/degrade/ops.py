@@ -211,7 +211,11 @@ def _apply_degradation_u8(img: np.ndarray, params: DegradationParams) -> np.ndar
 
 
 def degrade_batch(x: torch.Tensor, params: DegradationParams | Sequence[DegradationParams]) -> torch.Tensor:
-    """Batch wrapper around :func:`apply_degradation` (a loop on the CPU; not differentiable).
+    """Batch form of :func:`apply_degradation` (not differentiable).
+
+    CPU tensors run :func:`apply_degradation` per sample (the shards' exact chain). CUDA tensors run the batched
+    GPU path, :func:`rawsynth.degrade.gpu.degrade_batch_gpu` (same maths; nvJPEG for the JPEG steps), and stay
+    on the GPU.
 
     Args:
         x: ``(B, 3, H, W)`` float RGB in ``[0, 1]``, any device.
@@ -229,6 +233,10 @@ def degrade_batch(x: torch.Tensor, params: DegradationParams | Sequence[Degradat
     sizes = {p.out_size for p in plist if isinstance(p, DegradationParams)}
     if len(sizes) > 1:
         raise ShapeError(f"params give different output sizes {sorted(sizes)}; they cannot be stacked")
+    if x.is_cuda:
+        from .gpu import degrade_batch_gpu
+
+        return degrade_batch_gpu(x, plist)
     hwc = x.detach().to("cpu", torch.float32).permute(0, 2, 3, 1).contiguous().numpy()
     out = np.stack([apply_degradation(hwc[i], p) for i, p in enumerate(plist)])
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous().to(device=x.device, dtype=x.dtype)

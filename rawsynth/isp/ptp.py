@@ -46,7 +46,24 @@ def process(linear: torch.Tensor, params: ISPParams | list[ISPParams] | ISPBatch
 
     Returns:
         ``(B, 3, H, W)`` sRGB in ``[0, 1]``, same dtype/device.
+
+    On a float32 CUDA tensor this runs the fused Triton kernel :func:`rawsynth.kernels.ptp.ptp` (same maths,
+    fused backward) when ``triton`` is importable and the environment variable ``RAWSYNTH_KERNELS`` is not ``0``;
+    everywhere else (the CPU included) it runs the torch operations, the reference.
     """
+    check_bchw(linear, "linear", channels=3)
+    if linear.is_cuda and linear.dtype == torch.float32:
+        from ..kernels._common import kernels_enabled, triton_available
+
+        if triton_available() and kernels_enabled():
+            from ..kernels.ptp import ptp
+
+            return ptp(linear, params, backend="triton")
+    return _process_torch(linear, params)
+
+
+def _process_torch(linear: torch.Tensor, params) -> torch.Tensor:
+    """:func:`process` in torch operations (any device and dtype): the reference of the fused kernel."""
     check_bchw(linear, "linear", channels=3)
     p = as_isp_batch(params, linear)
     x = white_balance(linear, p).clamp(0.0, 1.0)

@@ -3,9 +3,10 @@
 :func:`write_shard` writes samples (dicts of bytes, see :mod:`rawsynth.shards.fields`) with webdataset's
 ``TarWriter``: samples in ascending key order, the members of a sample in ascending field order, fixed
 ``mtime = 0``, owner ``rawsynth:rawsynth`` (uid/gid 0), mode ``0644``, POSIX ustar headers, no compression.
-The same samples therefore always give the same bytes. The tar is written to ``PATH.tmp`` and renamed onto
-``PATH`` (:func:`os.replace`) only once complete and flushed to disk, so no half-written shard ever exists
-under its final name. :func:`iter_shard` reads samples back with the standard :mod:`tarfile` module.
+The same samples therefore always give the same bytes. The tar is written to a unique
+``PATH.<pid>.<random>.tmp`` and renamed onto ``PATH`` (:func:`os.replace`) only once complete and flushed to
+disk, so no half-written shard ever exists under its final name, even with two writers of one shard.
+:func:`iter_shard` reads samples back with the standard :mod:`tarfile` module.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hashlib
 import os
 import re
 import tarfile
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
@@ -107,12 +109,15 @@ def write_shard(path: str | os.PathLike, samples: Iterable[dict[str, bytes]]) ->
     Raises:
         ConfigError: a sample is not a dict of bytes with a valid key and field names, or keys repeat.
         OSError: writing failed (e.g. a full disk). Whatever happens (also an exception raised by
-            ``samples`` itself), ``PATH.tmp`` is removed and nothing new appears under ``path``.
+            ``samples`` itself), the temporary ``PATH.<pid>.<random>.tmp`` is removed and nothing new appears
+            under ``path``.
     """
     import webdataset as wds
 
     path = os.fspath(path)
-    tmp = path + ".tmp"
+    # a unique temporary name: two writers of the same shard (a task still running after its client died and its
+    # resumed copy) never share one temporary file, so the rename only ever publishes a complete tar
+    tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
     todo = sorted((_check_sample(s) for s in samples), key=lambda s: s["__key__"])
     for a, b in zip(todo, todo[1:]):
         if a["__key__"] == b["__key__"]:

@@ -3,6 +3,7 @@
 * :class:`rddm.models.ddnet.DDNet` — joint denoising + demosaicing (RAW → linear RGB).
 * :class:`rddm.models.rvae.RVAE` — the RAW-domain VAE (an ``AutoencoderKL``), with CMB LoRA groups.
 * :class:`rddm.models.discriminator.PatchDiscriminator` — the RVAE's patch-GAN discriminator.
+* :class:`rddm.models.rddm.RDDM` — the one-step RAW diffusion restorer (RVAE + SD UNet, CMB LoRA).
 
 Submodules are imported on first use (they import diffusers).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = ("ddnet", "rvae", "discriminator")
+_SUBMODULES = ("ddnet", "rvae", "discriminator", "rddm")
 
 __all__ = list(_SUBMODULES)
 

@@ -188,19 +188,9 @@ class RVAE(AutoencoderKL):
         """
         pats = _patterns(patterns, raw.shape[0])
         x = self.encoder_input(raw=raw, patterns=pats)
-        if not _lora.cmb_patterns(self):
+        if not _lora.cmb_groups(self):
             return DiagonalGaussianDistribution(self._encode(x))
-        order = list(dict.fromkeys(pats))
-        parts, index = [], []
-        for p in order:
-            idx = [i for i, q in enumerate(pats) if q is p]
-            with _lora.active_cmb(self, p):
-                parts.append(self._encode(x[idx]))
-            index += idx
-        moments = torch.cat(parts)
-        if index != list(range(len(pats))):
-            moments = moments[torch.argsort(torch.tensor(index, device=moments.device))]
-        return DiagonalGaussianDistribution(moments)
+        return DiagonalGaussianDistribution(_lora.run_grouped(self, pats, self._encode, x))  # (all-in-one too)
 
     def decode_linear(self, z: torch.Tensor) -> torch.Tensor:
         """Decode (unscaled) latents to linear RGB ``(B, 3, 8h, 8w)`` (``(y + 1)/2``, not clipped)."""

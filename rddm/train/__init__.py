@@ -3,6 +3,7 @@
 * :mod:`rddm.train.ddnet` — ``rddm train-ddnet`` (DDNet, L2).
 * :mod:`rddm.train.rvae` — ``rddm train-rvae`` (RVAE stage 1, paper Eq. 5).
 * :mod:`rddm.train.calibrate` — ``rddm calibrate-latent-scale`` (paper Eq. 4).
+* :mod:`rddm.train.rddm` — ``rddm train`` (the one-step restorer's LoRA groups, paper Eq. 6).
 
 Submodules are imported on first use (they import torch and diffusers).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = ("core", "ddnet", "rvae", "calibrate")
+_SUBMODULES = ("core", "ddnet", "rvae", "calibrate", "rddm")
 
 __all__ = list(_SUBMODULES)
 

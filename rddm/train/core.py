@@ -15,7 +15,8 @@
   (``config.json`` + ``diffusion_pytorch_model.safetensors``), ``training_state.pt`` (optimizers, schedulers,
   scaler), ``rng_states.pt``, ``config.yaml`` and, written last, ``trainer_state.json`` (step, data positions).
   A checkpoint is written under ``step-NNNNNN.tmp`` and renamed when complete. ``.pt`` files are read with
-  ``torch.load(weights_only=True)``.
+  ``torch.load(weights_only=True)``. A model loads back through :func:`load_model_weights` (its own
+  ``load_checkpoint_weights(folder)`` when it has one, so models that save only their LoRA groups resume exactly).
 * **Logging** (:class:`TrainLogger`): TensorBoard under ``OUT/logs``, ``OUT/metrics.jsonl`` (one JSON line per
   logged step, values averaged over ranks) and a tqdm bar, on rank 0.
 """
@@ -45,12 +46,12 @@ from rawsynth.io.atomic import atomic_output
 from rawsynth.rng import torch_generator
 
 from ..config import DataConfig, OptimConfig, TrainConfig, config_diff, config_from_dict, load_yaml, save_config
-from ..errors import CheckpointError, ConfigError, DataError
+from ..errors import CheckpointError, ConfigError, DataError, WeightsError
 
 __all__ = ["DistEnv", "setup_distributed", "cleanup_distributed", "resolve_shards", "BatchStream", "seeded",
            "step_generator", "autocast", "make_scaler", "build_optimizer", "build_scheduler", "optimizer_step",
-           "wrap_ddp", "no_sync", "Run", "TrainLogger", "model_digest", "peak_memory", "MUTABLE_KEYS",
-           "CHECKPOINT_FILES"]
+           "wrap_ddp", "no_sync", "all_reduce_grads", "load_model_weights", "Run", "TrainLogger", "model_digest",
+           "peak_memory", "MUTABLE_KEYS", "CHECKPOINT_FILES"]
 
 #: Config keys that may change when a run is resumed (everything else must match the checkpoint's config).
 MUTABLE_KEYS = ("max_steps", "log_every", "save_every", "keep_checkpoints", "tensorboard", "data.num_workers",
@@ -275,9 +276,14 @@ def seeded(seed: int):
         yield
 
 
-def step_generator(seed: int, rank: int, step: int, micro: int, device: torch.device) -> torch.Generator:
-    """The generator of one micro-batch's random draws: a function of ``(seed, rank, step, micro)`` only."""
-    return torch_generator(seed, f"rank{rank}", f"step{step}/micro{micro}", device=device)
+def step_generator(seed: int, rank: int, step: int, micro: int, device: torch.device,
+                   stream: str = "micro") -> torch.Generator:
+    """The generator of one micro-batch's random draws: a function of ``(seed, rank, step, micro, stream)`` only.
+
+    ``stream`` names independent draws of the same micro-batch (e.g. ``"reg"`` for a second network's step); the
+    default ``"micro"`` is the stream every stage uses for its model's own draws.
+    """
+    return torch_generator(seed, f"rank{rank}", f"step{step}/{stream}{micro}", device=device)
 
 
 # ----------------------------------------------------------------------------------- precision, optimizer
@@ -350,6 +356,36 @@ def no_sync(model: nn.Module, skip: bool):
     return contextlib.nullcontext()
 
 
+def all_reduce_grads(params: Sequence[nn.Parameter], env: DistEnv) -> None:
+    """Average the gradients of ``params`` over the ranks (what DDP does), for models that DDP cannot wrap.
+
+    Used where each step runs a different subset of the parameters (a CMB LoRA group per Bayer pattern, two
+    networks stepping in turn): a parameter that got no gradient on any rank keeps ``grad = None`` everywhere
+    (its optimizer skips it, as in a single process); one that got a gradient on some ranks gets the sum over
+    the ranks divided by the world size on every rank (zeros for the others), exactly DDP's average. One
+    flattened all-reduce per call; a no-op in a single process.
+    """
+    if not env.distributed:
+        return
+    params = list(params)
+    if not params:
+        return
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=env.device)
+    dist.all_reduce(has)
+    live = [p for p, h in zip(params, has.tolist()) if h]
+    if not live:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in live]
+    flat = torch.cat([g.reshape(-1).float() for g in grads])
+    dist.all_reduce(flat)
+    flat /= env.world_size
+    offset = 0
+    for p in live:
+        n = p.numel()
+        p.grad = flat[offset:offset + n].view_as(p).to(p.dtype).clone()
+        offset += n
+
+
 # ------------------------------------------------------------------------------------------- checksums
 
 
@@ -380,6 +416,43 @@ def peak_memory(env: DistEnv) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------- run
+
+
+def load_model_weights(model: nn.Module, folder: Path) -> None:
+    """Load the weights a checkpoint saved for ``model`` (with its ``save_pretrained``) back into it, in place.
+
+    * A model with a ``load_checkpoint_weights(folder)`` method loads itself (e.g. :class:`rddm.models.rddm.RDDM`,
+      whose folder holds only its LoRA groups and a reference to the frozen base model).
+    * A model with CMB LoRA groups (e.g. an :class:`~rddm.models.rvae.RVAE` after ``add_cmb_lora``): its own
+      weights from ``diffusion_pytorch_model.safetensors`` (plain names) and each group's from
+      ``cmb_lora/<PATTERN>/`` into the adapters it already has.
+    * Any other diffusers model: ``diffusion_pytorch_model.safetensors``, strictly.
+
+    Raises:
+        CheckpointError: missing files or weights that do not fit (with the folder named).
+    """
+    hook = getattr(model, "load_checkpoint_weights", None)
+    if callable(hook):
+        hook(folder)
+        return
+    from safetensors.torch import load_file
+
+    sd = load_file(str(folder / "diffusion_pytorch_model.safetensors"))
+    from .. import lora as _lora
+
+    if not _lora.cmb_groups(model):
+        model.load_state_dict(sd, strict=True)
+        return
+    own = {k: k.replace(".base_layer.", ".") for k in model.state_dict() if "lora_" not in k}
+    missing = sorted(set(own.values()) - set(sd))
+    if missing or len(sd) != len(own):
+        raise CheckpointError(f"the saved weights do not fit the model (missing {missing[:3]}, "
+                              f"{len(sd)} saved vs {len(own)} expected)", path=folder)
+    model.load_state_dict({k: sd[v] for k, v in own.items()}, strict=False)
+    try:
+        _lora.load_cmb_weights(model, folder / _lora.CMB_DIR)  # in place: the optimizer keeps its parameters
+    except WeightsError as e:
+        raise CheckpointError(e.message, path=folder / _lora.CMB_DIR, fix=e.fix) from None
 
 
 def _step_dir_name(step: int) -> str:
@@ -510,16 +583,11 @@ class Run:
             ``(step, position)``: the step to continue from and this rank's data position (``None`` when the
             world size or worker count changed: the data stream then restarts at the next epoch, with a warning).
         """
-        from safetensors.torch import load_file
-
         ckpt = self.resume_from
         try:
             state = json.loads((ckpt / "trainer_state.json").read_text())
             for name, model in models.items():
-                sd = load_file(str(ckpt / name / "diffusion_pytorch_model.safetensors"))
-                if hasattr(model, "base_state_dict") and getattr(model, "cmb_patterns", None):
-                    raise CheckpointError("resuming a model with CMB LoRA groups is not supported here", path=ckpt)
-                model.load_state_dict(sd, strict=True)
+                load_model_weights(model, ckpt / name)
             blobs = torch.load(ckpt / "training_state.pt", map_location="cpu", weights_only=True)
             for name, obj in states.items():
                 obj.load_state_dict(blobs[name])

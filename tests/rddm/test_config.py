@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from rddm.cli import STAGES, default_config_path, main
-from rddm.config import (CalibrateConfig, DDNetModelConfig, DDNetTrainConfig, RVAETrainConfig, config_diff,
-                         config_from_dict, load_config, load_yaml, replace_path, save_config)
+from rddm.config import (CalibrateConfig, DDNetModelConfig, DDNetTrainConfig, RDDMTrainConfig, RVAETrainConfig,
+                         config_diff, config_from_dict, load_config, load_yaml, replace_path, save_config)
 from rddm.errors import ConfigError
 
 from .conftest import write_yaml
@@ -16,7 +16,8 @@ from .conftest import write_yaml
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_bundled_config_files_are_the_defaults(stage):
-    cls = {"ddnet": DDNetTrainConfig, "rvae": RVAETrainConfig, "calibrate": CalibrateConfig}[stage]
+    cls = {"ddnet": DDNetTrainConfig, "rvae": RVAETrainConfig, "calibrate": CalibrateConfig,
+           "rddm": RDDMTrainConfig}[stage]
     assert config_from_dict(cls, load_yaml(default_config_path(stage))) == cls()
 
 

@@ -1,0 +1,259 @@
+"""Fused IPTP + MNS: sRGB → (noisy RAW mosaic in DN, optionally the linear HQ) in one pass.
+
+The same operations, in the same order, as the CPU generator (:func:`rawsynth.pipeline.synthesize`): inverse tone →
+inverse gamma (a 256-entry table for 8-bit input) → inverse CCM → highlight-safe inverse white balance → clip →
+mosaic for the sample's Bayer pattern → heteroscedastic noise ``N(x, λ_shot·x + λ_read)`` → quantise to uint16 DN.
+
+Two implementations behind :func:`iptp_mns`:
+
+* :func:`iptp_mns_reference`, the composition of the library's torch functions (any device; the CPU path);
+* the Triton kernel (``_iptp_mns_triton``): one read of each sRGB pixel, one write of its DN (and of the linear
+  RGB when asked), per-sample parameters from a small ``B × 16`` table, the pattern as a per-sample int and the
+  noise from Triton's counter-based Philox (``tl.randn4x``) keyed by the sample seed: pixel ``(y, x)`` takes
+  normal ``x % 4`` of counter ``y · ceil(W / 4) + x // 4``.
+
+Both give bit-identical DN and linear values for 8-bit input without noise (they evaluate the same float
+operations); float input differs by ~1e-6 in the transfer curve; the noise fields are different draws of the
+same distribution (torch's generator vs Philox), so the noisy DN agree in distribution, not in bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .._checks import check_bchw, check_even, per_sample
+from ..errors import ShapeError
+from ..isp import apply_matrix, inverse_gamma, inverse_tone, inverse_white_balance
+from ..isp.iptp import HIGHLIGHT_INFLECTION
+from ..isp.params import ISPBatch, ISPParams, as_isp_batch
+from ..mns import NoiseParams, Pattern, SensorParams, add_noise, mosaic, quantize
+from ._common import Backend, kernel_module, launch, resolve_backend
+
+__all__ = ["iptp_mns", "iptp_mns_reference", "srgb_lut", "pattern_code"]
+
+_U64 = 2**64
+
+
+def _lut_f64() -> torch.Tensor:
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    return inverse_gamma(inverse_tone(levels)).float()
+
+
+_LUT = _lut_f64()
+
+
+def srgb_lut(device=None) -> torch.Tensor:
+    """The 8-bit inverse tone + inverse gamma table: ``(256,)`` float32, entry ``k`` is
+    ``inverse_gamma(inverse_tone(k / 255))`` computed in float64 and rounded once (the CPU generator's table)."""
+    return _LUT.to(device)
+
+
+def pattern_code(pattern: Pattern | str) -> int:
+    """The pattern as an int: 2 bits per 2×2 position (row-major), the colour index (0 R, 1 G, 2 B) there.
+
+    ``RGGB`` → ``0 | 1 << 2 | 1 << 4 | 2 << 6``; the kernel reads position ``(y % 2, x % 2)`` as
+    ``(code >> 2·(2·(y % 2) + x % 2)) & 3``.
+    """
+    return sum(c << (2 * i) for i, c in enumerate(Pattern(pattern).cfa_bytes))
+
+
+def _as_patterns(patterns, b: int) -> list[Pattern]:
+    out = []
+    for p in per_sample(list(patterns) if isinstance(patterns, (list, tuple)) else patterns, b, "patterns"):
+        try:
+            out.append(Pattern(p))
+        except ValueError:
+            raise ShapeError(f"unknown Bayer pattern {p!r}; use one of {[q.value for q in Pattern]}") from None
+    return out
+
+
+def _as_list(values, b: int, cls, name: str) -> list:
+    out = per_sample(list(values) if isinstance(values, (list, tuple)) else values, b, name)
+    if not all(isinstance(v, cls) for v in out):
+        raise ShapeError(f"{name} must be a {cls.__name__} or a sequence of {b} of them")
+    return out
+
+
+def _as_seeds(seeds, b: int) -> list[int]:
+    """Per-sample seeds as ints in ``[0, 2**64)`` (negative int64 values are taken as their unsigned bits)."""
+    if isinstance(seeds, torch.Tensor):
+        if seeds.dtype.is_floating_point or seeds.dtype.is_complex or seeds.ndim != 1:
+            raise ShapeError(f"seeds must be a 1-D integer tensor, got {seeds.dtype} {tuple(seeds.shape)}")
+        seeds = seeds.tolist()
+    if isinstance(seeds, (int, bool)) or not isinstance(seeds, Sequence):
+        raise ShapeError(f"seeds must be a sequence of {b} ints or a 1-D integer tensor, got {type(seeds).__name__}")
+    seeds = list(seeds)
+    if len(seeds) != b:
+        raise ShapeError(f"seeds: got {len(seeds)} values for a batch of {b}")
+    out = []
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or not -(2**63) <= s < _U64:
+            raise ShapeError(f"seeds must be ints in [-2**63, 2**64), got {s!r}")
+        out.append(s % _U64)
+    return out
+
+
+def _check_srgb(srgb: torch.Tensor) -> None:
+    check_bchw(srgb, "srgb", channels=3, floating=False)
+    if srgb.dtype != torch.uint8 and not srgb.is_floating_point():
+        raise ShapeError(f"srgb must be uint8 or floating point in [0, 1], got {srgb.dtype}")
+    check_even(srgb, "srgb")
+
+
+def _linear(srgb: torch.Tensor, p: ISPBatch) -> torch.Tensor:
+    """IPTP as the generator does it: table lookup for uint8, the float maths otherwise. ``(B, 3, H, W)`` float32."""
+    if srgb.dtype == torch.uint8:
+        x = srgb_lut(srgb.device)[srgb.long()]
+    else:
+        x = inverse_gamma(inverse_tone(srgb.float()))
+    x = apply_matrix(x, p.rgb2cam)
+    return inverse_white_balance(x, p).clamp(0.0, 1.0)
+
+
+def iptp_mns_reference(srgb: torch.Tensor, isp: ISPBatch | ISPParams | Sequence[ISPParams],
+                       patterns: Sequence[Pattern | str] | Pattern | str,
+                       noise: Sequence[NoiseParams] | NoiseParams,
+                       sensor: Sequence[SensorParams] | SensorParams,
+                       seeds: Sequence[int] | torch.Tensor,
+                       return_linear: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The torch reference of :func:`iptp_mns`: the library's own functions composed (any device).
+
+    Per sample ``b`` the noise field is ``torch.randn`` from a ``torch.Generator`` on ``srgb``'s device seeded
+    with ``seeds[b]``, so with ``seeds[b] = derive_seed(seed, key, "noise-field")`` and 8-bit input this is
+    byte for byte what :func:`rawsynth.pipeline.synthesize` makes (``ddnet`` mode) on the CPU.
+
+    Args and returns: as :func:`iptp_mns`.
+    """
+    _check_srgb(srgb)
+    b = srgb.shape[0]
+    pats = _as_patterns(patterns, b)
+    noises = _as_list(noise, b, NoiseParams, "noise")
+    sensors = _as_list(sensor, b, SensorParams, "sensor")
+    seed_list = _as_seeds(seeds, b)
+    p = as_isp_batch(isp, srgb.new_empty((b, 0), dtype=torch.float32))
+    with torch.no_grad():
+        lin = _linear(srgb, p)
+        clean = mosaic(lin, pats)
+        noisy = torch.empty_like(clean)
+        for i in range(b):
+            g = torch.Generator(device=srgb.device)
+            g.manual_seed(seed_list[i])
+            noisy[i:i + 1] = add_noise(clean[i:i + 1], noises[i], g)
+        dn = quantize(noisy, sensors)
+    return dn, (lin if return_linear else None)
+
+
+def _tables(srgb: torch.Tensor, isp, pats, noises, sensors, seeds) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-sample parameter tables: ``(B, 16)`` float32 (see ``_iptp_mns_triton``) and ``(B, 2)`` int64."""
+    b = srgb.shape[0]
+    p = as_isp_batch(isp, srgb.new_empty((b, 0), dtype=torch.float32))
+    one = torch.ones_like(p.red_gain)
+    g = torch.stack([1.0 / p.red_gain, one, 1.0 / p.blue_gain], dim=1) / p.rgb_gain[:, None]  # as inverse_white_balance
+    per = torch.tensor([[n.lambda_shot, n.lambda_read, s.black_level, s.white_level] for n, s in zip(noises, sensors)],
+                       dtype=torch.float32, device=srgb.device)
+    fpar = torch.cat([p.rgb2cam.reshape(b, 9), g, per], dim=1).contiguous()
+    ints = [[s - _U64 if s >= 2**63 else s, pattern_code(q)] for s, q in zip(seeds, pats)]
+    ipar = torch.tensor(ints, dtype=torch.int64, device=srgb.device)
+    return fpar.detach(), ipar
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _block(n: int, cap: int) -> int:
+    return min(cap, 1 << max(n - 1, 0).bit_length())
+
+
+def _iptp_mns_triton(srgb: torch.Tensor, isp, patterns, noise, sensor, seeds,
+                     return_linear: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The Triton kernel behind :func:`iptp_mns` (compiled on CUDA, interpreted on CPU). Same arguments."""
+    run, dn, lin = _plan(srgb, isp, patterns, noise, sensor, seeds, return_linear)
+    run()
+    return dn, lin
+
+
+def _plan(srgb: torch.Tensor, isp, patterns, noise, sensor, seeds, return_linear: bool):
+    """Check the arguments, build the parameter tables and the outputs; return ``(run, raw_dn, linear)`` where
+    ``run()`` launches the kernel alone (the benchmark times it apart from the table building)."""
+    _check_srgb(srgb)
+    b, _, h, w = srgb.shape
+    pats = _as_patterns(patterns, b)
+    noises = _as_list(noise, b, NoiseParams, "noise")
+    sensors = _as_list(sensor, b, SensorParams, "sensor")
+    fpar, ipar = _tables(srgb, isp, pats, noises, sensors, _as_seeds(seeds, b))
+    if srgb.dtype != torch.uint8 and srgb.dtype != torch.float32:
+        srgb = srgb.float()
+    if h * w >= 2**31 or b >= 2**16:
+        raise ShapeError(f"iptp_mns's kernel takes fewer than 2**31 pixels per sample and 2**16 samples, "
+                         f"got {b}x{h}x{w}; split the batch")
+    dn = torch.empty((b, 1, h, w), dtype=torch.int16, device=srgb.device)
+    lin = torch.empty((b, 3, h, w), dtype=torch.float32, device=srgb.device) if return_linear else None
+    bh, bw = _block(h, 4), max(_block(w, 256), 4)
+    grid = (_cdiv(w, bw), _cdiv(h, bh), b)
+    lut = srgb_lut(srgb.device)
+
+    def run() -> None:
+        if b * h * w == 0:
+            return
+        k = kernel_module("_iptp_mns_triton", srgb.device)
+        launch(k._iptp_mns_kernel, grid, srgb.device,
+               srgb, lut, fpar, ipar, dn, lin if lin is not None else dn,
+               h, w, _cdiv(w, 4), *srgb.stride(), HIGHLIGHT_INFLECTION, 1.0 - HIGHLIGHT_INFLECTION,
+               IS_U8=srgb.dtype == torch.uint8, WRITE_LINEAR=return_linear, BLOCK_H=bh, BLOCK_W=bw)
+
+    return run, dn.view(torch.uint16), lin
+
+
+def iptp_mns(srgb: torch.Tensor, isp: ISPBatch | ISPParams | Sequence[ISPParams],
+             patterns: Sequence[Pattern | str] | Pattern | str,
+             noise: Sequence[NoiseParams] | NoiseParams,
+             sensor: Sequence[SensorParams] | SensorParams,
+             seeds: Sequence[int] | torch.Tensor,
+             return_linear: bool = False,
+             backend: Backend | str = "auto") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """sRGB → noisy RAW mosaic in DN (and the linear HQ), a batch with per-sample parameters.
+
+    Args:
+        srgb: ``(B, 3, H, W)`` uint8 ``[0, 255]`` or float ``[0, 1]`` sRGB (float values outside are clipped; float
+            input other than float32 is converted), ``H`` and ``W`` even, any memory layout.
+        isp: per-sample ISP parameters (an :class:`~rawsynth.isp.ISPBatch`, one :class:`~rawsynth.isp.ISPParams`
+            for all, or ``B`` of them).
+        patterns: one Bayer pattern or ``B`` of them (mixed patterns in one batch are fine).
+        noise: one :class:`~rawsynth.mns.NoiseParams` or ``B`` of them (zero λs: no noise).
+        sensor: one :class:`~rawsynth.mns.SensorParams` or ``B`` of them.
+        seeds: ``B`` ints in ``[-2**63, 2**64)`` (e.g. ``derive_seed(seed, key, "noise-field")``) or a 1-D integer
+            tensor: the key of sample ``b``'s noise field. Same seed → same bytes (per backend and device).
+        return_linear: also return the clean linear camera RGB (the HQ training target).
+        backend: ``"auto"`` (Triton on CUDA tensors when available and ``RAWSYNTH_KERNELS`` is not ``0``, else
+            torch), ``"torch"`` (:func:`iptp_mns_reference`) or ``"triton"`` (on a CPU tensor: Triton's interpreter).
+
+    Returns:
+        ``(raw_dn, linear)``: ``raw_dn`` ``(B, 1, H, W)`` ``torch.uint16`` DN in ``[0, white_level]``;
+        ``linear`` ``(B, 3, H, W)`` float32 in ``[0, 1]`` or ``None``. On ``srgb``'s device.
+
+    The torch and Triton backends agree exactly on the linear image and on the DN of 8-bit input without noise
+    (within ~1e-6, resp. 1 DN at rounding ties, for float input); their noise fields are independent draws of the
+    same distribution.
+
+    Example:
+        >>> import torch
+        >>> from rawsynth.isp import fixed_isp_params
+        >>> from rawsynth.mns import NoiseParams, SensorParams
+        >>> from rawsynth.kernels import iptp_mns
+        >>> srgb = torch.full((2, 3, 4, 4), 128, dtype=torch.uint8)
+        >>> dn, lin = iptp_mns(srgb, fixed_isp_params(), ["RGGB", "GBRG"], NoiseParams(0, 0.0, 0.0),
+        ...                    SensorParams(), [1, 2], return_linear=True)
+        >>> dn.shape, dn.dtype, lin.shape
+        (torch.Size([2, 1, 4, 4]), torch.uint16, torch.Size([2, 3, 4, 4]))
+    """
+    if not isinstance(srgb, torch.Tensor):
+        raise ShapeError(f"srgb must be a torch.Tensor of shape (B, 3, H, W), got {type(srgb).__name__}")
+    which = resolve_backend(backend, srgb.device)
+    if which is Backend.TRITON:
+        return _iptp_mns_triton(srgb, isp, patterns, noise, sensor, seeds, return_linear)
+    if which is Backend.TORCH:
+        return iptp_mns_reference(srgb, isp, patterns, noise, sensor, seeds, return_linear)
+    raise ShapeError(f"unhandled backend {which!r}")

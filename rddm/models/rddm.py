@@ -1,0 +1,706 @@
+"""RDDM — the one-step RAW diffusion restorer (paper §3.2, Fig. 4b; OSEDiff's one-step machinery).
+
+Generator (DESIGN.md §5)::
+
+    raw (B,1,H,W) ──RVAE encoder + CMB LoRA──▶ z = E(raw)·sf ──SD UNet + CMB LoRA, t = 999, prompt──▶ ε
+    ẑ0 = (z − √(1−ᾱ_t)·ε) / √ᾱ_t ──frozen RVAE decoder (ẑ0/sf)──▶ linear RGB (B,3,H,W)
+
+``ᾱ`` is the ``alphas_cumprod`` of the SD folder's noise schedule (``scheduler/``); a ``v_prediction`` UNet
+(SD-2.1-768) is handled too (``ẑ0 = √ᾱ·z − √(1−ᾱ)·v``).
+
+**CMB LoRA** (:mod:`rddm.lora`): one LoRA group per Bayer pattern (rank 4) in the RVAE encoder *and* the UNet,
+adapter ``cmb_<PATTERN>`` in both. Each sample is processed by its pattern's group; a mixed batch is split by
+pattern, each part runs with its group active, and the results are put back in order. ``lora_mode="all_in_one"``
+gives the paper's Table 7 ablation: one shared group ``cmb_ALL`` for every pattern. Only the LoRA weights train;
+the UNet, the encoder and the decoder keep the base weights (``requires_grad=False``).
+
+**Folder** (:meth:`RDDM.save_pretrained`)::
+
+    rddm_config.json          RDDMConfig + references to the base model folders (sd_model, rvae_model)
+    rvae_lora/<GROUP>/        adapter_config.json + adapter_model.safetensors (peft), GROUP = RGGB … or ALL
+    unet_lora/<GROUP>/        the same for the UNet
+
+The base weights are not copied: :meth:`RDDM.from_pretrained` rebuilds the base from the referenced SD-2.1 folder
+(and RVAE folder) — overridable at load, since folders move between machines — and loads the groups onto it.
+
+**Dtypes**: ``from_pretrained(torch_dtype=...)`` / ``.to(dtype)`` cast everything, LoRA included (inference in
+bf16/fp16, CPU or GPU). For training keep fp32 weights and use autocast (mixed precision of ``rddm train``); peft
+also accepts fp32 LoRA on a bf16 base (it casts the LoRA input), e.g. ``model.to(torch.bfloat16)`` followed by
+casting ``trainable_parameters()`` back to fp32.
+
+**Inference merge**: :meth:`RDDM.merge_lora` folds one pattern's groups into the weights (no per-layer LoRA cost);
+a batch of another pattern re-merges automatically, :meth:`RDDM.unmerge_lora` restores the plain weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from contextlib import contextmanager
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers.utils import BaseOutput
+from torch import nn
+
+from rawsynth._checks import check_bchw
+from rawsynth.errors import ShapeError
+from rawsynth.mns import Pattern
+
+from .. import lora as _lora
+from ..errors import ConfigError, WeightsError
+from ._io import resolve_model_dir
+from .rvae import RVAE
+
+__all__ = ["RDDM", "RDDMConfig", "RDDMOutput", "CONFIG_NAME", "load_sd_unet", "load_alphas_cumprod",
+           "predict_x0", "add_noise", "prediction_target"]
+
+CONFIG_NAME = "rddm_config.json"
+RVAE_LORA_DIR = "rvae_lora"
+UNET_LORA_DIR = "unet_lora"
+FORMAT_VERSION = 1
+LORA_MODES = ("cmb", "all_in_one")
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+#: One Bayer pattern for the whole batch, or one per sample.
+Patterns = Pattern | str | Sequence[Pattern | str]
+
+_SD_FIX = ("pass --sd-model the local Stable Diffusion 2.1 diffusers folder (the one holding model_index.json, "
+           "unet/ and scheduler/)")
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class RDDMConfig:
+    """How an :class:`RDDM` is built (saved as ``rddm_config.json``; every field JSON-serialisable).
+
+    Attributes:
+        lora_rank: rank of every LoRA group (the paper: 4).
+        lora_alpha: LoRA alpha (``None``: the rank, i.e. scale 1).
+        lora_mode: ``cmb`` (one group per pattern, the paper) or ``all_in_one`` (one shared group, Table 7).
+        patterns: the Bayer patterns the model accepts (``cmb``: each gets its own group).
+        timestep: the UNet's fixed timestep (999: the generator starts from "pure noise" level).
+        unet_targets: peft ``target_modules`` regex of the UNet (OSEDiff's list, :data:`rddm.lora.UNET_TARGETS`).
+        encoder_targets: peft ``target_modules`` regex of the RVAE (encoder + ``quant_conv``).
+        sample_posterior: in training mode, encode to a sample of the RVAE posterior (OSEDiff) instead of its
+            mode; evaluation mode always uses the mode (deterministic).
+        sd_model: the local SD-2.1 folder the base UNet and noise schedule come from (absolute path).
+        rvae_model: the RVAE folder (``rddm train-rvae`` output); ``None``: the SD folder's VAE as an RVAE.
+    """
+
+    lora_rank: int = 4
+    lora_alpha: float | None = None
+    lora_mode: str = "cmb"
+    patterns: tuple[str, ...] = tuple(p.value for p in Pattern)
+    timestep: int = 999
+    unet_targets: str = _lora.UNET_TARGETS
+    encoder_targets: str = _lora.ENCODER_TARGETS_QUANT
+    sample_posterior: bool = True
+    sd_model: str | None = None
+    rvae_model: str | None = None
+
+    def __post_init__(self):
+        if isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int) or self.lora_rank < 1:
+            raise ConfigError(f"lora_rank must be an int >= 1, got {self.lora_rank!r}")
+        if self.lora_alpha is not None and not self.lora_alpha > 0:
+            raise ConfigError(f"lora_alpha must be None or > 0, got {self.lora_alpha!r}")
+        if self.lora_mode not in LORA_MODES:
+            raise ConfigError(f"lora_mode must be one of {LORA_MODES}, got {self.lora_mode!r}")
+        pats = tuple(self.patterns) if not isinstance(self.patterns, str) else (self.patterns,)
+        try:
+            pats = tuple(Pattern(p).value for p in pats)
+        except ValueError:
+            raise ConfigError(f"patterns must be Bayer patterns {[p.value for p in Pattern]}, got {pats}") from None
+        if not pats or len(set(pats)) != len(pats):
+            raise ConfigError(f"patterns must be a non-empty list of distinct patterns, got {pats}")
+        object.__setattr__(self, "patterns", pats)
+        if isinstance(self.timestep, bool) or not isinstance(self.timestep, int) or self.timestep < 0:
+            raise ConfigError(f"timestep must be an int >= 0, got {self.timestep!r}")
+        for k in ("sd_model", "rvae_model"):
+            v = getattr(self, k)
+            if v is not None:
+                object.__setattr__(self, k, os.fspath(v))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["patterns"] = list(self.patterns)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, path: str | os.PathLike | None = None) -> RDDMConfig:
+        """Strict: unknown keys raise :class:`~rddm.errors.ConfigError` naming ``path``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown RDDM config keys {unknown}", path=path,
+                              fix=f"use only {sorted(known)}")
+        try:
+            return cls(**{k: (tuple(v) if k == "patterns" else v) for k, v in d.items()})
+        except ConfigError as e:
+            raise ConfigError(e.message, path=path, fix=e.fix) from None
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The CMB group keys: the patterns (``cmb``) or ``("ALL",)`` (``all_in_one``)."""
+        return self.patterns if self.lora_mode == "cmb" else (_lora.ALL,)
+
+
+@dataclass
+class RDDMOutput(BaseOutput):
+    """What :meth:`RDDM.forward` returns (a diffusers ``BaseOutput``: attribute, key and index access, and a
+    registered pytree node, so DDP finds its tensors).
+
+    Attributes:
+        linear: restored linear RGB ``(B, 3, H, W)``, ≈[0, 1], not clipped.
+        latent: the one-step estimate ẑ0, *scaled* latent ``(B, 4, H/f, W/f)`` (what VSD regularises).
+    """
+
+    linear: torch.Tensor
+    latent: torch.Tensor
+
+
+# ---------------------------------------------------------------------------------------------- schedule
+
+
+def load_sd_unet(sd_model: str | os.PathLike, torch_dtype: torch.dtype | None = None):
+    """The ``UNet2DConditionModel`` of a local SD folder (``unet/``) or a UNet folder. Never downloads.
+
+    Raises:
+        WeightsError: no such folder, no UNet in it, or unreadable weights.
+    """
+    from diffusers import UNet2DConditionModel
+
+    root, sub = resolve_model_dir(sd_model, None, "unet", ("UNet2DConditionModel",), "diffusers UNet2DConditionModel",
+                                  _SD_FIX)
+    try:
+        unet = UNet2DConditionModel.from_pretrained(str(root), subfolder=sub, local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise WeightsError(f"cannot load the UNet ({type(e).__name__}: {str(e).splitlines()[0]})",
+                           path=root / sub if sub else root, fix=_SD_FIX) from None
+    return unet if torch_dtype is None else unet.to(dtype=torch_dtype)
+
+
+def load_alphas_cumprod(sd_model: str | os.PathLike) -> tuple[torch.Tensor, str]:
+    """``(alphas_cumprod (T,) float32, prediction_type)`` of the noise schedule in ``sd_model/scheduler/``.
+
+    Any diffusers scheduler config of the SD family works (PNDM, DDIM, DDPM, ...): ``ᾱ`` depends only on the beta
+    schedule, read here through ``DDPMScheduler``. ``clip_sample`` is ignored: x̂0 is a latent, never clipped
+    (SD-2.1's config has ``clip_sample: false``; OSEDiff's one step does not clip either).
+
+    Raises:
+        WeightsError: no ``scheduler/scheduler_config.json``.
+        ConfigError: a prediction type other than ``epsilon``/``v_prediction``, or ᾱ = 0 (zero-SNR schedules).
+    """
+    from diffusers import DDPMScheduler
+
+    root = Path(sd_model)
+    cfg_file = root / "scheduler" / "scheduler_config.json"
+    if not cfg_file.is_file():
+        raise WeightsError("no noise schedule: scheduler/scheduler_config.json is missing", path=root, fix=_SD_FIX)
+    try:
+        cfg = json.loads(cfg_file.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise WeightsError(f"unreadable scheduler config ({e})", path=cfg_file, fix=_SD_FIX) from None
+    cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    sched = DDPMScheduler.from_config(cfg)
+    pred = sched.config.prediction_type
+    if pred not in PREDICTION_TYPES:
+        raise ConfigError(f"prediction_type {pred!r} is not supported (use one of {PREDICTION_TYPES})", path=cfg_file)
+    ac = sched.alphas_cumprod.to(torch.float32)
+    if not bool((ac > 0).all()):
+        raise ConfigError("the schedule has alphas_cumprod = 0 (zero terminal SNR): x0 cannot be predicted at the "
+                          "last step", path=cfg_file, fix="use the SD-2.1 scheduler config (rescale_betas_zero_snr "
+                          "false)")
+    return ac, pred
+
+
+def _bcast(a: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return a.to(device=like.device, dtype=like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def predict_x0(model_output: torch.Tensor, sample: torch.Tensor, alpha_bar: torch.Tensor,
+               prediction_type: str = "epsilon") -> torch.Tensor:
+    """The clean-sample estimate of a noisy ``sample`` at ᾱ ``alpha_bar`` (scalar or ``(B,)``).
+
+    ``epsilon``: ``(x_t − √(1−ᾱ)·ε)/√ᾱ``; ``v_prediction``: ``√ᾱ·x_t − √(1−ᾱ)·v`` (diffusers' DDPM step).
+    """
+    a = _bcast(torch.as_tensor(alpha_bar), sample)
+    if prediction_type == "epsilon":
+        return (sample - (1 - a).sqrt() * model_output) / a.sqrt()
+    if prediction_type == "v_prediction":
+        return a.sqrt() * sample - (1 - a).sqrt() * model_output
+    raise ConfigError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+
+
+def add_noise(x0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """``√ᾱ·x0 + √(1−ᾱ)·noise`` (diffusers' ``add_noise``), ``alpha_bar`` scalar or ``(B,)``."""
+    a = _bcast(torch.as_tensor(alpha_bar), x0)
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+def prediction_target(x0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor,
+                      prediction_type: str = "epsilon") -> torch.Tensor:
+    """What the UNet should output for ``add_noise(x0, noise, ᾱ)``: ``noise`` or ``v = √ᾱ·ε − √(1−ᾱ)·x0``."""
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "v_prediction":
+        a = _bcast(torch.as_tensor(alpha_bar), x0)
+        return a.sqrt() * noise - (1 - a).sqrt() * x0
+    raise ConfigError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+
+
+# ---------------------------------------------------------------------------------------------- model
+
+
+def _abs(p: str | os.PathLike | None) -> str | None:
+    return None if p is None else str(Path(p).expanduser().resolve())
+
+
+class RDDM(nn.Module):
+    """The one-step RAW restorer: RVAE encoder (CMB LoRA) → SD UNet (CMB LoRA) at ``t`` → frozen RVAE decoder.
+
+    Build it with :meth:`from_sd` (training) or :meth:`from_pretrained` (a saved folder). See the module
+    docstring for the data flow, the folder layout and dtypes.
+
+    Attributes:
+        rvae: the :class:`~rddm.models.rvae.RVAE`; its encoder (and ``quant_conv``) carries the CMB groups.
+        unet: the SD ``UNet2DConditionModel``, carrying the CMB groups (and possibly a VSD adapter, see
+            :class:`rddm.vsd.VSDRegularizer`, which never takes part in :meth:`forward`).
+        config: the :class:`RDDMConfig`.
+        prediction_type: the UNet's parametrisation from the SD scheduler (``epsilon`` for SD-2.1-base).
+        alphas_cumprod: buffer ``(T,)`` float32, the SD noise schedule's ᾱ.
+    """
+
+    def __init__(self, rvae: RVAE, unet: nn.Module, alphas_cumprod: torch.Tensor, config: RDDMConfig,
+                 prediction_type: str = "epsilon", add_lora: bool = True):
+        super().__init__()
+        if prediction_type not in PREDICTION_TYPES:
+            raise ConfigError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+        if config.timestep >= alphas_cumprod.numel():
+            raise ConfigError(f"timestep {config.timestep} is outside the schedule's {alphas_cumprod.numel()} steps")
+        for m, what in ((rvae, "RVAE"), (unet, "UNet")):
+            if _lora.cmb_groups(m):
+                raise WeightsError(f"the {what} already has CMB LoRA groups {_lora.cmb_groups(m)}; RDDM adds its own",
+                                   fix="pass an RVAE folder without cmb_lora/ (the output of `rddm train-rvae`)")
+        latent_ch = rvae.config.latent_channels
+        if unet.config.in_channels != latent_ch or unet.config.out_channels != latent_ch:
+            raise WeightsError(f"the UNet takes {unet.config.in_channels} channels, the RVAE latent has {latent_ch}",
+                               fix="use the RVAE trained from this SD model's VAE")
+        self.config = config
+        self.prediction_type = prediction_type
+        self.rvae = rvae
+        self.unet = unet
+        self.register_buffer("alphas_cumprod", alphas_cumprod.detach().to(torch.float32).clone(), persistent=False)
+        rvae.requires_grad_(False)
+        unet.requires_grad_(False)
+        if add_lora:
+            kw = dict(rank=config.lora_rank, alpha=config.lora_alpha)
+            _lora.add_cmb_lora(rvae, config.groups, target_modules=config.encoder_targets, **kw)
+            _lora.add_cmb_lora(unet, config.groups, target_modules=config.unet_targets, **kw)
+        self._merged: str | None = None
+
+    def _apply(self, fn, recurse=True):
+        # ``.to(dtype)``/``.half()`` cast floating buffers; the noise schedule stays float32 (ᾱ_999 ≈ 0.0047 loses
+        # ~0.4 % in bf16, amplified by 1/√ᾱ), only following the device
+        ac = self.alphas_cumprod
+        super()._apply(fn, recurse)
+        self.alphas_cumprod = ac.to(device=self.alphas_cumprod.device, dtype=torch.float32)
+        return self
+
+    # ------------------------------------------------------------------------------------------ building
+
+    @classmethod
+    def from_sd(cls, sd_model: str | os.PathLike, rvae_model: str | os.PathLike | None = None,
+                torch_dtype: torch.dtype | None = None, **config_overrides: Any) -> RDDM:
+        """A new RDDM from a local SD-2.1 folder and an RVAE folder, with fresh CMB groups (LoRA B = 0, so it starts
+        as the plain one-step SD pipeline on the RVAE).
+
+        Args:
+            sd_model: the SD-2.1 diffusers folder (``unet/``, ``scheduler/``; ``vae/`` when ``rvae_model`` is None).
+            rvae_model: the ``rddm train-rvae`` output (``OUT`` or ``OUT/rvae``); ``None``: ``RVAE.from_sd``.
+            torch_dtype: cast the whole model (default: float32).
+            **config_overrides: :class:`RDDMConfig` fields (``lora_rank``, ``lora_mode``, ``patterns``, ...).
+
+        Raises:
+            WeightsError: a missing/invalid folder (named, with the fix).
+            ConfigError: a bad config value.
+        """
+        bad = {"sd_model", "rvae_model"} & set(config_overrides)
+        if bad:
+            raise ConfigError(f"pass {sorted(bad)} as arguments, not config overrides")
+        config = RDDMConfig.from_dict({**config_overrides, "sd_model": _abs(sd_model), "rvae_model": _abs(rvae_model)})
+        model = cls._build(config)
+        return model if torch_dtype is None else model.to(dtype=torch_dtype)
+
+    @classmethod
+    def _build(cls, config: RDDMConfig, add_lora: bool = True) -> RDDM:
+        if config.sd_model is None:
+            raise WeightsError("no SD model folder given", fix=_SD_FIX)
+        unet = load_sd_unet(config.sd_model)
+        ac, pred = load_alphas_cumprod(config.sd_model)
+        rvae = RVAE.from_sd(config.sd_model) if config.rvae_model is None else RVAE.from_pretrained(config.rvae_model)
+        return cls(rvae, unet, ac, config, prediction_type=pred, add_lora=add_lora)
+
+    # ------------------------------------------------------------------------------------------ properties
+
+    @property
+    def latent_factor(self) -> int:
+        """Pixel size / latent size (8 for the SD VAE)."""
+        return 2 ** (len(self.rvae.config.block_out_channels) - 1)
+
+    @property
+    def size_multiple(self) -> int:
+        """Input heights/widths must be multiples of this (latent factor × the UNet's downsampling, and even)."""
+        m = self.latent_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+        return m if m % 2 == 0 else 2 * m
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    @property
+    def alpha_bar(self) -> torch.Tensor:
+        """ᾱ at the generator's timestep (0-d float32 tensor)."""
+        return self.alphas_cumprod[self.config.timestep]
+
+    # ------------------------------------------------------------------------------------------ routing
+
+    def _patterns(self, patterns, batch: int) -> list[Pattern]:
+        pats = _lora._as_patterns(patterns, batch)
+        bad = sorted({p.value for p in pats} - set(self.config.patterns))
+        if bad:
+            raise ConfigError(f"this RDDM has no LoRA group for Bayer pattern(s) {bad} (it was trained for "
+                              f"{list(self.config.patterns)})", fix="restore RAWs of a trained pattern, or train "
+                              "with those patterns in model.patterns")
+        return pats
+
+    @contextmanager
+    def _select(self, model: nn.Module, name: str):
+        """Activate a group, or, in merged (inference) mode, make sure that group is the merged one."""
+        if self._merged is None:
+            with _lora.active_adapter(model, name):
+                yield
+            return
+        if _lora.merged_adapters(model) != [name]:  # (also when something unmerged it, e.g. adapters_disabled)
+            self._merge(name)
+        yield
+
+    # ------------------------------------------------------------------------------------------ forward
+
+    def encode(self, raw: torch.Tensor, patterns: Patterns, generator: torch.Generator | None = None,
+               sample: bool = False) -> torch.Tensor:
+        """Encode RAW mosaics with each sample's encoder group.
+
+        Args:
+            raw: ``(B, 1, H, W)`` normalised mosaic in ``[0, 1]``; ``H``, ``W`` multiples of :attr:`size_multiple`.
+            patterns: one Bayer pattern or one per sample.
+            generator: for ``sample=True``.
+            sample: a sample of the posterior instead of its mode.
+
+        Returns:
+            The *scaled* latent ``z = E(raw)·scaling_factor``, ``(B, C, H/f, W/f)`` in the model's dtype.
+
+        Raises:
+            ShapeError: bad shape or size.
+            ConfigError: a pattern without a group.
+        """
+        check_bchw(raw, "raw", channels=1)
+        b, _, h, w = raw.shape
+        m = self.size_multiple
+        if h % m or w % m:
+            raise ShapeError(f"raw is {h}x{w}; RDDM needs heights and widths that are multiples of {m} "
+                             "(pad or tile the image)")
+        pats = self._patterns(patterns, b)
+        from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+        x = self.rvae.encoder_input(raw=raw.to(self.rvae.dtype), patterns=pats)
+        moments = _lora.run_grouped(self.rvae, pats, self.rvae._encode, x, select=self._select)
+        post = DiagonalGaussianDistribution(moments)
+        z = post.sample(generator=generator) if sample else post.mode()
+        return self.rvae.scale_latents(z)
+
+    def denoise(self, z: torch.Tensor, patterns: Patterns, prompt_embeds: torch.Tensor) -> torch.Tensor:
+        """One step at ``t = config.timestep``: ``ẑ0 = (z − √(1−ᾱ)·UNet(z, t, prompt))/√ᾱ`` with each sample's UNet
+        group.
+
+        Args:
+            z: scaled latent ``(B, C, h, w)``.
+            patterns: one Bayer pattern or one per sample.
+            prompt_embeds: ``(B, L, D)`` or ``(1, L, D)`` (shared) text-encoder hidden states.
+
+        Returns:
+            ẑ0, scaled latent ``(B, C, h, w)``.
+        """
+        check_bchw(z, "z")
+        b = z.shape[0]
+        pats = self._patterns(patterns, b)
+        emb = self._embeds(prompt_embeds, b)
+        t = torch.full((b,), self.config.timestep, device=z.device, dtype=torch.long)
+
+        def run(zz, ee, tt):
+            return self.unet(zz, tt, encoder_hidden_states=ee).sample
+
+        out = _lora.run_grouped(self.unet, pats, run, z.to(self.dtype), emb, t, select=self._select)
+        # the one-step formula in float32 (1/√ᾱ_999 ≈ 15 amplifies bf16 rounding), returned in the model's dtype
+        return predict_x0(out.float(), z.float(), self.alpha_bar, self.prediction_type).to(out.dtype)
+
+    def _embeds(self, prompt_embeds: torch.Tensor, batch: int) -> torch.Tensor:
+        if not isinstance(prompt_embeds, torch.Tensor) or prompt_embeds.dim() != 3:
+            raise ShapeError(f"prompt_embeds must be a (B, L, D) tensor, got "
+                             f"{getattr(prompt_embeds, 'shape', type(prompt_embeds).__name__)}")
+        d = self.unet.config.cross_attention_dim
+        if prompt_embeds.shape[-1] != d:
+            raise ShapeError(f"prompt_embeds have width {prompt_embeds.shape[-1]}, the UNet expects {d} (use the "
+                             "text encoder of the same SD folder)")
+        if prompt_embeds.shape[0] == 1 and batch != 1:
+            prompt_embeds = prompt_embeds.expand(batch, -1, -1)
+        elif prompt_embeds.shape[0] != batch:
+            raise ShapeError(f"prompt_embeds has batch {prompt_embeds.shape[0]}, the latents {batch} (or give 1)")
+        return prompt_embeds.to(device=self.device, dtype=self.dtype)
+
+    def decode(self, z0: torch.Tensor) -> torch.Tensor:
+        """Scaled latent → linear RGB ``(B, 3, f·h, f·w)`` through the frozen RVAE decoder, ``(y+1)/2``, not
+        clipped."""
+        return self.rvae.decode_linear(self.rvae.unscale_latents(z0.to(self.rvae.dtype)))
+
+    def forward(self, raw: torch.Tensor, patterns: Patterns, prompt_embeds: torch.Tensor,
+                generator: torch.Generator | None = None) -> RDDMOutput:
+        """raw ``(B, 1, H, W)`` in [0, 1] + patterns + prompt embeddings → :class:`RDDMOutput` (linear, ẑ0).
+
+        In training mode with ``config.sample_posterior`` the latent is a posterior sample (from ``generator``);
+        otherwise the posterior mode (deterministic).
+        """
+        sample = self.training and self.config.sample_posterior
+        z = self.encode(raw, patterns, generator=generator, sample=sample)
+        z0 = self.denoise(z, patterns, prompt_embeds)
+        return RDDMOutput(linear=self.decode(z0), latent=z0)
+
+    # ------------------------------------------------------------------------------------------ training
+
+    def lora_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """``(name, parameter)`` of every CMB LoRA weight of the encoder and the UNet (names prefixed with
+        ``rvae.``/``unet.``), in a fixed order."""
+        out = []
+        for prefix, m in (("rvae", self.rvae), ("unet", self.unet)):
+            names = _lora.cmb_adapter_names(m)
+            out += [(f"{prefix}.{n}", p) for n, p in m.named_parameters()
+                    if "lora_" in n and any(f".{a}." in n for a in names)]
+        return out
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The CMB LoRA parameters of the encoder and the UNet only (what the optimizer gets)."""
+        return [p for _, p in self.lora_named_parameters()]
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Gradient checkpointing in the RVAE and the UNet that replays each block with the LoRA group it ran with
+        (:func:`rddm.lora.enable_gradient_checkpointing`; less memory, ~30 % slower, same gradients)."""
+        _lora.enable_gradient_checkpointing(self.rvae)
+        _lora.enable_gradient_checkpointing(self.unet)
+
+    def disable_gradient_checkpointing(self) -> None:
+        self.rvae.disable_gradient_checkpointing()
+        self.unet.disable_gradient_checkpointing()
+
+    def train(self, mode: bool = True) -> RDDM:
+        """As ``nn.Module.train``; training needs unmerged groups, so it unmerges first."""
+        if mode and self._merged is not None:
+            self.unmerge_lora()
+        return super().train(mode)
+
+    # ------------------------------------------------------------------------------------------ merge
+
+    def _merge(self, name: str) -> None:
+        for m in (self.rvae, self.unet):
+            _lora.merge_adapter(m, name)
+        self._merged = name
+
+    def merge_lora(self, pattern: Pattern | str) -> None:
+        """Fold ``pattern``'s groups (or the all-in-one group) into the encoder's and UNet's weights (inference).
+
+        While merged, batches of another pattern re-merge that pattern's groups (one merge per pattern change),
+        so outputs stay correct. Training mode unmerges.
+        """
+        self._patterns(pattern, 1)
+        self._merge(_lora.group_for(self.unet, pattern))
+
+    def unmerge_lora(self) -> None:
+        """Undo :meth:`merge_lora` (plain base weights + active groups again)."""
+        for m in (self.rvae, self.unet):
+            _lora.unmerge_adapters(m)
+        self._merged = None
+
+    @property
+    def merged_group(self) -> str | None:
+        """The adapter currently merged (``cmb_RGGB``...), or ``None``."""
+        return self._merged
+
+    # ------------------------------------------------------------------------------------------ save/load
+
+    def save_pretrained(self, save_directory: str | os.PathLike, is_main_process: bool = True) -> Path:
+        """Write ``rddm_config.json`` + the CMB groups of the encoder (``rvae_lora/``) and UNet (``unet_lora/``).
+
+        The base weights are referenced (``sd_model``, ``rvae_model``), not copied. Merged groups are saved
+        unmerged (peft keeps the LoRA weights), and the folder is replaced atomically group folder by group folder.
+        """
+        out = Path(save_directory)
+        if not is_main_process:
+            return out
+        import shutil
+
+        out.mkdir(parents=True, exist_ok=True)
+        for sub, m in ((RVAE_LORA_DIR, self.rvae), (UNET_LORA_DIR, self.unet)):
+            tmp = out / f"{sub}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            for k in _lora.cmb_groups(m):
+                _lora.save_adapter(m, _lora.PREFIX + k, tmp / k)
+            shutil.rmtree(out / sub, ignore_errors=True)
+            os.replace(tmp, out / sub)
+        meta = {"_class_name": type(self).__name__, "_format_version": FORMAT_VERSION,
+                "prediction_type": self.prediction_type, "scaling_factor": float(self.rvae.config.scaling_factor),
+                **self.config.to_dict()}
+        tmp = out / f"{CONFIG_NAME}.tmp"
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+        os.replace(tmp, out / CONFIG_NAME)
+        return out
+
+    @staticmethod
+    def read_config(path: str | os.PathLike) -> tuple[RDDMConfig, dict]:
+        """``(config, extra)`` of an RDDM folder (``extra``: ``prediction_type``, ``scaling_factor`` saved with it).
+
+        Raises:
+            WeightsError: not an RDDM folder.
+            ConfigError: an invalid config file.
+        """
+        root = Path(path)
+        fix = "pass the folder written by RDDM.save_pretrained (OUT/rddm of `rddm train`)"
+        if root.is_dir() and not (root / CONFIG_NAME).is_file() and (root / "rddm" / CONFIG_NAME).is_file():
+            root = root / "rddm"
+        f = root / CONFIG_NAME
+        if not root.is_dir():
+            raise WeightsError("no such RDDM folder", path=root, fix=fix)
+        if not f.is_file():
+            raise WeightsError(f"not an RDDM folder: no {CONFIG_NAME}", path=root, fix=fix)
+        try:
+            d = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise WeightsError(f"unreadable {CONFIG_NAME} ({e})", path=f, fix=fix) from None
+        if not isinstance(d, dict) or d.get("_class_name") != "RDDM":
+            raise WeightsError(f"{CONFIG_NAME} does not describe an RDDM", path=f, fix=fix)
+        if d.get("_format_version", 0) > FORMAT_VERSION:
+            raise WeightsError(f"written by a newer rddm (format {d['_format_version']})", path=f,
+                               fix="update the rddm package")
+        extra = {k: d.pop(k) for k in ("prediction_type", "scaling_factor") if k in d}
+        d = {k: v for k, v in d.items() if not k.startswith("_")}
+        return RDDMConfig.from_dict(d, path=f), extra
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, sd_model: str | os.PathLike | None = None,
+                        rvae_model: str | os.PathLike | None = None, torch_dtype: torch.dtype | None = None,
+                        device: str | torch.device | None = None) -> RDDM:
+        """Load a saved RDDM folder (or a ``rddm train`` output folder, its ``rddm/``): rebuild the base from the
+        referenced SD/RVAE folders (``sd_model``/``rvae_model`` override them) and load the CMB groups.
+
+        The result is in eval mode; outputs are bit-identical to the saved model's (same base folders).
+
+        Raises:
+            WeightsError: a missing folder or file, or groups that do not fit the base (named, with the fix).
+        """
+        root = Path(path)
+        if not (root / CONFIG_NAME).is_file() and (root / "rddm" / CONFIG_NAME).is_file():
+            root = root / "rddm"
+        config, extra = cls.read_config(root)
+        changes = {}
+        if sd_model is not None:
+            changes["sd_model"] = _abs(sd_model)
+        if rvae_model is not None:
+            changes["rvae_model"] = _abs(rvae_model)
+        config = dataclasses.replace(config, **changes)
+        for key, flag in (("sd_model", "--sd-model"), ("rvae_model", "--rvae")):
+            v = getattr(config, key)
+            if v is not None and not Path(v).is_dir() and key not in changes:
+                raise WeightsError(f"the base model folder {v} recorded in {CONFIG_NAME} does not exist here",
+                                   path=root / CONFIG_NAME, fix=f"pass {key}= ({flag}) with its location on this "
+                                   "machine")
+        model = cls._build(config, add_lora=False)
+        sf = extra.get("scaling_factor")
+        if sf is not None and not math.isclose(sf, float(model.rvae.config.scaling_factor), rel_tol=1e-6):
+            raise WeightsError(f"the RVAE has latent scale {model.rvae.config.scaling_factor}, the RDDM was trained "
+                               f"with {sf}", path=config.rvae_model or config.sd_model,
+                               fix="pass the RVAE folder the RDDM was trained with (rvae_model= / --rvae)")
+        if extra.get("prediction_type", model.prediction_type) != model.prediction_type:
+            raise WeightsError(f"the SD scheduler predicts {model.prediction_type}, the RDDM was trained with "
+                               f"{extra['prediction_type']}", path=config.sd_model, fix=_SD_FIX)
+        for sub, m in ((RVAE_LORA_DIR, model.rvae), (UNET_LORA_DIR, model.unet)):
+            folder = root / sub
+            if not folder.is_dir():
+                raise WeightsError(f"incomplete RDDM folder: {sub}/ is missing", path=root,
+                                   fix="save the model again with save_pretrained")
+            loaded = sorted(str(getattr(p, "value", p)) for p in _lora.load_cmb_lora(m, folder))
+            if loaded != sorted(config.groups):
+                raise WeightsError(f"{sub}/ holds groups {loaded}, the config says {sorted(config.groups)}",
+                                   path=folder, fix="save the model again with save_pretrained")
+        model.eval()
+        if device is not None or torch_dtype is not None:
+            model.to(device=device, dtype=torch_dtype)
+        return model
+
+    def load_lora_weights(self, path: str | os.PathLike) -> None:
+        """Copy the CMB groups of a saved RDDM folder into this model's groups in place (exact resume).
+
+        Raises:
+            WeightsError: not a matching RDDM folder (other groups, ranks or targets).
+        """
+        root = Path(path)
+        config, _ = self.read_config(root)
+        if config.groups != self.config.groups or config.lora_rank != self.config.lora_rank:
+            raise WeightsError(f"the saved RDDM has groups {config.groups} of rank {config.lora_rank}, this one "
+                               f"{self.config.groups} of rank {self.config.lora_rank}", path=root,
+                               fix="resume with the same model config")
+        root = root if (root / CONFIG_NAME).is_file() else root / "rddm"
+        was = self._merged
+        self.unmerge_lora()
+        _lora.load_cmb_weights(self.rvae, root / RVAE_LORA_DIR)
+        _lora.load_cmb_weights(self.unet, root / UNET_LORA_DIR)
+        if was is not None:
+            self._merge(was)
+
+    #: The hook :func:`rddm.train.core.load_model_weights` calls when resuming a checkpoint.
+    load_checkpoint_weights = load_lora_weights
+
+    # ------------------------------------------------------------------------------------------ size
+
+    def num_parameters(self) -> dict[str, int]:
+        """Parameter counts: ``encoder`` (RVAE encoder + quant_conv), ``decoder``, ``unet`` (base weights), ``lora``
+        (all CMB groups) and ``total``. The paper's Table 2 (1294 M) also counts the text encoder (~340 M for
+        SD-2.1's OpenCLIP-H), which RDDM does not own."""
+        lora = sum(p.numel() for p in self.trainable_parameters())
+        counts = {"encoder": 0, "decoder": 0, "unet": 0}
+        for n, p in self.rvae.named_parameters():
+            if "lora_" in n:
+                continue
+            counts["decoder" if n.startswith(("decoder.", "post_quant_conv.")) else "encoder"] += p.numel()
+        counts["unet"] = sum(p.numel() for n, p in self.unet.named_parameters() if "lora_" not in n)
+        counts["lora"] = lora
+        counts["total"] = sum(counts.values())
+        return counts
+
+    def flops(self, height: int = 512, width: int = 512, prompt_len: int = 77) -> int:
+        """FLOPs of one forward pass at ``height×width`` (counted by ``torch.utils.flop_counter`` on a real run)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        raw = torch.zeros(1, 1, height, width, device=self.device, dtype=self.dtype)
+        emb = torch.zeros(1, prompt_len, self.unet.config.cross_attention_dim, device=self.device, dtype=self.dtype)
+        pattern = self.config.patterns[0]
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            self.forward(raw, pattern, emb)
+        return int(counter.get_total_flops())

@@ -1,0 +1,35 @@
+"""Inference: ``rddm restore INPUT... --model DIR --out DIR`` (RAW files of any size → sRGB PNG).
+
+* :mod:`rddm.restore.inputs` — DNG / camera RAW (rawpy), rawsynth shards, 16-bit PNG mosaics + JSON.
+* :mod:`rddm.restore.tiling` — overlapping tiles with feathered blending, model-agnostic.
+* :mod:`rddm.restore.pipeline` — :class:`~rddm.restore.pipeline.Restorer`: pad, tiled encoder / UNet / decoder.
+* :mod:`rddm.restore.outputs` — PTP with the file's own parameters, 8/16-bit PNG, linear PNG/TIFF, atomic writes.
+* :mod:`rddm.restore.run` — :class:`~rddm.restore.run.RestorePipeline` (model + prompt on a device) and
+  :func:`~rddm.restore.run.restore_files` (the file loop behind the command).
+
+Names are imported on first use (torch and diffusers load then).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "RawInput": "inputs", "find_inputs": "inputs", "read_source": "inputs",
+    "Tiling": "tiling", "tiled_apply": "tiling",
+    "Restorer": "pipeline",
+    "write_srgb": "outputs", "write_linear": "outputs",
+    "RestorePipeline": "run", "RestoreOptions": "run", "RestoreReport": "run", "restore_files": "run",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'rddm.restore' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

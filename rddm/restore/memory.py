@@ -1,0 +1,111 @@
+"""Measure ``rddm restore``'s peak memory and time on one image at real model sizes (random weights: no download).
+
+Builds an RDDM with the SD-2.1 architecture (VAE 8× down, UNet 320–1280 channels, CMB LoRA rank 4) from random
+weights, then restores one random mosaic of ``--size`` with the tiled pipeline. Weights do not change memory or
+time. ``--arch tiny`` uses the test suite's tiny models instead (a quick check of the script itself).
+
+    python -m rddm.restore.memory --size 6000x4000 --tile 512 --device cuda --dtype bf16
+    python -m rddm.restore.memory --size 6000x4000 --tile 1024 --tile-batch 2 --device cuda --dtype fp16
+
+Prints one JSON object: image and latent sizes, the tile layout, peak memory (CUDA ``max_memory_allocated`` /
+``max_memory_reserved``, or the process's peak RSS on the CPU), seconds (after a warm-up on one tile), parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+#: ``unet/config.json`` of stabilityai/stable-diffusion-2-1-base (the 768 model differs in sample_size only).
+SD21_UNET = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+                 block_out_channels=(320, 640, 1280, 1280), attention_head_dim=(5, 10, 20, 20),
+                 cross_attention_dim=1024, use_linear_projection=True, norm_num_groups=32,
+                 down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                 up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
+#: ``vae/config.json`` of SD-2.1.
+SD21_VAE = dict(latent_channels=4, layers_per_block=2, norm_num_groups=32, block_out_channels=(128, 256, 512, 512),
+                down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+TINY_UNET = dict(block_out_channels=(16, 32), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
+                 down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+                 attention_head_dim=(2, 4), use_linear_projection=True, norm_num_groups=8)
+TINY_VAE = dict(block_out_channels=(8, 16), layers_per_block=1, latent_channels=4, norm_num_groups=8,
+                down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
+
+
+def build_model(arch: str):
+    """A random-weight :class:`~rddm.models.rddm.RDDM` of ``arch`` (``sd21`` or ``tiny``), float32, eval mode."""
+    import torch
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+
+    from ..models.rddm import RDDM, RDDMConfig
+    from ..models.rvae import RVAE
+
+    unet_cfg, vae_cfg = {"sd21": (SD21_UNET, SD21_VAE), "tiny": (TINY_UNET, TINY_VAE)}[arch]
+    torch.manual_seed(0)
+    sched = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000)
+    return RDDM(RVAE(**vae_cfg), UNet2DConditionModel(**unet_cfg), sched.alphas_cumprod, RDDMConfig()).eval()
+
+
+def _size(text: str) -> tuple[int, int]:
+    w, _, h = text.lower().partition("x")
+    return int(h or w), int(w)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", choices=["sd21", "tiny"], default="sd21")
+    ap.add_argument("--size", type=_size, default=(4000, 6000), help="WIDTHxHEIGHT of the mosaic (default 6000x4000)")
+    ap.add_argument("--tile", type=int, default=512)
+    ap.add_argument("--overlap", type=int)
+    ap.add_argument("--tile-batch", type=int, default=1)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+    args = ap.parse_args(argv)
+
+    import resource
+
+    import torch
+
+    from .pipeline import Restorer, reflect_pad
+    from .run import resolve_device, resolve_dtype
+    from .tiling import tile_starts
+
+    dev = resolve_device(args.device)
+    dt = resolve_dtype(args.dtype, dev)
+    model = build_model(args.arch).to(device=dev, dtype=dt)
+    restorer = Restorer(model, tile=args.tile, overlap=args.overlap, tile_batch=args.tile_batch, dtype=dt)
+    h, w = args.size
+    raw = torch.rand(1, 1, h, w, generator=torch.Generator().manual_seed(0)).to(dev)
+    emb = torch.zeros(1, 77, model.unet.config.cross_attention_dim, device=dev, dtype=dt)
+    f = restorer.factor
+    restorer(raw[..., :restorer.pixel_multiple * 2, :restorer.pixel_multiple * 2], "RGGB", emb)  # warm-up
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    out = restorer(raw, "RGGB", emb)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    ph, pw = reflect_pad(raw[:, :, :1, :1].expand(1, 1, h, w), restorer.pixel_multiple).shape[-2:]
+    t = restorer.tiling
+    tiles = (len(tile_starts(ph // f, t.tile, t.overlap, t.align)) * len(tile_starts(pw // f, t.tile, t.overlap,
+                                                                                        t.align))) if t else 1
+    result = {"arch": args.arch, "device": str(dev), "dtype": str(dt).replace("torch.", ""), "size": [h, w],
+              "padded": [ph, pw], "latent": [ph // f, pw // f], "tile_px": t.tile * f if t else None,
+              "overlap_px": t.overlap * f if t else None, "tiles": tiles, "tile_batch": args.tile_batch,
+              "seconds": round(seconds, 3), "finite": bool(torch.isfinite(out).all()),
+              "parameters": sum(p.numel() for p in model.parameters())}
+    if dev.type == "cuda":
+        result["max_memory_allocated_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+        result["max_memory_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 3)
+    else:
+        result["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""The tiled one-step restoration of one RAW mosaic: pad → encoder tiles → UNet tiles → decoder tiles → crop.
+
+:class:`Restorer` wraps any model with RDDM's inference interface (:class:`rddm.models.rddm.RDDM`, or a test
+double): ``encode(raw, patterns) -> z`` (scaled latents), ``denoise(z, patterns, prompt_embeds) -> z0``,
+``decode(z0) -> linear`` and ``latent_factor`` (pixels per latent pixel).
+
+**Any size.** The mosaic is reflect-padded at the bottom and right to a multiple of the latent grid (the
+latent factor times the UNet's down-sampling factor): mirroring about the last row or column keeps every
+pixel's CFA colour, so the Bayer pattern of the padded mosaic is the original one. The output is cropped back.
+
+**Tiles.** The three networks run on overlapping tiles of the same grid (:mod:`rddm.restore.tiling`), each
+blended with feathered weights: the encoder on pixel tiles of ``tile`` pixels, the UNet and the decoder on
+latent tiles of ``tile / f`` latent pixels; neighbouring tiles overlap by ``overlap`` pixels. Peak memory
+therefore depends on ``tile``, not on the image. Tile starts are multiples of the grid, hence even: every tile
+has the image's Bayer pattern.
+
+Sizes for SD-2.1 (``f = 8``, grid 64 pixels): the defaults (``tile`` 512, ``overlap`` 128) match the 512²
+training crops; a 24-MP RAW (6000×4000, padded to 6016×4032) is then 16 × 11 = 176 tiles per stage, and the
+memory is that of one 512² tile (times ``tile_batch``) plus the weights, whatever the image size.
+``python -m rddm.restore.memory`` measures peak memory and time at SD-2.1 size with random weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from rawsynth.errors import ShapeError
+from rawsynth.mns import Pattern
+
+from ..errors import ConfigError
+from .tiling import Tiling, tiled_apply
+
+__all__ = ["Restorer", "latent_multiple", "reflect_pad", "DEFAULT_TILE", "DEFAULT_OVERLAP"]
+
+#: Default tile side in pixels (SD-2.1's 512² training resolution, 64² latents).
+DEFAULT_TILE = 512
+#: Overlap of neighbouring tiles in pixels for the default tile (a quarter of it; 16 latent pixels for SD).
+DEFAULT_OVERLAP = 128
+
+
+def latent_multiple(model) -> int:
+    """Latent sizes the model's UNet takes are multiples of this: ``model.latent_multiple`` if the model says,
+    else ``model.size_multiple / latent_factor`` (:class:`~rddm.models.rddm.RDDM`: 8 for SD-2.1), else
+    ``2**(levels − 1)`` of ``model.unet``, else 1."""
+    m = getattr(model, "latent_multiple", None)
+    if m is not None:
+        return int(m)
+    size = getattr(model, "size_multiple", None)
+    if size is not None and int(size) % int(model.latent_factor) == 0:
+        return int(size) // int(model.latent_factor)
+    unet = getattr(model, "unet", None)
+    blocks = getattr(getattr(unet, "config", None), "block_out_channels", None)
+    return 2 ** (len(blocks) - 1) if blocks else 1
+
+
+def reflect_pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad ``(B, C, H, W)`` at the bottom and right to multiples of ``multiple`` by mirroring about the last row
+    and column (``numpy.pad(mode="reflect")``; repeated for pads larger than the image).
+
+    Row ``H − 1 + k`` copies row ``H − 1 − k``: same parity, so a Bayer mosaic keeps its CFA layout.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    while ph or pw:  # F.pad's reflect needs pad < size: grow in steps
+        dh, dw = min(ph, x.shape[-2] - 1), min(pw, x.shape[-1] - 1)
+        if (ph and dh <= 0) or (pw and dw <= 0):
+            raise ShapeError(f"cannot reflect-pad a {h}x{w} image (need at least 2 pixels per side)")
+        x = F.pad(x, (0, dw, 0, dh), mode="reflect")
+        ph, pw = ph - dh, pw - dw
+    return x
+
+
+class Restorer:
+    """Tiled RDDM inference on single mosaics of any size (see the module docstring).
+
+    Args:
+        model: the restorer (``encode``/``denoise``/``decode``/``latent_factor``), in eval mode on its device.
+        tile: tile side in pixels (rounded down to the latent grid); ``0`` or ``None``: no tiling.
+        overlap: overlap of neighbouring tiles in pixels (rounded up to whole latent pixels); default a quarter
+            of the tile (:data:`DEFAULT_OVERLAP` for the default tile).
+        margin: dead margin of the blending weights in latent pixels (default ``overlap/4``; see
+            :mod:`rddm.restore.tiling`).
+        tile_batch: tiles per network call (more is faster on a GPU, and uses more memory).
+        dtype: dtype the networks run in (their weights must already be in it); inputs are cast to it and the
+            blending is done in float32.
+
+    Raises:
+        ConfigError: a tile smaller than the latent grid or an overlap that does not fit.
+    """
+
+    def __init__(self, model: torch.nn.Module, *, tile: int | None = DEFAULT_TILE, overlap: int | None = None,
+                 margin: int | None = None, tile_batch: int = 1, dtype: torch.dtype | None = None):
+        self.model = model
+        self.factor = int(model.latent_factor)
+        m = latent_multiple(model)
+        # latent tiles start at multiples of `align`: whole UNet blocks, and an even pixel offset (Bayer phase)
+        self.align = m if (m * self.factor) % 2 == 0 else 2 * m
+        self.pixel_multiple = self.factor * self.align
+        self.tile_batch = int(tile_batch)
+        self.dtype = dtype
+        if not tile:
+            self.tiling = None
+        else:
+            t = (int(tile) // self.factor) // self.align * self.align
+            overlap = int(tile) // 4 if overlap is None else int(overlap)
+            o = math.ceil(overlap / self.factor)
+            if t < self.align:
+                raise ConfigError(f"--tile {tile} is smaller than the model's latent grid of {self.pixel_multiple} "
+                                  "pixels", fix=f"use a multiple of {self.pixel_multiple}, e.g. {DEFAULT_TILE}")
+            mg = o // 4 if margin is None else int(margin)
+            if not 2 * mg < o < t:
+                raise ConfigError(f"--overlap {overlap} does not fit --tile {tile} (latent tile {t}, overlap {o}, "
+                                  f"margin {mg})", fix="use an overlap of about a quarter of the tile")
+            self.tiling = Tiling(t, o, mg, self.align)
+
+    def _cast(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.dtype is None else x.to(self.dtype)
+
+    @torch.no_grad()
+    def __call__(self, raw: torch.Tensor, pattern: Pattern | str, prompt_embeds: torch.Tensor) -> torch.Tensor:
+        """Restore one mosaic.
+
+        Args:
+            raw: ``(1, 1, H, W)`` float normalised mosaic (``H``, ``W`` even), on the model's device.
+            pattern: its Bayer pattern.
+            prompt_embeds: ``(1, L, D)`` prompt embedding.
+
+        Returns:
+            ``(1, 3, H, W)`` float32 linear camera RGB (not clipped).
+        """
+        if raw.ndim != 4 or raw.shape[:2] != (1, 1):
+            raise ShapeError(f"raw must be (1, 1, H, W), got {tuple(raw.shape)}")
+        h, w = raw.shape[-2:]
+        if h % 2 or w % 2:
+            raise ShapeError(f"raw is {h}x{w}; Bayer mosaics have even sides")
+        pattern = Pattern(pattern)
+        x = reflect_pad(raw.float(), self.pixel_multiple)
+        emb = self._cast(prompt_embeds)
+        model, f, tb = self.model, self.factor, self.tile_batch
+
+        def encode(xt):
+            return model.encode(self._cast(xt), [pattern] * xt.shape[0])
+
+        def denoise(zt):
+            return model.denoise(self._cast(zt), [pattern] * zt.shape[0], emb.expand(zt.shape[0], -1, -1))
+
+        def decode(zt):
+            return model.decode(self._cast(zt))
+
+        z = tiled_apply(encode, x, self.tiling, in_scale=f, tile_batch=tb)
+        z0 = tiled_apply(denoise, z, self.tiling, tile_batch=tb)
+        linear = tiled_apply(decode, z0, self.tiling, out_scale=f, tile_batch=tb)
+        return linear[:, :, :h, :w]

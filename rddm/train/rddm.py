@@ -1,0 +1,315 @@
+"""``rddm train``: the one-step RAW diffusion restorer (paper Eq. 6, §4.1; OSEDiff's VSD machinery).
+
+The generator is :class:`rddm.models.rddm.RDDM` (RVAE encoder with CMB LoRA → UNet with CMB LoRA at
+``t = 999`` → frozen RVAE decoder → linear RGB). Only its LoRA groups train, against (Eq. 6)::
+
+    L_G = λ_vsd·L_VSD(ẑ0) + λ1·MSE(x̂, x) + λ2·(rgb_mse·MSE + rgb_lpips·LPIPS)(PTP(x̂), PTP(x))
+
+with PTP using each sample's own ISP parameters (``raw_domain``/``srgb_domain``/``vsd`` switch each part off:
+Table 5's ablation). ``L_VSD`` is OSEDiff's distribution-matching loss (:class:`rddm.vsd.VSDRegularizer`):
+a frozen UNet with classifier-free guidance (negative prompt) and a LoRA "update" UNet, ``t ~ U[20, 980)``.
+
+**One optimizer step** (``max_steps`` of them), alternating the two players as OSEDiff does:
+
+1. *Generator*: for each micro-batch, prompts (RAW prompt extraction, :mod:`rddm.prompts`; cached embeddings
+   for a fixed prompt), ``RDDM(raw)``, ``L_G`` backward; gradients averaged over the ranks; AdamW (``optim``).
+2. *Regulariser* (with ``loss.vsd``): the update UNet's ε-MSE diffusion loss on the generator's detached
+   latents ``ẑ0`` of the same micro-batches; gradients averaged over the ranks; its own AdamW (``reg_optim``).
+
+Every random draw (posterior sample, VSD timestep and noise, diffusion-loss timestep and noise) comes from
+:func:`rddm.train.core.step_generator` ``(seed, rank, step, micro)``, so a resumed run continues bit for bit.
+
+**Several processes** (``torchrun``): a step runs a different subset of the LoRA groups on each rank (its
+batch's Bayer patterns) and two networks step in turn, which ``DistributedDataParallel`` does not model;
+instead the trainable parameters' gradients are averaged with one explicit all-reduce per player and step
+(:func:`rddm.train.core.all_reduce_grads`, DDP's average; a group no rank used keeps no gradient and is not
+touched). All ranks hold bitwise-identical weights (``train_summary.json``: ``ranks_identical``; tested).
+
+Output folder, as for the other stages::
+
+    OUT/config.yaml            the resolved config
+    OUT/rddm/                  the final restorer (RDDM.save_pretrained; `rddm restore --model OUT/rddm`)
+    OUT/vsd/                   the VSD update UNet's LoRA (to continue training)
+    OUT/checkpoints/step-N/    rddm/, vsd/, training_state.pt, rng_states.pt, config.yaml, trainer_state.json
+    OUT/logs/, OUT/metrics.jsonl, OUT/train_summary.json
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import RDDMTrainConfig
+from ..errors import ConfigError
+from ..losses import DualDomainLoss, isp_from_meta
+from . import core
+
+__all__ = ["train_rddm", "build_rddm", "build_vsd", "build_rec_loss", "build_prompts", "Prompts", "generator_step",
+           "regulariser_loss"]
+
+_SD_FIX = "pass --sd-model DIR (a local Stable Diffusion 2.1 diffusers folder) or set model.sd_model in the config"
+
+
+# ----------------------------------------------------------------------------------------------- building
+
+
+def build_rddm(cfg: RDDMTrainConfig):
+    """The restorer to train: base weights from ``model.sd_model`` (+ ``model.rvae``), new LoRA groups initialised
+    under the run seed, or the groups of ``model.init``."""
+    from ..models.rddm import RDDM
+
+    m = cfg.model
+    if m.sd_model is None:
+        raise ConfigError("no Stable Diffusion folder given", fix=_SD_FIX)
+    if m.init is not None:
+        model = RDDM.from_pretrained(m.init, sd_model=m.sd_model, rvae_model=m.rvae)
+        got = model.config
+        want = {"lora_rank": m.lora_rank, "lora_mode": m.lora_mode, "patterns": tuple(m.patterns)}
+        have = {"lora_rank": got.lora_rank, "lora_mode": got.lora_mode, "patterns": tuple(
+            getattr(p, "value", p) for p in got.patterns)}
+        if have != want:
+            raise ConfigError(f"model.init has LoRA groups {have}, the config asks for {want}",
+                              fix="make model.lora_rank/lora_mode/patterns match the init folder, or drop model.init")
+        return model
+    with core.seeded(cfg.seed):
+        return RDDM.from_sd(m.sd_model, m.rvae, lora_rank=m.lora_rank, lora_alpha=m.lora_alpha,
+                            lora_mode=m.lora_mode, patterns=tuple(m.patterns), timestep=m.timestep,
+                            sample_posterior=m.sample_posterior)
+
+
+def build_vsd(cfg: RDDMTrainConfig, rddm):
+    """The VSD regulariser (frozen UNet + LoRA update UNet), its LoRA initialised under the run seed; ``None``
+    when ``loss.vsd`` is off."""
+    lc = cfg.loss
+    if not (lc.vsd and lc.lambda_vsd > 0):
+        return None
+    from ..vsd import VSDRegularizer
+
+    with core.seeded(cfg.seed + 1):
+        return VSDRegularizer(rddm.unet, rddm.alphas_cumprod, lora_rank=lc.vsd_lora_rank, cfg_scale=lc.cfg_scale,
+                              t_min=lc.t_min, t_max=lc.t_max, prediction_type=rddm.prediction_type)
+
+
+def build_rec_loss(cfg: RDDMTrainConfig) -> DualDomainLoss:
+    """The reconstruction part of Eq. 6: ``λ1·MSE`` in linear space and ``λ2·(MSE + LPIPS)`` in sRGB (PTP)."""
+    lc = cfg.loss
+    raw = lc.lambda_raw if lc.raw_domain else 0.0
+    mse_srgb = lc.lambda_rgb * lc.rgb_mse if lc.srgb_domain else 0.0
+    lpips = lc.lambda_rgb * lc.rgb_lpips if lc.srgb_domain else 0.0
+    lp = None
+    if lpips > 0:
+        if lc.lpips_weights is None:
+            raise ConfigError("the sRGB LPIPS term needs loss.lpips_weights, a local folder with the LPIPS weight "
+                              "files", fix="pass --lpips-weights DIR (see docs/training.md), or set "
+                                           "loss.rgb_lpips: 0")
+        from ..lpips import LPIPS
+
+        lp = LPIPS.from_folder(lc.lpips_weights, lc.lpips_net)
+    return DualDomainLoss(mse_linear=raw, mse_srgb=mse_srgb, lpips=lpips, lpips_model=lp, lpips_domain="srgb")
+
+
+@dataclass
+class Prompts:
+    """The prompt side of a step: RAW prompt extraction → text embeddings, and the negative prompt for CFG."""
+
+    rpe: object
+    encoder: object
+    negative: str
+
+    def embeds(self, raw: torch.Tensor, patterns, isp) -> torch.Tensor:
+        """``(B, L, D)`` prompt embeddings of a RAW batch (no gradient)."""
+        with torch.no_grad():
+            return self.rpe.embeds(raw, patterns, isp)
+
+    def negative_embeds(self, batch: int) -> torch.Tensor:
+        """``(B, L, D)`` embeddings of the negative prompt (cached)."""
+        with torch.no_grad():
+            return self.encoder.encode([self.negative] * batch)
+
+
+def build_prompts(cfg: RDDMTrainConfig, device: torch.device) -> Prompts:
+    """RAW prompt extraction from the config: the SD folder's text encoder, ``prompt.extractor`` and, for an
+    extractor that reads images, the DDNet of ``prompt.ddnet`` (:meth:`rddm.prompts.RawPromptExtractor.build`)."""
+    from ..prompts import RawPromptExtractor
+
+    pc = cfg.prompt
+    rpe = RawPromptExtractor.build(cfg.model.sd_model, pc.extractor, pc.ddnet, device=device)
+    if rpe.ddnet is not None:
+        rpe.ddnet.requires_grad_(False)
+    return Prompts(rpe, rpe.encoder, pc.negative)
+
+
+def _check_crop(cfg: RDDMTrainConfig, rddm) -> None:
+    need, crop = rddm.size_multiple, cfg.data.crop
+    if crop is not None and crop % need:
+        raise ConfigError(f"data.crop {crop} is not a multiple of {need} (the RVAE's factor {rddm.latent_factor} x the "
+                          "UNet's downsampling)", fix=f"use a crop that is a multiple of {need}, e.g. "
+                                                   f"{max(need, crop // need * need)}")
+
+
+class _LoRAFolder:
+    """What :class:`~rddm.train.core.Run` saves, reloads and fingerprints for a model whose folder holds only its
+    LoRA weights: ``save_pretrained`` of the model, ``load_checkpoint_weights`` copying the saved LoRA back into
+    the same parameters (the optimizer keeps pointing at them), and ``state_dict`` for the rank digests."""
+
+    def __init__(self, model, load, state_dict):
+        self.model, self._load, self._state_dict = model, load, state_dict
+
+    def save_pretrained(self, path) -> None:
+        self.model.save_pretrained(path)
+
+    def load_checkpoint_weights(self, path) -> None:
+        self._load(path)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self._state_dict()
+
+
+def _checkpointed(rddm, vsd) -> dict[str, _LoRAFolder]:
+    """``rddm``: the whole restorer's weights are fingerprinted (the frozen base included: it must not move);
+    ``vsd``: the update LoRA."""
+    out = {"rddm": _LoRAFolder(rddm, rddm.load_lora_weights, rddm.state_dict)}
+    if vsd is not None:
+        params = [(f"unet.{i}", p) for i, p in enumerate(vsd.trainable_parameters())]
+        out["vsd"] = _LoRAFolder(vsd, vsd.load_weights, lambda: {n: p.detach() for n, p in params})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- steps
+
+
+def generator_step(rddm, vsd, rec_loss: DualDomainLoss, prompts: Prompts, cfg: RDDMTrainConfig, batch: dict,
+                   device, step: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict, tuple]:
+    """The generator's loss on one batch (Eq. 6).
+
+    Returns:
+        ``(loss, values to log, (ẑ0 detached, prompt embeddings))``: the latter feed the regulariser step.
+    """
+    lc = cfg.loss
+    raw = batch["raw"].to(device, non_blocking=True)
+    hq = batch["hq"].to(device, non_blocking=True)
+    patterns = batch["pattern"]
+    isp = isp_from_meta(batch["meta"], device=device)
+    embeds = prompts.embeds(raw, patterns, isp)
+    out = rddm(raw, patterns, embeds, generator=generator)
+    rec = rec_loss(out.linear, hq, isp)
+    loss = rec.total
+    values = {k: v.detach() for k, v in rec.terms.items()}
+    if vsd is not None and step >= lc.vsd_start:
+        neg = prompts.negative_embeds(raw.shape[0])
+        l_vsd = vsd.generator_loss(out.latent, embeds, neg, generator)
+        loss = loss + lc.lambda_vsd * l_vsd
+        values["vsd"] = l_vsd.detach()
+    values["loss"] = loss.detach()
+    return loss, values, (out.latent.detach(), embeds)
+
+
+def regulariser_loss(vsd, cfg: RDDMTrainConfig, latent: torch.Tensor, embeds: torch.Tensor,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """The update UNet's weighted ε-MSE diffusion loss on the generator's detached latents."""
+    return cfg.loss.lambda_diffusion * vsd.diffusion_loss(latent.detach(), embeds, generator)
+
+
+# ------------------------------------------------------------------------------------------------- loop
+
+
+def _zero(*opts) -> None:
+    for o in opts:
+        if o is not None:
+            o.zero_grad(set_to_none=True)
+
+
+def train_rddm(cfg: RDDMTrainConfig, out: str | os.PathLike, *, resume: str | None = None, device: str = "auto",
+               progress: bool = True) -> dict:
+    """Train RDDM's LoRA groups (Eq. 6); returns the summary also written to ``OUT/train_summary.json``.
+
+    Args:
+        cfg: the resolved config (``data.shards`` and ``model.sd_model`` must be set).
+        out: output folder.
+        resume: ``None``, ``"latest"`` or a checkpoint folder (:meth:`rddm.train.core.Run.start`).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        progress: show a progress bar (rank 0).
+    """
+    env = core.setup_distributed(device)
+    try:
+        shards = core.resolve_shards(cfg.data.shards)
+        rec_loss = build_rec_loss(cfg).to(env.device)
+        rddm = build_rddm(cfg)  # fails early on a bad SD/RVAE folder, before anything is written
+        _check_crop(cfg, rddm)
+        vsd = build_vsd(cfg, rddm)
+        prompts = build_prompts(cfg, env.device)
+        run = core.Run.start(out, cfg, env, resume)
+        if cfg.gradient_checkpointing:
+            rddm.enable_gradient_checkpointing()  # replays each block with its own LoRA group (rddm.lora)
+        rddm.to(env.device).train()
+        params = rddm.trainable_parameters()
+        opt = core.build_optimizer(params, cfg.optim)
+        sched = core.build_scheduler(opt, cfg.optim, cfg.max_steps)
+        scaler = core.make_scaler(env, cfg.mixed_precision)
+        states: dict[str, object] = {"optimizer": opt, "scheduler": sched, "scaler": scaler}
+        models = _checkpointed(rddm, vsd)
+        reg_opt = reg_sched = reg_scaler = None
+        reg_params: list[nn.Parameter] = []
+        if vsd is not None:
+            vsd.to(env.device).train()
+            reg_params = vsd.trainable_parameters()
+            reg_opt = core.build_optimizer(reg_params, cfg.reg_optim)
+            reg_sched = core.build_scheduler(reg_opt, cfg.reg_optim, cfg.max_steps)
+            reg_scaler = core.make_scaler(env, cfg.mixed_precision)
+            states.update(reg_optimizer=reg_opt, reg_scheduler=reg_sched, reg_scaler=reg_scaler)
+        step, position = 0, None
+        if run.resume_from is not None:
+            step, position = run.load_checkpoint(models, states)
+        stream = core.BatchStream(shards, cfg.data, cfg.batch_size, cfg.seed, position)
+        log = core.TrainLogger(run, step, progress, desc="train")
+        accum, last = cfg.grad_accum_steps, {}
+        try:
+            while step < cfg.max_steps:
+                _zero(opt, reg_opt)
+                sums: dict[str, torch.Tensor] = {}
+                saved = []
+                # 1. generator
+                for micro in range(accum):
+                    batch = stream.next()
+                    gen = core.step_generator(cfg.seed, env.rank, step, micro, env.device)
+                    with core.autocast(env, cfg.mixed_precision):
+                        loss, values, keep = generator_step(rddm, vsd, rec_loss, prompts, cfg, batch, env.device,
+                                                            step, gen)
+                    scaler.scale(loss / accum).backward()
+                    saved.append(keep)
+                    for k, v in values.items():
+                        sums[k] = sums.get(k, 0.0) + v.float() / accum
+                core.all_reduce_grads(params, env)
+                norm = core.optimizer_step(opt, scaler, cfg.optim.max_grad_norm)
+                scaler.update()
+                sched.step()
+                _zero(opt, reg_opt)
+                # 2. regulariser (the update UNet), on the generator's latents of this step
+                if vsd is not None:
+                    for micro, (latent, embeds) in enumerate(saved):
+                        gen = core.step_generator(cfg.seed, env.rank, step, micro, env.device, stream="reg")
+                        with core.autocast(env, cfg.mixed_precision):
+                            d_loss = regulariser_loss(vsd, cfg, latent, embeds, gen)
+                        reg_scaler.scale(d_loss / accum).backward()
+                        sums["diffusion"] = sums.get("diffusion", 0.0) + d_loss.detach().float() / accum
+                    core.all_reduce_grads(reg_params, env)
+                    core.optimizer_step(reg_opt, reg_scaler, cfg.reg_optim.max_grad_norm)
+                    reg_scaler.update()
+                    reg_sched.step()
+                    _zero(opt, reg_opt)
+                    sums["reg_lr"] = reg_sched.get_last_lr()[0]
+                step += 1
+                sums["lr"] = sched.get_last_lr()[0]
+                if norm is not None:
+                    sums["grad_norm"] = norm
+                last = log.log(step, sums) or last
+                if step % cfg.save_every == 0 or step == cfg.max_steps:
+                    run.save_checkpoint(step, models, states, stream.position)
+        finally:
+            log.close()
+        return run.finish(step, models, {"stage": "rddm", "loss_terms": cfg.loss.terms(), "last_logged": last})
+    finally:
+        core.cleanup_distributed(env)
