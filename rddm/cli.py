@@ -17,6 +17,8 @@ from pathlib import Path
 from rawsynth._version import __version__
 from rawsynth._cli import run_cli
 
+from .errors import ConfigError
+
 __all__ = ["main", "build_parser", "default_config_path", "STAGES"]
 
 #: ``rddm config`` stage → (bundled YAML, config class name in :mod:`rddm.config`).
@@ -85,9 +87,13 @@ def _cmd_train_rvae(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    if args.prompt is not None and args.prompt_extractor is not None:
+        raise ConfigError("--prompt and --prompt-extractor exclude each other",
+                          fix='give one: --prompt "TEXT" is the same as --prompt-extractor \'fixed:"TEXT"\'')
+    extractor = 'fixed:"' + args.prompt + '"' if args.prompt is not None else args.prompt_extractor
     cfg = _load(args, "rddm", {**_common_overrides(args), "model.sd_model": _abs(args.sd_model),
                                "model.rvae": _abs(args.rvae), "model.init": _abs(args.init),
-                               "loss.lpips_weights": _abs(args.lpips_weights), "prompt.extractor": args.prompt,
+                               "loss.lpips_weights": _abs(args.lpips_weights), "prompt.extractor": extractor,
                                "prompt.ddnet": _abs(args.ddnet)})
     from .train.rddm import train_rddm
 
@@ -179,8 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", help="an RDDM folder whose LoRA groups to start from (replaces model.init)")
     p.add_argument("--lpips-weights", metavar="DIR", help="folder with the LPIPS weight files "
                                                           "(replaces loss.lpips_weights)")
-    p.add_argument("--prompt", metavar="SPEC", help='prompt extractor: none, \'fixed:"a photo"\', tagger:PATH or '
-                                                    "python:mod:Class[:PATH] (replaces prompt.extractor)")
+    p.add_argument("--prompt", metavar="TEXT", help="a fixed prompt for every sample (replaces prompt.extractor "
+                                                    "with fixed:\"TEXT\")")
+    p.add_argument("--prompt-extractor", metavar="SPEC", help='prompt extractor: none, \'fixed:"a photo"\', '
+                                                              "tagger:PATH or python:mod:Class[:PATH] (replaces "
+                                                              "prompt.extractor)")
     p.add_argument("--ddnet", metavar="DIR", help="DDNet folder for RAW prompt extraction (replaces prompt.ddnet)")
     p.set_defaults(func=_cmd_train)
 

@@ -1,7 +1,7 @@
 """The shard reader's samples/s (:func:`rawsynth.data.make_loader`, 512² crops) against what a training step
 consumes.
 
-Run as ``python -m benchmarks.perf.loader [--samples 32] [--workers 0 1 2] [--batch 16] [--step-ms 80]
+Run as ``python -m benchmarks.perf.loader [--samples 32] [--workers 0 1 2] [--batch 16] [--step-ms 760]
 [--gpus 8] [--out DIR]``. Results: ``benchmarks/perf/RESULTS.md``. (The CPU synthesis path, optimised vs
 reference, is ``benchmarks/perf/synthesis.py``.)
 
@@ -11,11 +11,14 @@ it iterates ``make_loader(shards, batch_size, num_workers, crop=512, shuffle=0)`
 ``--repeats`` times (each pass a new loader: worker start-up is included, as at each epoch without persistent
 workers) and reports the median samples/s, decoding and Bayer-aware cropping included.
 
-Consumption: ``batch / step time`` per GPU. The default step time, 80 ms for a batch of 16 at 512², is an
-estimate, not a measurement: RDDM's generator takes ~250 GFLOPs per 512² sample forward (paper Table 2); a
-training step adds its backward (×3), the VSD regulariser's frozen UNet with CFG and its LoRA UNet (forward,
-and forward + backward for its diffusion loss) and LPIPS, about 2 TFLOPs per sample, 32 TFLOPs per batch of
-16; at 40% of an H200's ~990 dense bf16 TFLOP/s that is ~80 ms. Give ``--step-ms`` from a real run to replace it.
+Consumption: ``batch / step time`` per GPU. The default step time, 760 ms for a batch of 16 at 512², is an
+estimate, not a measurement. RDDM's generator at 512² is ~2.23 T multiply-adds forward (counted on the SD-2.1
+architecture by :meth:`rddm.models.rddm.RDDM.flops`: RVAE encoder, UNet, RVAE decoder; OSEDiff reports 2.27 T
+for the same networks; the paper's Table 2 "250 GFLOPs" does not match this count); a training step adds the
+backward through all three (×3 in total), the VSD regulariser's frozen UNet with CFG (2 UNet passes) and its LoRA
+UNet (one forward, plus forward + backward for the diffusion loss) and LPIPS-VGG on the sRGB pair: ~9.4 T
+multiply-adds = ~19 TFLOPs per sample, ~300 TFLOPs per batch of 16; at 40% of an H200's ~990 dense bf16
+TFLOP/s that is ~760 ms. Give ``--step-ms`` from a real run to replace it.
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--crop", type=int, default=512, help="sample and crop side (default 512)")
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="DataLoader workers (default 0 1 2)")
     p.add_argument("--batch", type=int, default=16, help="batch size (default 16, RDDM's)")
-    p.add_argument("--step-ms", type=float, default=80.0,
-                   help="training step time in ms for --batch (default 80: an estimate, see the docstring)")
+    p.add_argument("--step-ms", type=float, default=760.0,
+                   help="training step time in ms for --batch (default 760: an estimate, see the docstring)")
     p.add_argument("--gpus", type=int, default=8, help="GPUs the readers would feed (default 8)")
     p.add_argument("--repeats", type=int, default=3, help="passes per worker count (default 3)")
     p.add_argument("--out", type=Path, default=None, help="folder for the shards (default: temporary)")

@@ -18,6 +18,19 @@ Sizes for SD-2.1 (``f = 8``, grid 64 pixels): the defaults (``tile`` 512, ``over
 training crops; a 24-MP RAW (6000×4000, padded to 6016×4032) is then 16 × 11 = 176 tiles per stage, and the
 memory is that of one 512² tile (times ``tile_batch``) plus the weights, whatever the image size.
 ``python -m rddm.restore.memory`` measures peak memory and time at SD-2.1 size with random weights.
+
+**GroupNorm statistics** (``norm_stats``, :mod:`rddm.restore.groupnorm`). The VAE and the UNet are full of
+GroupNorm layers, which normalise with the mean and variance of what they see. ``"tile"``: each tile uses its
+own, as in training on 512² crops, but neighbouring tiles are then normalised differently (low-frequency colour
+and brightness shifts that the blending only smooths). ``"global"`` (default): before each stage's tiled pass,
+one untiled pass of that stage on a downscaled copy of the stage's whole input (longer side at most
+``stats_size`` pixels, ``stats_size / f`` latent pixels; the mosaic by Bayer-aware binning, latents by area
+averaging) records every layer's statistics, and every tile is normalised with them. When the whole input fits
+``stats_size`` the statistics are exact, so for networks of limited receptive field the tiled result equals
+the untiled one (tested). Measured on the tiny test RDDM (48×144 RAW, 48-pixel tiles): mean |tiled − untiled|
+0.103 with ``tile``, 0.046 with ``global`` (output std 0.14; the rest is self-attention, which still sees one
+tile only, in the UNet and the VAE's middle block). The statistics pass costs one untiled pass of each stage
+at ``stats_size`` (memory of one ``stats_size``² tile), and is skipped when the image is a single tile.
 """
 
 from __future__ import annotations
@@ -31,14 +44,22 @@ from rawsynth.errors import ShapeError
 from rawsynth.mns import Pattern
 
 from ..errors import ConfigError
+from .groupnorm import (NORM_STATS, downscale_latent, downscale_mosaic, groupnorm_layers, record_groupnorm_stats,
+                        with_groupnorm_stats)
 from .tiling import Tiling, tiled_apply
 
-__all__ = ["Restorer", "latent_multiple", "reflect_pad", "DEFAULT_TILE", "DEFAULT_OVERLAP"]
+__all__ = ["Restorer", "latent_multiple", "reflect_pad", "DEFAULT_TILE", "DEFAULT_OVERLAP", "DEFAULT_NORM_STATS",
+           "DEFAULT_STATS_SIZE"]
 
 #: Default tile side in pixels (SD-2.1's 512² training resolution, 64² latents).
 DEFAULT_TILE = 512
 #: Overlap of neighbouring tiles in pixels for the default tile (a quarter of it; 16 latent pixels for SD).
 DEFAULT_OVERLAP = 128
+#: Default source of the GroupNorm statistics of tiled passes (see the module docstring).
+DEFAULT_NORM_STATS = "global"
+#: Default longest side in pixels of the downscaled copy the ``global`` statistics are taken from (at least the
+#: tile).
+DEFAULT_STATS_SIZE = 1024
 
 
 def latent_multiple(model) -> int:
@@ -86,14 +107,24 @@ class Restorer:
         tile_batch: tiles per network call (more is faster on a GPU, and uses more memory).
         dtype: dtype the networks run in (their weights must already be in it); inputs are cast to it and the
             blending is done in float32.
+        norm_stats: GroupNorm statistics of tiled passes, ``"global"`` (shared by every tile, from one untiled
+            pass on a downscaled copy of the stage's input) or ``"tile"`` (each tile its own; see the module
+            docstring for the trade-off). Without tiling or GroupNorm layers both are the same.
+        stats_size: longest side in pixels of that downscaled copy (rounded down to the latent grid); default
+            ``max(tile, DEFAULT_STATS_SIZE)``. Larger is more faithful and needs more memory (one untiled pass).
 
     Raises:
-        ConfigError: a tile smaller than the latent grid or an overlap that does not fit.
+        ConfigError: a tile smaller than the latent grid, an overlap that does not fit, an unknown
+            ``norm_stats`` or a ``stats_size`` smaller than the latent grid.
     """
 
     def __init__(self, model: torch.nn.Module, *, tile: int | None = DEFAULT_TILE, overlap: int | None = None,
-                 margin: int | None = None, tile_batch: int = 1, dtype: torch.dtype | None = None):
+                 margin: int | None = None, tile_batch: int = 1, dtype: torch.dtype | None = None,
+                 norm_stats: str = DEFAULT_NORM_STATS, stats_size: int | None = None):
         self.model = model
+        if norm_stats not in NORM_STATS:
+            raise ConfigError(f"--norm-stats must be one of {', '.join(NORM_STATS)}, got {norm_stats!r}")
+        self.norm_stats = norm_stats
         self.factor = int(model.latent_factor)
         m = latent_multiple(model)
         # latent tiles start at multiples of `align`: whole UNet blocks, and an even pixel offset (Bayer phase)
@@ -115,9 +146,27 @@ class Restorer:
                 raise ConfigError(f"--overlap {overlap} does not fit --tile {tile} (latent tile {t}, overlap {o}, "
                                   f"margin {mg})", fix="use an overlap of about a quarter of the tile")
             self.tiling = Tiling(t, o, mg, self.align)
+        if stats_size is None:
+            stats_size = max(int(tile or 0), DEFAULT_STATS_SIZE)
+        if int(stats_size) < self.pixel_multiple:
+            raise ConfigError(f"--norm-stats-size {stats_size} is smaller than the model's latent grid of "
+                              f"{self.pixel_multiple} pixels", fix=f"use at least {DEFAULT_STATS_SIZE}")
+        self.stats_size = int(stats_size)
+        self._shared = norm_stats == "global" and isinstance(model, torch.nn.Module) and bool(groupnorm_layers(model))
 
     def _cast(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.dtype is None else x.to(self.dtype)
+
+    def _stage(self, fn, x: torch.Tensor, small, *, in_scale: int = 1, out_scale: int = 1) -> torch.Tensor:
+        """One stage tiled; with shared statistics, recorded first by ``fn(small(x))`` (one untiled pass)."""
+        t, tb = self.tiling, self.tile_batch
+        if (not self._shared or t is None
+                or (x.shape[-2] <= t.tile * in_scale and x.shape[-1] <= t.tile * in_scale)):  # a single tile
+            return tiled_apply(fn, x, t, in_scale=in_scale, out_scale=out_scale, tile_batch=tb)
+        with record_groupnorm_stats(self.model) as stats:
+            fn(small(x))
+        return tiled_apply(with_groupnorm_stats(fn, self.model, stats), x, t, in_scale=in_scale,
+                           out_scale=out_scale, tile_batch=tb)
 
     @torch.no_grad()
     def __call__(self, raw: torch.Tensor, pattern: Pattern | str, prompt_embeds: torch.Tensor) -> torch.Tensor:
@@ -139,7 +188,7 @@ class Restorer:
         pattern = Pattern(pattern)
         x = reflect_pad(raw.float(), self.pixel_multiple)
         emb = self._cast(prompt_embeds)
-        model, f, tb = self.model, self.factor, self.tile_batch
+        model, f = self.model, self.factor
 
         def encode(xt):
             return model.encode(self._cast(xt), [pattern] * xt.shape[0])
@@ -150,7 +199,8 @@ class Restorer:
         def decode(zt):
             return model.decode(self._cast(zt))
 
-        z = tiled_apply(encode, x, self.tiling, in_scale=f, tile_batch=tb)
-        z0 = tiled_apply(denoise, z, self.tiling, tile_batch=tb)
-        linear = tiled_apply(decode, z0, self.tiling, out_scale=f, tile_batch=tb)
+        side, zside = self.stats_size, self.stats_size // f
+        z = self._stage(encode, x, lambda v: downscale_mosaic(v, pattern, side, self.pixel_multiple), in_scale=f)
+        z0 = self._stage(denoise, z, lambda v: downscale_latent(v, zside, self.align))
+        linear = self._stage(decode, z0, lambda v: downscale_latent(v, zside, self.align), out_scale=f)
         return linear[:, :, :h, :w]
