@@ -170,6 +170,23 @@ def test_resume_is_exact(paths, tmp_path):
     assert sa["rank_digests"] == sb["rank_digests"]
 
 
+def test_gradient_checkpointing_trains_the_same_weights(paths, tmp_path):
+    """``gradient_checkpointing: true`` (the LoRA-aware replay of rddm.lora) gives the weights of a run without it:
+    2 steps with VSD and LPIPS, batch 2 with random flips (so the Bayer pattern, hence the group, varies)."""
+    from rddm.train.rddm import train_rddm
+
+    runs = {}
+    for ckpt in (False, True):
+        cfg = _cfg(*paths, max_steps=2, save_every=2, gradient_checkpointing=ckpt)
+        train_rddm(cfg, tmp_path / str(ckpt), device="cpu", progress=False)
+        runs[ckpt] = _safetensors(tmp_path / str(ckpt) / "rddm")
+    assert runs[False].keys() == runs[True].keys() and len(runs[False]) == 8
+    for f, tensors in runs[False].items():
+        for k, v in tensors.items():
+            torch.testing.assert_close(runs[True][f][k], v, rtol=1e-4, atol=1e-6, msg=f"{f}:{k}")
+    assert any(bool(v.abs().sum() > 0) for t in runs[False].values() for k, v in t.items() if "lora_B" in k)
+
+
 # ------------------------------------------------------------------------------------------------- DDP
 
 
