@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rawsynth.mns import Pattern
+from rawsynth.mns import Pattern, as_patterns
 
 from .errors import ConfigError, WeightsError
 
@@ -338,18 +338,6 @@ def adapters_disabled(model: nn.Module) -> Iterator[None]:
             _restore(flags)
 
 
-def _as_patterns(patterns, batch: int) -> list[Pattern]:
-    if isinstance(patterns, (Pattern, str)):
-        patterns = [patterns] * batch
-    if not isinstance(patterns, Sequence) or len(patterns) != batch:
-        from rawsynth.errors import ShapeError
-
-        raise ShapeError(f"patterns must be one Bayer pattern or a list of {batch}, got {patterns!r}")
-    try:
-        return [Pattern(p) for p in patterns]
-    except ValueError:
-        raise ConfigError(f"unknown Bayer pattern in {list(patterns)!r}; use {[p.value for p in Pattern]}") from None
-
 
 def run_grouped(model: nn.Module, patterns: Pattern | str | Sequence[Pattern | str],
                 fn: Callable[..., torch.Tensor], *tensors: torch.Tensor,
@@ -370,7 +358,7 @@ def run_grouped(model: nn.Module, patterns: Pattern | str | Sequence[Pattern | s
     Raises:
         ConfigError: a sample's pattern has no group.
     """
-    pats = _as_patterns(patterns, tensors[0].shape[0])
+    pats = as_patterns(patterns, tensors[0].shape[0], "patterns")
     names = [group_for(model, p) for p in pats]
     select = select or active_adapter
     order = list(dict.fromkeys(names))

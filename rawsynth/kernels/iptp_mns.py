@@ -28,7 +28,7 @@ from ..errors import ShapeError
 from ..isp import apply_matrix, inverse_gamma, inverse_tone, inverse_white_balance
 from ..isp.iptp import HIGHLIGHT_INFLECTION
 from ..isp.params import ISPBatch, ISPParams, as_isp_batch
-from ..mns import NoiseParams, Pattern, SensorParams, add_noise, mosaic, quantize
+from ..mns import NoiseParams, Pattern, SensorParams, add_noise, as_patterns, mosaic, quantize
 from ._common import Backend, kernel_module, launch, resolve_backend
 
 __all__ = ["iptp_mns", "iptp_mns_reference", "srgb_lut", "pattern_code"]
@@ -58,15 +58,6 @@ def pattern_code(pattern: Pattern | str) -> int:
     """
     return sum(c << (2 * i) for i, c in enumerate(Pattern(pattern).cfa_bytes))
 
-
-def _as_patterns(patterns, b: int) -> list[Pattern]:
-    out = []
-    for p in per_sample(list(patterns) if isinstance(patterns, (list, tuple)) else patterns, b, "patterns"):
-        try:
-            out.append(Pattern(p))
-        except ValueError:
-            raise ShapeError(f"unknown Bayer pattern {p!r}; use one of {[q.value for q in Pattern]}") from None
-    return out
 
 
 def _as_list(values, b: int, cls, name: str) -> list:
@@ -128,7 +119,7 @@ def iptp_mns_reference(srgb: torch.Tensor, isp: ISPBatch | ISPParams | Sequence[
     """
     _check_srgb(srgb)
     b = srgb.shape[0]
-    pats = _as_patterns(patterns, b)
+    pats = as_patterns(patterns, b, "patterns")
     noises = _as_list(noise, b, NoiseParams, "noise")
     sensors = _as_list(sensor, b, SensorParams, "sensor")
     seed_list = _as_seeds(seeds, b)
@@ -180,7 +171,7 @@ def _plan(srgb: torch.Tensor, isp, patterns, noise, sensor, seeds, return_linear
     ``run()`` launches the kernel alone (the benchmark times it apart from the table building)."""
     _check_srgb(srgb)
     b, _, h, w = srgb.shape
-    pats = _as_patterns(patterns, b)
+    pats = as_patterns(patterns, b, "patterns")
     noises = _as_list(noise, b, NoiseParams, "noise")
     sensors = _as_list(sensor, b, SensorParams, "sensor")
     fpar, ipar = _tables(srgb, isp, pats, noises, sensors, _as_seeds(seeds, b))

@@ -1,15 +1,16 @@
 """MNS, the mosaic noise synthesizer ``F_DD^{-1}`` (paper Eq. 11–12): CFA mosaic, sensor noise, sensor
 encoding."""
 
-from .cfa import (DemosaicBilinear, Mosaic, Pattern, cfa_masks, crop, demosaic_bilinear, hflip, mosaic, pack,
-                  unpack, vflip)
+from .cfa import (DemosaicBilinear, Mosaic, Pattern, as_patterns, cfa_masks, crop, demosaic_bilinear, hflip, mosaic,
+                  pack, unpack, vflip)
 from .noise import (NoiseEstimate, NoiseModel, NoiseParams, NoiseProfile, add_noise, estimate_noise_level,
                     list_noise_profiles, load_noise_profile, noise_params_at_iso, sample_noise_params)
 from .sensor import SensorParams, normalize, quantize
 
 __all__ = [
     "DemosaicBilinear", "Mosaic", "NoiseEstimate", "NoiseModel", "NoiseParams", "NoiseProfile", "Pattern",
-    "SensorParams", "add_noise", "cfa_masks", "crop", "demosaic_bilinear", "estimate_noise_level", "hflip",
+    "SensorParams", "add_noise", "as_patterns", "cfa_masks", "crop", "demosaic_bilinear", "estimate_noise_level",
+    "hflip",
     "list_noise_profiles", "load_noise_profile", "mosaic", "noise_params_at_iso", "normalize", "pack",
     "quantize", "sample_noise_params", "unpack", "vflip",
 ]

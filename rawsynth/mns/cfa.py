@@ -19,10 +19,10 @@ from enum import Enum
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_bchw, check_even, per_sample
+from .._checks import check_bchw, check_even
 from ..errors import ShapeError
 
-__all__ = ["Pattern", "PatternLike", "mosaic", "pack", "unpack", "demosaic_bilinear", "cfa_masks",
+__all__ = ["Pattern", "PatternLike", "as_patterns", "mosaic", "pack", "unpack", "demosaic_bilinear", "cfa_masks",
            "hflip", "vflip", "crop", "Mosaic", "DemosaicBilinear"]
 
 R, G, B = 0, 1, 2
@@ -84,9 +84,23 @@ class Pattern(str, Enum):
 PatternLike = Pattern | str
 
 
-def _patterns(pattern: PatternLike | Sequence[PatternLike], batch: int) -> list[Pattern]:
+def as_patterns(pattern: PatternLike | Sequence[PatternLike], batch: int, name: str = "pattern") -> list[Pattern]:
+    """One Bayer pattern for every sample, or one per sample, as a list of ``batch`` :class:`Pattern`.
+
+    Raises:
+        ShapeError: a sequence of another length than ``batch``, or a value that is not a Bayer pattern.
+    """
+    if isinstance(pattern, (Pattern, str)):
+        values = [pattern] * batch
+    elif isinstance(pattern, Sequence):
+        values = list(pattern)
+        if len(values) != batch:
+            raise ShapeError(f"{name} must be one Bayer pattern or a list of {batch} (one per sample in the "
+                             f"batch), got {len(values)}: {values!r}")
+    else:
+        raise ShapeError(f"{name} must be one Bayer pattern or a list of {batch}, got {pattern!r}")
     out = []
-    for p in per_sample(list(pattern) if isinstance(pattern, (list, tuple)) else pattern, batch, "pattern"):
+    for p in values:
         try:
             out.append(Pattern(p))
         except ValueError:
@@ -103,7 +117,7 @@ def _color_index(patterns: list[Pattern], h: int, w: int, device) -> torch.Tenso
 
 def cfa_masks(pattern, batch: int, height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """``(B, 3, H, W)`` one-hot masks: ``masks[b, c, y, x] = 1`` where pixel ``(y, x)`` sees colour ``c``."""
-    idx = _color_index(_patterns(pattern, batch), height, width, device)
+    idx = _color_index(as_patterns(pattern, batch), height, width, device)
     return (idx == torch.arange(3, device=device)[None, :, None, None]).to(dtype)
 
 
@@ -119,7 +133,7 @@ def mosaic(linear: torch.Tensor, pattern: PatternLike | Sequence[PatternLike]) -
     """
     check_bchw(linear, "linear", channels=3)
     b, _, h, w = linear.shape
-    idx = _color_index(_patterns(pattern, b), h, w, linear.device)
+    idx = _color_index(as_patterns(pattern, b), h, w, linear.device)
     return torch.gather(linear, 1, idx)
 
 
@@ -134,7 +148,7 @@ def pack(raw: torch.Tensor, pattern: PatternLike | Sequence[PatternLike]) -> tor
     check_even(raw, "raw")
     b = raw.shape[0]
     planes = F.pixel_unshuffle(raw, 2)  # channel 2·row + col of each 2×2 block
-    idx = _slot_index(_patterns(pattern, b), raw.device)
+    idx = _slot_index(as_patterns(pattern, b), raw.device)
     return torch.gather(planes, 1, idx[:, :, None, None].expand(-1, -1, *planes.shape[-2:]))
 
 
@@ -142,7 +156,7 @@ def unpack(packed: torch.Tensor, pattern: PatternLike | Sequence[PatternLike]) -
     """Inverse of :func:`pack`: ``(B, 4, H/2, W/2)`` R, G1, G2, B → ``(B, 1, H, W)`` mosaic."""
     check_bchw(packed, "packed", channels=4, floating=False)
     b = packed.shape[0]
-    slot = _slot_index(_patterns(pattern, b), packed.device)
+    slot = _slot_index(as_patterns(pattern, b), packed.device)
     inv = torch.argsort(slot, dim=1)  # position k of the 2×2 block holds canonical plane inv[k]
     planes = torch.gather(packed, 1, inv[:, :, None, None].expand(-1, -1, *packed.shape[-2:]))
     return F.pixel_shuffle(planes, 2)
@@ -176,7 +190,7 @@ def hflip(raw: torch.Tensor, pattern: PatternLike | Sequence[PatternLike]):
     """Flip a ``(B, 1, H, W)`` mosaic left–right. Returns ``(flipped, new_pattern)`` (one pattern or a list,
     as given)."""
     check_bchw(raw, "raw", channels=1, floating=False)
-    ps = _patterns(pattern, raw.shape[0])
+    ps = as_patterns(pattern, raw.shape[0])
     new = [p.hflipped(raw.shape[-1]) for p in ps]
     return raw.flip(-1), (new if isinstance(pattern, (list, tuple)) else new[0])
 
@@ -184,7 +198,7 @@ def hflip(raw: torch.Tensor, pattern: PatternLike | Sequence[PatternLike]):
 def vflip(raw: torch.Tensor, pattern: PatternLike | Sequence[PatternLike]):
     """Flip a ``(B, 1, H, W)`` mosaic top–bottom. Returns ``(flipped, new_pattern)``."""
     check_bchw(raw, "raw", channels=1, floating=False)
-    ps = _patterns(pattern, raw.shape[0])
+    ps = as_patterns(pattern, raw.shape[0])
     new = [p.vflipped(raw.shape[-2]) for p in ps]
     return raw.flip(-2), (new if isinstance(pattern, (list, tuple)) else new[0])
 
@@ -196,7 +210,7 @@ def crop(raw: torch.Tensor, pattern: PatternLike | Sequence[PatternLike], top: i
     h, w = raw.shape[-2:]
     if not (0 <= top and 0 <= left and height > 0 and width > 0 and top + height <= h and left + width <= w):
         raise ShapeError(f"crop box (top={top}, left={left}, {height}x{width}) is outside the {h}x{w} mosaic")
-    ps = _patterns(pattern, raw.shape[0])
+    ps = as_patterns(pattern, raw.shape[0])
     new = [p.shifted(top, left) for p in ps]
     return raw[..., top:top + height, left:left + width], (new if isinstance(pattern, (list, tuple)) else new[0])
 

@@ -31,8 +31,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from rawsynth._checks import check_bchw, check_even
-from rawsynth.errors import ShapeError
-from rawsynth.mns import Pattern, demosaic_bilinear
+from rawsynth.mns import Pattern, as_patterns, demosaic_bilinear
 
 from ._io import resolve_model_dir
 
@@ -58,20 +57,6 @@ def unify_flips(pattern: Pattern | str) -> tuple[bool, bool]:
     """``(hflip, vflip)`` that turn an even-sized mosaic of ``pattern`` into an RGGB mosaic (their own inverse)."""
     return _UNIFY[Pattern(pattern)]
 
-
-def _as_patterns(patterns, batch: int) -> list[Pattern]:
-    if isinstance(patterns, (Pattern, str)):
-        patterns = [patterns] * batch
-    if not isinstance(patterns, Sequence) or len(patterns) != batch:
-        raise ShapeError(f"patterns must be one Bayer pattern or a list of {batch} (one per sample), got "
-                         f"{patterns!r}")
-    out = []
-    for p in patterns:
-        try:
-            out.append(Pattern(p))
-        except ValueError:
-            raise ShapeError(f"unknown Bayer pattern {p!r}; use one of {[q.value for q in Pattern]}") from None
-    return out
 
 
 def _flip_each(x: torch.Tensor, flips: list[tuple[bool, bool]]) -> torch.Tensor:
@@ -179,7 +164,7 @@ class DDNet(ModelMixin, ConfigMixin):
         """
         check_bchw(raw, "raw", channels=1)
         check_even(raw, "raw")
-        pats = _as_patterns(patterns, raw.shape[0])
+        pats = as_patterns(patterns, raw.shape[0], "patterns")
         flips = [_UNIFY[p] for p in pats]
         x = _flip_each(raw, flips)  # every sample is now RGGB
         planes = F.pixel_unshuffle(x, 2)  # R, G1, G2, B

@@ -50,7 +50,7 @@ from torch import nn
 
 from rawsynth._checks import check_bchw
 from rawsynth.errors import ShapeError
-from rawsynth.mns import Pattern
+from rawsynth.mns import Pattern, as_patterns
 
 from .. import lora as _lora
 from ..errors import ConfigError, WeightsError
@@ -376,7 +376,7 @@ class RDDM(nn.Module):
     # ------------------------------------------------------------------------------------------ routing
 
     def _patterns(self, patterns, batch: int) -> list[Pattern]:
-        pats = _lora._as_patterns(patterns, batch)
+        pats = as_patterns(patterns, batch, "patterns")
         bad = sorted({p.value for p in pats} - set(self.config.patterns))
         if bad:
             raise ConfigError(f"this RDDM has no LoRA group for Bayer pattern(s) {bad} (it was trained for "

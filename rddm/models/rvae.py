@@ -29,7 +29,6 @@ import inspect
 import os
 import shutil
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -39,7 +38,7 @@ from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 from rawsynth._checks import check_bchw
 from rawsynth.errors import ShapeError
-from rawsynth.mns import Pattern, cfa_masks
+from rawsynth.mns import Pattern, as_patterns, cfa_masks
 
 from .. import lora as _lora
 from ..errors import WeightsError
@@ -68,16 +67,6 @@ def load_sd_vae(path: str | os.PathLike, subfolder: str | None = None) -> Autoen
         raise WeightsError(f"cannot load the VAE ({type(e).__name__}: {str(e).splitlines()[0]})",
                            path=root / sub if sub else root, fix=_SD_FIX) from None
 
-
-def _patterns(patterns, batch: int) -> list[Pattern]:
-    if isinstance(patterns, (Pattern, str)):
-        patterns = [patterns] * batch
-    if not isinstance(patterns, Sequence) or len(patterns) != batch:
-        raise ShapeError(f"patterns must be one Bayer pattern or a list of {batch}, got {patterns!r}")
-    try:
-        return [Pattern(p) for p in patterns]
-    except ValueError:
-        raise ShapeError(f"unknown Bayer pattern in {list(patterns)!r}; use {[p.value for p in Pattern]}") from None
 
 
 class RVAE(AutoencoderKL):
@@ -166,7 +155,7 @@ class RVAE(AutoencoderKL):
             return torch.cat([v, torch.ones_like(v)], 1) if with_mask else v
         check_bchw(raw, "raw", channels=1)
         b, _, h, w = raw.shape
-        m = cfa_masks(_patterns(patterns, b), b, h, w, raw.device, raw.dtype)
+        m = cfa_masks(as_patterns(patterns, b, "patterns"), b, h, w, raw.device, raw.dtype)
         v = (2 * raw - 1) * m
         return torch.cat([v, m], 1) if with_mask else v
 
@@ -186,7 +175,7 @@ class RVAE(AutoencoderKL):
         Raises:
             ConfigError: a sample's pattern has no CMB group (when the model has groups).
         """
-        pats = _patterns(patterns, raw.shape[0])
+        pats = as_patterns(patterns, raw.shape[0], "patterns")
         x = self.encoder_input(raw=raw, patterns=pats)
         if not _lora.cmb_groups(self):
             return DiagonalGaussianDistribution(self._encode(x))

@@ -297,7 +297,7 @@ def test_input_errors(base):
         base.encode(torch.rand(1, 1, 18, 16), "RGGB")
     with pytest.raises(ShapeError, match="raw"):
         base.encode(torch.rand(1, 3, 16, 16), "RGGB")
-    with pytest.raises(ConfigError, match="unknown Bayer pattern"):
+    with pytest.raises(ShapeError, match="unknown Bayer pattern"):
         base.encode(raw, ["RGGB", "XTRANS"])
     with pytest.raises(ShapeError, match="width 16, the UNet expects 32"):
         base.denoise(torch.randn(2, 4, 8, 8), "RGGB", torch.randn(2, 77, 16))
