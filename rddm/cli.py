@@ -125,7 +125,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         return RestorePipeline.load(args.model, sd_model=_abs(args.sd_model), rvae_model=_abs(args.rvae),
                                     prompt=args.prompt, prompt_extractor=args.prompt_extractor, ddnet=_abs(args.ddnet),
                                     device=args.device, dtype=args.dtype, tile=args.tile, overlap=args.overlap,
-                                    tile_batch=args.tile_batch)
+                                    tile_batch=args.tile_batch, norm_stats=args.norm_stats,
+                                    norm_stats_size=args.norm_stats_size)
 
     from .models.rddm import RDDM
 
@@ -228,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=512, help="tile side in pixels (default 512; 0: whole image)")
     p.add_argument("--overlap", type=int, help="overlap of neighbouring tiles in pixels (default: a quarter of --tile)")
     p.add_argument("--tile-batch", type=int, default=1, help="tiles per network call (default 1)")
+    p.add_argument("--norm-stats", choices=["global", "tile"], default="global",
+                   help="GroupNorm statistics of the tiles: global (default; one pass on a downscaled copy of the "
+                        "whole image, no tile-to-tile colour shifts) or tile (each tile its own, as in training)")
+    p.add_argument("--norm-stats-size", type=int, metavar="PX", help="longest side in pixels of the downscaled copy "
+                   "for --norm-stats global (default: 1024 or --tile if larger; more is closer and needs more memory)")
     p.add_argument("--bits", type=int, choices=[8, 16], default=8, help="bits per channel of the sRGB PNG (default 8)")
     p.add_argument("--save-linear", action="store_true", help="also write the 16-bit linear image to OUT/linear/")
     p.add_argument("--linear-format", choices=["png", "tiff"], default="png", help="file format of --save-linear")

@@ -3,6 +3,7 @@
 * :mod:`rddm.restore.inputs` — DNG / camera RAW (rawpy), rawsynth shards, 16-bit PNG mosaics + JSON.
 * :mod:`rddm.restore.tiling` — overlapping tiles with feathered blending, model-agnostic.
 * :mod:`rddm.restore.pipeline` — :class:`~rddm.restore.pipeline.Restorer`: pad, tiled encoder / UNet / decoder.
+* :mod:`rddm.restore.groupnorm` — GroupNorm statistics shared by all tiles (recorded on a downscaled copy).
 * :mod:`rddm.restore.outputs` — PTP with the file's own parameters, 8/16-bit PNG, linear PNG/TIFF, atomic writes.
 * :mod:`rddm.restore.run` — :class:`~rddm.restore.run.RestorePipeline` (model + prompt on a device) and
   :func:`~rddm.restore.run.restore_files` (the file loop behind the command).
@@ -18,6 +19,7 @@ _EXPORTS = {
     "RawInput": "inputs", "find_inputs": "inputs", "read_source": "inputs",
     "Tiling": "tiling", "tiled_apply": "tiling",
     "Restorer": "pipeline",
+    "record_groupnorm_stats": "groupnorm", "use_groupnorm_stats": "groupnorm",
     "write_srgb": "outputs", "write_linear": "outputs",
     "RestorePipeline": "run", "RestoreOptions": "run", "RestoreReport": "run", "restore_files": "run",
 }

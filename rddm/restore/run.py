@@ -26,7 +26,7 @@ from rawsynth.mns import Pattern, pack, unpack
 from ..errors import ConfigError
 from .inputs import RawInput, find_inputs, read_source
 from .outputs import LINEAR_FORMATS, neutral_isp, output_paths, write_linear, write_srgb
-from .pipeline import DEFAULT_TILE, Restorer
+from .pipeline import DEFAULT_NORM_STATS, DEFAULT_TILE, Restorer
 
 __all__ = ["DTYPES", "RestoreOptions", "RestoreReport", "RestorePipeline", "restore_files", "resolve_device",
            "resolve_dtype", "prompt_mosaic", "PROMPT_MAX_SIDE"]
@@ -102,7 +102,8 @@ class RestorePipeline:
              rvae_model: str | os.PathLike | None = None, prompt: str | None = None,
              prompt_extractor: str | None = None, ddnet: str | os.PathLike | None = None,
              device: str | torch.device | None = "auto", dtype: str | torch.dtype | None = "auto",
-             tile: int | None = DEFAULT_TILE, overlap: int | None = None, tile_batch: int = 1) -> RestorePipeline:
+             tile: int | None = DEFAULT_TILE, overlap: int | None = None, tile_batch: int = 1,
+             norm_stats: str = DEFAULT_NORM_STATS, norm_stats_size: int | None = None) -> RestorePipeline:
         """Load a trained RDDM folder (``rddm train``'s ``OUT/rddm``) and its prompt encoder.
 
         Args:
@@ -117,6 +118,9 @@ class RestorePipeline:
             tile: see :class:`~rddm.restore.pipeline.Restorer`.
             overlap: see :class:`~rddm.restore.pipeline.Restorer`.
             tile_batch: see :class:`~rddm.restore.pipeline.Restorer`.
+            norm_stats: GroupNorm statistics of the tiles, ``global`` or ``tile`` (``norm_stats`` of
+                :class:`~rddm.restore.pipeline.Restorer`).
+            norm_stats_size: longest side of the statistics pass in pixels (``stats_size`` there).
 
         Raises:
             ConfigError, WeightsError: bad options or folders (named, with the fix).
@@ -140,7 +144,8 @@ class RestorePipeline:
             src = prompt_mosaic(raw, pattern) if rpe.uses_image else raw
             return rpe.embeds(src, [pattern], [isp])
 
-        restorer = Restorer(model, tile=tile, overlap=overlap, tile_batch=tile_batch, dtype=dt)
+        restorer = Restorer(model, tile=tile, overlap=overlap, tile_batch=tile_batch, dtype=dt, norm_stats=norm_stats,
+                            stats_size=norm_stats_size)
         return cls(restorer, prompt_fn, dev)
 
     def __call__(self, item: RawInput) -> torch.Tensor:
