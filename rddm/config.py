@@ -23,16 +23,56 @@ from typing import Literal
 
 from .errors import ConfigError
 
-__all__ = ["DataConfig", "OptimConfig", "TrainConfig", "DDNetModelConfig", "DDNetTrainConfig", "RVAEModelConfig",
-           "RVAELossConfig", "RVAETrainConfig", "CalibrateConfig", "RDDMModelConfig", "RDDMLossConfig",
-           "PromptConfig", "RDDMTrainConfig", "OSEDIFF_NEGATIVE_PROMPT", "config_from_dict", "config_to_dict",
-           "load_config", "save_config", "load_yaml", "replace_path", "config_diff"]
+__all__ = ["OnTheFlyConfig", "DataConfig", "OptimConfig", "TrainConfig", "DDNetModelConfig", "DDNetTrainConfig",
+           "RVAEModelConfig", "RVAELossConfig", "RVAETrainConfig", "CalibrateConfig", "RDDMModelConfig",
+           "RDDMLossConfig", "PromptConfig", "RDDMTrainConfig", "OSEDIFF_NEGATIVE_PROMPT", "config_from_dict",
+           "config_to_dict", "load_config", "save_config", "load_yaml", "replace_path", "config_diff"]
 
 MixedPrecision = Literal["no", "bf16", "fp16"]
 Scheduler = Literal["constant", "constant_with_warmup", "linear", "cosine"]
 
 
 # ---------------------------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class OnTheFlyConfig:
+    """Synthesise the training pairs while training (:mod:`rawsynth.onthefly`) instead of reading shards.
+
+    The loader workers decode the sources and cut the 8-bit sRGB crops ``rawsynth generate`` would cut; the
+    training device (or ``device``) degrades them and runs IPTP + MNS. Each epoch holds the samples that
+    ``rawsynth generate SOURCES --seed SEED`` would write with the same synthesis config, with the same recipes
+    and ``meta.json`` (see ``docs/training.md``).
+
+    Attributes:
+        sources: source photos as ``rawsynth generate`` takes them: folders (searched recursively), image files
+            or list files (``.txt``/``.lst``/``.list``); empty: the photos bundled with scikit-image (a demo).
+        synth_config: a ``rawsynth config`` YAML (synthesis keys of :class:`rawsynth.pipeline.SynthConfig`;
+            its run keys ``seed``/``shard_size``/``num_samples``/``workers`` are ignored), or ``null`` for the
+            defaults. The mode is the stage's (``data.mode``; ``rddm`` when that is ``any``) unless the file sets
+            it, and the crop is ``data.crop`` unless the file sets it.
+        samples: samples per epoch: the first ``samples`` planned samples (as ``rawsynth generate
+            --num-samples``); ``null``: every source × ``crops_per_image``.
+        seed: the synthesis seed (as ``rawsynth generate --seed``); ``null``: the run's ``seed``.
+        device: where to synthesise (``cuda``, ``cuda:1``, ``cpu``); ``null``: the training device.
+        jpeg: the JPEG codec of the degradation on CUDA: ``auto`` (nvJPEG on the GPU) or ``libjpeg`` (the
+            shards' codec, on the host).
+    """
+
+    sources: tuple[str, ...] = ()
+    synth_config: str | None = None
+    samples: int | None = None
+    seed: int | None = None
+    device: str | None = None
+    jpeg: Literal["auto", "libjpeg"] = "auto"
+
+    def __post_init__(self):
+        _check(self.samples is None or self.samples >= 1, "data.onthefly.samples", "null or an int >= 1",
+               self.samples)
+        _check(self.seed is None or self.seed >= 0, "data.onthefly.seed", "null or an int >= 0", self.seed)
+        _check(self.device is None or self.device == "cpu" or self.device == "cuda"
+               or (self.device.startswith("cuda:") and self.device[5:].isdigit()), "data.onthefly.device",
+               "null, cpu, cuda or cuda:N", self.device)
 
 
 @dataclass(frozen=True)
@@ -50,6 +90,10 @@ class DataConfig:
         num_workers: DataLoader worker processes per rank; each reads its own shards (world size × workers shards
             at least).
         handler: what to do with a corrupt sample: ``raise``, ``warn`` (skip it with a warning) or ``skip``.
+        onthefly: :class:`OnTheFlyConfig`: synthesise the pairs while training instead of reading ``shards``.
+            Set exactly one of ``shards`` and ``onthefly``. With it, ``shuffle > 0`` draws a new order of the
+            samples every epoch (0: plan order), ``num_workers`` loader processes decode the sources, and
+            ``handler`` applies to unreadable or too small sources.
     """
 
     shards: tuple[str, ...] = ()
@@ -59,8 +103,12 @@ class DataConfig:
     shuffle: int = 1000
     num_workers: int = 4
     handler: Literal["raise", "warn", "skip"] = "warn"
+    onthefly: OnTheFlyConfig | None = None
 
     def __post_init__(self):
+        if self.shards and self.onthefly is not None:
+            raise ConfigError("data.shards and data.onthefly are both set; training reads either shards or "
+                              "on-the-fly pairs", fix="remove one of them (--shards replaces data.shards)")
         _check(self.crop is None or (self.crop >= 2 and self.crop % 2 == 0), "data.crop", "null or an even int >= 2",
                self.crop)
         _check(self.shuffle >= 0, "data.shuffle", "an int >= 0", self.shuffle)

@@ -171,8 +171,9 @@ def record_groupnorm_stats(module: nn.Module) -> Iterator[GroupNormStats]:
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.GroupNorm(2, 4))
         >>> with record_groupnorm_stats(net) as stats:
         ...     _ = net(torch.rand(1, 1, 8, 8))
-        >>> stats.calls["1"][0][0].shape
-        torch.Size([1, 2])
+        >>> ((mean, var),) = stats.calls["1"]  # one call of layer "1": per-(sample, group) moments
+        >>> mean.shape, var.shape
+        (torch.Size([1, 2]), torch.Size([1, 2]))
     """
     stats = GroupNormStats()
 

@@ -46,7 +46,7 @@ def train_ddnet(cfg: DDNetTrainConfig, out: str | os.PathLike, *, resume: str | 
     """Train DDNet; returns the summary also written to ``OUT/train_summary.json``.
 
     Args:
-        cfg: the resolved config (``data.shards`` must be set).
+        cfg: the resolved config (``data.shards`` or ``data.onthefly`` must be set).
         out: output folder.
         resume: ``None``, ``"latest"`` or a checkpoint folder (:meth:`rddm.train.core.Run.start`).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
@@ -54,7 +54,7 @@ def train_ddnet(cfg: DDNetTrainConfig, out: str | os.PathLike, *, resume: str | 
     """
     env = core.setup_distributed(device)
     try:
-        shards = core.resolve_shards(cfg.data.shards)
+        data = core.resolve_data(cfg.data)  # shards or on-the-fly sources: fails early, before any write
         model = build_ddnet(cfg)  # fails early on a bad init folder, before anything is written
         run = core.Run.start(out, cfg, env, resume)
         if cfg.gradient_checkpointing:
@@ -68,7 +68,7 @@ def train_ddnet(cfg: DDNetTrainConfig, out: str | os.PathLike, *, resume: str | 
         if run.resume_from is not None:
             step, position = run.load_checkpoint({"ddnet": model}, states)
         net = core.wrap_ddp(model, env)
-        stream = core.BatchStream(shards, cfg.data, cfg.batch_size, cfg.seed, position)
+        stream = core.make_stream(data, cfg.batch_size, cfg.seed, position, env)
         log = core.TrainLogger(run, step, progress, desc="train-ddnet")
         last = {}
         try:

@@ -227,7 +227,7 @@ def train_rddm(cfg: RDDMTrainConfig, out: str | os.PathLike, *, resume: str | No
     """Train RDDM's LoRA groups (Eq. 6); returns the summary also written to ``OUT/train_summary.json``.
 
     Args:
-        cfg: the resolved config (``data.shards`` and ``model.sd_model`` must be set).
+        cfg: the resolved config (``data.shards`` or ``data.onthefly``, and ``model.sd_model`` must be set).
         out: output folder.
         resume: ``None``, ``"latest"`` or a checkpoint folder (:meth:`rddm.train.core.Run.start`).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
@@ -235,7 +235,7 @@ def train_rddm(cfg: RDDMTrainConfig, out: str | os.PathLike, *, resume: str | No
     """
     env = core.setup_distributed(device)
     try:
-        shards = core.resolve_shards(cfg.data.shards)
+        data = core.resolve_data(cfg.data)  # shards or on-the-fly sources: fails early, before any write
         rec_loss = build_rec_loss(cfg).to(env.device)
         rddm = build_rddm(cfg)  # fails early on a bad SD/RVAE folder, before anything is written
         _check_crop(cfg, rddm)
@@ -263,7 +263,7 @@ def train_rddm(cfg: RDDMTrainConfig, out: str | os.PathLike, *, resume: str | No
         step, position = 0, None
         if run.resume_from is not None:
             step, position = run.load_checkpoint(models, states)
-        stream = core.BatchStream(shards, cfg.data, cfg.batch_size, cfg.seed, position)
+        stream = core.make_stream(data, cfg.batch_size, cfg.seed, position, env)
         log = core.TrainLogger(run, step, progress, desc="train")
         accum, last = cfg.grad_accum_steps, {}
         try:

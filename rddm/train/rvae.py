@@ -122,7 +122,7 @@ def train_rvae(cfg: RVAETrainConfig, out: str | os.PathLike, *, resume: str | No
     """
     env = core.setup_distributed(device)
     try:
-        shards = core.resolve_shards(cfg.data.shards)
+        data = core.resolve_data(cfg.data)  # shards or on-the-fly sources: fails early, before any write
         rec_loss = build_rec_loss(cfg).to(env.device)
         rvae = build_rvae(cfg) if resume is None else None  # fails early on a bad SD folder, before any write
         run = core.Run.start(out, cfg, env, resume)
@@ -150,7 +150,7 @@ def train_rvae(cfg: RVAETrainConfig, out: str | os.PathLike, *, resume: str | No
         stage1 = core.wrap_ddp(Stage1(rvae), env)
         disc_ddp = core.wrap_ddp(disc, env)
         disc.requires_grad_(False)
-        stream = core.BatchStream(shards, cfg.data, cfg.batch_size, cfg.seed, position)
+        stream = core.make_stream(data, cfg.batch_size, cfg.seed, position, env)
         log = core.TrainLogger(run, step, progress, desc="train-rvae")
         d_loss_fn = hinge_d_loss if cfg.loss.disc_loss == "hinge" else vanilla_d_loss
         accum, last = cfg.grad_accum_steps, {}
