@@ -17,28 +17,12 @@ import argparse
 import json
 import time
 
-#: ``unet/config.json`` of stabilityai/stable-diffusion-2-1-base (the 768 model differs in sample_size only).
-SD21_UNET = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-                 block_out_channels=(320, 640, 1280, 1280), attention_head_dim=(5, 10, 20, 20),
-                 cross_attention_dim=1024, use_linear_projection=True, norm_num_groups=32,
-                 down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-                 up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
-#: ``vae/config.json`` of SD-2.1.
-SD21_VAE = dict(latent_channels=4, layers_per_block=2, norm_num_groups=32, block_out_channels=(128, 256, 512, 512),
-                down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
-TINY_UNET = dict(block_out_channels=(16, 32), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
-                 down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
-                 attention_head_dim=(2, 4), use_linear_projection=True, norm_num_groups=8)
-TINY_VAE = dict(block_out_channels=(8, 16), layers_per_block=1, latent_channels=4, norm_num_groups=8,
-                down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
-
-
 def build_model(arch: str):
     """A random-weight :class:`~rddm.models.rddm.RDDM` of ``arch`` (``sd21`` or ``tiny``), float32, eval mode."""
     import torch
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
+    from ..models.architectures import SD21_UNET, SD21_VAE, TINY_UNET, TINY_VAE
     from ..models.rddm import RDDM, RDDMConfig
     from ..models.rvae import RVAE
 

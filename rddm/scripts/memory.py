@@ -17,11 +17,7 @@ import argparse
 import json
 import time
 
-#: The ``vae/config.json`` of stabilityai/stable-diffusion-2-1(-base) (sample_size 768 for 2-1, 512 for -base).
-SD21_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, norm_num_groups=32,
-                block_out_channels=(128, 256, 512, 512), act_fn="silu", sample_size=768,
-                down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
-
+from ..models.architectures import SD21_VAE
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -18,11 +18,10 @@ import pytest
 import torch
 import yaml
 
+from rddm.models.architectures import TINY_UNET, TINY_VAE  # the tiny models: SD's block types, 2 narrow levels
+
 ROOT = Path(__file__).resolve().parents[2]
 
-#: AutoencoderKL arguments of the tiny VAE (SD's block types, 2 blocks instead of 4).
-TINY_VAE = dict(block_out_channels=(8, 16), layers_per_block=1, latent_channels=4, norm_num_groups=8,
-                down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
 TINY_DDNET = {"block_out_channels": [8, 16], "layers_per_block": 1}
 
 
@@ -91,13 +90,6 @@ def sd_folder(tmp_path_factory) -> Path:
     (root / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline",
                                                        "vae": ["diffusers", "AutoencoderKL"]}))
     return root
-
-
-#: UNet2DConditionModel arguments of the tiny UNet (SD-2.1's block types and linear projections, 2 levels).
-TINY_UNET = dict(block_out_channels=(16, 32), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
-                 down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
-                 attention_head_dim=(2, 4), use_linear_projection=True, norm_num_groups=8)
 
 
 def write_tiny_sd21(root: Path, seed: int = 0) -> Path:
