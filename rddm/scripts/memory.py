@@ -7,9 +7,8 @@
   architectures and CMB LoRA (as :func:`rddm.restore.memory.build_model`), the VSD regulariser sharing its UNet
   (:func:`rddm.train.rddm.build_vsd`), the reconstruction loss with LPIPS-VGG
   (:func:`rddm.train.rddm.build_rec_loss`, loading random LPIPS weights written to a temporary folder) and a
-  random 77×1024 prompt embedding; then the generator step (:func:`rddm.train.rddm.generator_step`, AdamW) and
-  the regulariser step (:func:`rddm.train.rddm.regulariser_loss`, its own AdamW), as the training loop runs them
-  (one process, no gradient accumulation, the default ``rddm train`` config otherwise).
+  random 77×1024 prompt embedding; then :meth:`rddm.train.rddm.Trainer.step`, the optimizer step of both
+  players that ``rddm train`` runs (one process, no gradient accumulation, the default config otherwise).
 
 Weights are random: memory and time do not depend on their values. ``--arch tiny`` uses the test suite's tiny
 architectures instead (a quick check of the script itself; ``rvae`` and ``rddm``).
@@ -143,7 +142,6 @@ def _rddm_step(args, env, raw, hq, tmp: str) -> tuple[Callable[[int], dict], dic
 
     from ..config import RDDMLossConfig, RDDMTrainConfig
     from ..restore.memory import build_model
-    from ..train import core
     from ..train import rddm as tr
 
     dev, b = env.device, raw.shape[0]
@@ -156,54 +154,22 @@ def _rddm_step(args, env, raw, hq, tmp: str) -> tuple[Callable[[int], dict], dic
     if args.size % rddm.size_multiple:
         raise SystemExit(f"--size must be a multiple of {rddm.size_multiple} for --arch {args.arch}")
     vsd = tr.build_vsd(cfg, rddm)
-    if cfg.gradient_checkpointing:
-        rddm.enable_gradient_checkpointing()
-    rddm.to(dev).train()
-    params = rddm.trainable_parameters()
-    opt = core.build_optimizer(params, cfg.optim)
-    scaler = core.make_scaler(env, cfg.mixed_precision)
-    reg_params, reg_opt, reg_scaler = [], None, None
-    if vsd is not None:
-        vsd.to(dev).train()
-        reg_params = vsd.trainable_parameters()
-        reg_opt = core.build_optimizer(reg_params, cfg.reg_optim)
-        reg_scaler = core.make_scaler(env, cfg.mixed_precision)
     g = torch.Generator().manual_seed(0)
     emb = torch.randn(1, 77, rddm.unet.config.cross_attention_dim, generator=g).to(dev)
     neg = torch.randn(1, 77, rddm.unet.config.cross_attention_dim, generator=g).to(dev)
     prompts = tr.Prompts(_FixedPrompt(emb), _FixedPrompt(neg), "")
+    trainer = tr.Trainer(cfg, env, rddm, vsd, rec_loss, prompts)  # what `rddm train` steps, one process
     pats = list(Pattern)
     batch = {"raw": raw, "hq": hq, "pattern": [pats[i % len(pats)].value for i in range(b)],
              "meta": [{"key": f"sample{i}", "isp": fixed_isp_params().to_dict()} for i in range(b)]}
 
-    def zero():
-        for o in (opt, reg_opt):
-            if o is not None:
-                o.zero_grad(set_to_none=True)
-
-    def step(i: int) -> dict:  # the body of rddm.train.rddm.train_rddm's loop, one micro-batch, one process
-        zero()
-        gen = core.step_generator(cfg.seed, env.rank, i, 0, dev)
-        with core.autocast(env, cfg.mixed_precision):
-            loss, values, (latent, embeds) = tr.generator_step(rddm, vsd, rec_loss, prompts, cfg, batch, dev, i, gen)
-        scaler.scale(loss).backward()
-        core.optimizer_step(opt, scaler, cfg.optim.max_grad_norm)
-        scaler.update()
-        zero()
-        if vsd is not None:
-            gen = core.step_generator(cfg.seed, env.rank, i, 0, dev, stream="reg")
-            with core.autocast(env, cfg.mixed_precision):
-                d_loss = tr.regulariser_loss(vsd, cfg, latent, embeds, gen)
-            reg_scaler.scale(d_loss).backward()
-            core.optimizer_step(reg_opt, reg_scaler, cfg.reg_optim.max_grad_norm)
-            reg_scaler.update()
-            zero()
-            values["diffusion"] = d_loss.detach()
-        return {k: float(v) for k, v in values.items()}
+    def step(i: int) -> dict:
+        sums = trainer.step(i, lambda: batch)
+        return {k: float(v) for k, v in sums.items() if k not in ("lr", "reg_lr", "grad_norm")}
 
     total = sum(p.numel() for p in rddm.parameters()) + sum(p.numel() for p in rec_loss.parameters())
-    return step, {"trainable_params": sum(p.numel() for p in params), "vsd_trainable_params":
-                  sum(p.numel() for p in reg_params), "total_params": total, "loss_terms": cfg.loss.terms(),
+    return step, {"trainable_params": sum(p.numel() for p in trainer.params), "vsd_trainable_params":
+                  sum(p.numel() for p in trainer.reg_params), "total_params": total, "loss_terms": cfg.loss.terms(),
                   "lpips": not args.no_lpips, "vsd": vsd is not None, "arch": args.arch}
 
 

@@ -37,6 +37,7 @@ Output folder, as for the other stages::
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -47,8 +48,8 @@ from ..errors import ConfigError
 from ..losses import DualDomainLoss, isp_from_meta
 from . import core
 
-__all__ = ["train_rddm", "build_rddm", "build_vsd", "build_rec_loss", "build_prompts", "Prompts", "generator_step",
-           "regulariser_loss"]
+__all__ = ["train_rddm", "Trainer", "build_rddm", "build_vsd", "build_rec_loss", "build_prompts", "Prompts",
+           "generator_step", "regulariser_loss"]
 
 _SD_FIX = "pass --sd-model DIR (a local Stable Diffusion 2.1 diffusers folder) or set model.sd_model in the config"
 
@@ -222,6 +223,98 @@ def _zero(*opts) -> None:
             o.zero_grad(set_to_none=True)
 
 
+class Trainer:
+    """The two players of Eq. 6 on a device, ready to step: the generator's CMB LoRA groups (``optim``) and, with
+    VSD, the update UNet's LoRA (``reg_optim``), each with its AdamW, LR scheduler and gradient scaler.
+
+    :meth:`step` is one optimizer step of both, the body of :func:`train_rddm`'s loop; the memory/speed script
+    (``python -m rddm.scripts.memory --stage rddm``) runs the same method.
+
+    Args:
+        cfg: the resolved config.
+        env: this process.
+        rddm: the restorer (:func:`build_rddm`); moved to ``env.device`` in train mode, with gradient
+            checkpointing if ``cfg`` asks for it.
+        vsd: the regulariser (:func:`build_vsd`) or ``None``.
+        rec_loss: :func:`build_rec_loss`, on ``env.device``.
+        prompts: :func:`build_prompts` (or any object with ``embeds`` and ``negative_embeds``).
+    """
+
+    def __init__(self, cfg: RDDMTrainConfig, env: core.DistEnv, rddm, vsd, rec_loss: DualDomainLoss,
+                 prompts: Prompts):
+        self.cfg, self.env, self.rddm, self.vsd, self.rec_loss, self.prompts = cfg, env, rddm, vsd, rec_loss, prompts
+        if cfg.gradient_checkpointing:
+            rddm.enable_gradient_checkpointing()  # replays each block with its own LoRA group (rddm.lora)
+        rddm.to(env.device).train()
+        self.params = rddm.trainable_parameters()
+        self.opt = core.build_optimizer(self.params, cfg.optim)
+        self.sched = core.build_scheduler(self.opt, cfg.optim, cfg.max_steps)
+        self.scaler = core.make_scaler(env, cfg.mixed_precision)
+        self.reg_params: list[nn.Parameter] = []
+        self.reg_opt = self.reg_sched = self.reg_scaler = None
+        if vsd is not None:
+            vsd.to(env.device).train()
+            self.reg_params = vsd.trainable_parameters()
+            self.reg_opt = core.build_optimizer(self.reg_params, cfg.reg_optim)
+            self.reg_sched = core.build_scheduler(self.reg_opt, cfg.reg_optim, cfg.max_steps)
+            self.reg_scaler = core.make_scaler(env, cfg.mixed_precision)
+
+    def states(self) -> dict[str, object]:
+        """Optimizers, schedulers and scalers by name (what :meth:`rddm.train.core.Run.save_checkpoint` saves)."""
+        out: dict[str, object] = {"optimizer": self.opt, "scheduler": self.sched, "scaler": self.scaler}
+        if self.vsd is not None:
+            out.update(reg_optimizer=self.reg_opt, reg_scheduler=self.reg_sched, reg_scaler=self.reg_scaler)
+        return out
+
+    def step(self, step: int, next_batch: Callable[[], dict]) -> dict:
+        """Optimizer step ``step`` (counted from 0) of both players on ``grad_accum_steps`` batches of
+        ``next_batch()``.
+
+        1. *Generator*: :func:`generator_step` and backward per micro-batch; gradients averaged over the ranks;
+           AdamW. 2. *Regulariser* (with VSD): :func:`regulariser_loss` on the generator's detached latents of the
+           same micro-batches; averaged over the ranks; its own AdamW.
+
+        Returns:
+            The values to log (averaged over the micro-batches), then ``reg_lr``, ``lr`` and ``grad_norm``.
+        """
+        cfg, env, accum = self.cfg, self.env, self.cfg.grad_accum_steps
+        _zero(self.opt, self.reg_opt)
+        sums: dict[str, torch.Tensor] = {}
+        saved = []
+        for micro in range(accum):
+            batch = next_batch()
+            gen = core.step_generator(cfg.seed, env.rank, step, micro, env.device)
+            with core.autocast(env, cfg.mixed_precision):
+                loss, values, keep = generator_step(self.rddm, self.vsd, self.rec_loss, self.prompts, cfg, batch,
+                                                    env.device, step, gen)
+            self.scaler.scale(loss / accum).backward()
+            saved.append(keep)
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v.float() / accum
+        core.all_reduce_grads(self.params, env)
+        norm = core.optimizer_step(self.opt, self.scaler, cfg.optim.max_grad_norm)
+        self.scaler.update()
+        self.sched.step()
+        _zero(self.opt, self.reg_opt)
+        if self.vsd is not None:  # the update UNet, on the generator's latents of this step
+            for micro, (latent, embeds) in enumerate(saved):
+                gen = core.step_generator(cfg.seed, env.rank, step, micro, env.device, stream="reg")
+                with core.autocast(env, cfg.mixed_precision):
+                    d_loss = regulariser_loss(self.vsd, cfg, latent, embeds, gen)
+                self.reg_scaler.scale(d_loss / accum).backward()
+                sums["diffusion"] = sums.get("diffusion", 0.0) + d_loss.detach().float() / accum
+            core.all_reduce_grads(self.reg_params, env)
+            core.optimizer_step(self.reg_opt, self.reg_scaler, cfg.reg_optim.max_grad_norm)
+            self.reg_scaler.update()
+            self.reg_sched.step()
+            _zero(self.opt, self.reg_opt)
+            sums["reg_lr"] = self.reg_sched.get_last_lr()[0]
+        sums["lr"] = self.sched.get_last_lr()[0]
+        if norm is not None:
+            sums["grad_norm"] = norm
+        return sums
+
+
 def train_rddm(cfg: RDDMTrainConfig, out: str | os.PathLike, *, resume: str | None = None, device: str = "auto",
                progress: bool = True) -> dict:
     """Train RDDM's LoRA groups (Eq. 6); returns the summary also written to ``OUT/train_summary.json``.
@@ -242,69 +335,19 @@ def train_rddm(cfg: RDDMTrainConfig, out: str | os.PathLike, *, resume: str | No
         vsd = build_vsd(cfg, rddm)
         prompts = build_prompts(cfg, env.device)
         run = core.Run.start(out, cfg, env, resume)
-        if cfg.gradient_checkpointing:
-            rddm.enable_gradient_checkpointing()  # replays each block with its own LoRA group (rddm.lora)
-        rddm.to(env.device).train()
-        params = rddm.trainable_parameters()
-        opt = core.build_optimizer(params, cfg.optim)
-        sched = core.build_scheduler(opt, cfg.optim, cfg.max_steps)
-        scaler = core.make_scaler(env, cfg.mixed_precision)
-        states: dict[str, object] = {"optimizer": opt, "scheduler": sched, "scaler": scaler}
+        trainer = Trainer(cfg, env, rddm, vsd, rec_loss, prompts)
+        states = trainer.states()
         models = _checkpointed(rddm, vsd)
-        reg_opt = reg_sched = reg_scaler = None
-        reg_params: list[nn.Parameter] = []
-        if vsd is not None:
-            vsd.to(env.device).train()
-            reg_params = vsd.trainable_parameters()
-            reg_opt = core.build_optimizer(reg_params, cfg.reg_optim)
-            reg_sched = core.build_scheduler(reg_opt, cfg.reg_optim, cfg.max_steps)
-            reg_scaler = core.make_scaler(env, cfg.mixed_precision)
-            states.update(reg_optimizer=reg_opt, reg_scheduler=reg_sched, reg_scaler=reg_scaler)
         step, position = 0, None
         if run.resume_from is not None:
             step, position = run.load_checkpoint(models, states)
         stream = core.make_stream(data, cfg.batch_size, cfg.seed, position, env)
         log = core.TrainLogger(run, step, progress, desc="train")
-        accum, last = cfg.grad_accum_steps, {}
+        last = {}
         try:
             while step < cfg.max_steps:
-                _zero(opt, reg_opt)
-                sums: dict[str, torch.Tensor] = {}
-                saved = []
-                # 1. generator
-                for micro in range(accum):
-                    batch = stream.next()
-                    gen = core.step_generator(cfg.seed, env.rank, step, micro, env.device)
-                    with core.autocast(env, cfg.mixed_precision):
-                        loss, values, keep = generator_step(rddm, vsd, rec_loss, prompts, cfg, batch, env.device,
-                                                            step, gen)
-                    scaler.scale(loss / accum).backward()
-                    saved.append(keep)
-                    for k, v in values.items():
-                        sums[k] = sums.get(k, 0.0) + v.float() / accum
-                core.all_reduce_grads(params, env)
-                norm = core.optimizer_step(opt, scaler, cfg.optim.max_grad_norm)
-                scaler.update()
-                sched.step()
-                _zero(opt, reg_opt)
-                # 2. regulariser (the update UNet), on the generator's latents of this step
-                if vsd is not None:
-                    for micro, (latent, embeds) in enumerate(saved):
-                        gen = core.step_generator(cfg.seed, env.rank, step, micro, env.device, stream="reg")
-                        with core.autocast(env, cfg.mixed_precision):
-                            d_loss = regulariser_loss(vsd, cfg, latent, embeds, gen)
-                        reg_scaler.scale(d_loss / accum).backward()
-                        sums["diffusion"] = sums.get("diffusion", 0.0) + d_loss.detach().float() / accum
-                    core.all_reduce_grads(reg_params, env)
-                    core.optimizer_step(reg_opt, reg_scaler, cfg.reg_optim.max_grad_norm)
-                    reg_scaler.update()
-                    reg_sched.step()
-                    _zero(opt, reg_opt)
-                    sums["reg_lr"] = reg_sched.get_last_lr()[0]
+                sums = trainer.step(step, stream.next)
                 step += 1
-                sums["lr"] = sched.get_last_lr()[0]
-                if norm is not None:
-                    sums["grad_norm"] = norm
                 last = log.log(step, sums) or last
                 if step % cfg.save_every == 0 or step == cfg.max_steps:
                     run.save_checkpoint(step, models, states, stream.position)
