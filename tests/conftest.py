@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import skimage.data
@@ -28,3 +31,15 @@ def photos() -> torch.Tensor:
 def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 1.0) -> float:
     mse = torch.mean((a.double() - b.double()) ** 2).item()
     return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
+
+
+def shard_tree(d: Path) -> dict:
+    """What a ``rawsynth generate`` output folder holds, for exact comparisons of two runs: every shard's bytes,
+    the manifest, and the stats without their timing."""
+    out = {p.name: p.read_bytes() for p in sorted(d.glob("shard-*.tar"))}
+    out["manifest.json"] = json.loads((d / "manifest.json").read_text())
+    for p in sorted(d.glob("*.stats.json")):
+        stats = json.loads(p.read_text())
+        stats.pop("seconds")
+        out[p.name] = stats
+    return out

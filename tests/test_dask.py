@@ -24,6 +24,8 @@ from rawsynth.generate import ShardJob, generate, plan_shards  # noqa: E402
 from rawsynth.pipeline import SynthConfig  # noqa: E402
 from rawsynth.sources import bundled_sources  # noqa: E402
 
+from .conftest import shard_tree  # noqa: E402
+
 # 8 bundled photos x 2 crops of 64^2, one sample per shard: 16 shards, a few seconds of work
 CFG = SynthConfig(crop=64, crops_per_image=2)
 SEED = 5
@@ -31,17 +33,6 @@ CLI = [sys.executable, "-m", "rawsynth", "generate", "--crop", "64", "--crops-pe
        "--seed", str(SEED), "--no-progress"]
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the worker plugin below, without importing tests/
-
-
-def _tree(d: Path) -> dict:
-    """Every shard's bytes, the manifest, and the stats without their timing."""
-    out = {p.name: p.read_bytes() for p in sorted(d.glob("shard-*.tar"))}
-    out["manifest.json"] = json.loads((d / "manifest.json").read_text())
-    for p in sorted(d.glob("*.stats.json")):
-        stats = json.loads(p.read_text())
-        stats.pop("seconds")
-        out[p.name] = stats
-    return out
 
 
 def _generate(out: Path, **kw):
@@ -65,7 +56,7 @@ def cluster():
 def reference(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("ref") / "out"
     _generate(out, workers=1)
-    return _tree(out)
+    return shard_tree(out)
 
 
 def _kill_after(proc: subprocess.Popen, out: Path, n: int) -> None:
@@ -126,7 +117,7 @@ def test_dask_cluster_writes_the_bytes_of_a_local_run(cluster, reference, tmp_pa
     _, client = cluster
     s = _generate(tmp_path / "out", backend=DaskBackend(client=client, max_in_flight=3))
     assert (s.samples, s.shards, s.skipped_shards) == (16, 16, 0)
-    assert _tree(tmp_path / "out") == reference
+    assert shard_tree(tmp_path / "out") == reference
     assert client.status == "running"  # a client passed in is left open
     assert not list((tmp_path / "out").glob(".*")) and not list((tmp_path / "out").glob("*.tmp"))
 
@@ -145,7 +136,7 @@ def test_without_scheduler_a_local_cluster_sized_by_workers_is_started_and_close
     kw, cluster = started
     assert (kw["n_workers"], kw["threads_per_worker"], kw["processes"]) == (2, 1, True)
     assert cluster.status.name == "closed"
-    assert _tree(tmp_path / "out") == reference
+    assert shard_tree(tmp_path / "out") == reference
 
 
 def test_a_worker_killed_running_a_shard_is_replaced_and_the_bytes_do_not_change(cluster, reference, tmp_path):
@@ -158,7 +149,7 @@ def test_a_worker_killed_running_a_shard_is_replaced_and_the_bytes_do_not_change
         client.unregister_worker_plugin("kill")
     pid, key = flag.read_text().split()
     assert "shard-000003" in key and not _alive(int(pid))  # a worker really died while running that shard
-    assert _tree(tmp_path / "out") == reference
+    assert shard_tree(tmp_path / "out") == reference
     client.wait_for_workers(2, timeout=60)
 
 
@@ -180,7 +171,7 @@ def test_workers_dying_too_often_stop_the_run_then_resume_finishes_it(cluster, r
     client.wait_for_workers(2, timeout=60)
     _wait_idle(client)
     s = _generate(out, backend=DaskBackend(client=client), resume=True)
-    assert s.skipped_shards >= len(done) and _tree(out) == reference
+    assert s.skipped_shards >= len(done) and shard_tree(out) == reference
 
 
 def test_resume_local_run_with_dask(cluster, reference, tmp_path, monkeypatch):
@@ -203,7 +194,7 @@ def test_resume_local_run_with_dask(cluster, reference, tmp_path, monkeypatch):
         _generate(out, workers=1)
     assert not json.loads((out / "manifest.json").read_text())["complete"]
     s = _generate(out, backend=DaskBackend(client=client), resume=True)
-    assert s.skipped_shards == 3 and s.samples == 13 and _tree(out) == reference
+    assert s.skipped_shards == 3 and s.samples == 13 and shard_tree(out) == reference
 
 
 def test_resume_dask_run_locally(cluster, reference, tmp_path):
@@ -214,7 +205,7 @@ def test_resume_dask_run_locally(cluster, reference, tmp_path):
     _kill_after(proc, out, 2)
     _wait_idle(client)  # the dead client's running tasks finish (they write whole shards or nothing)
     s = _generate(out, workers=1, resume=True)
-    assert s.skipped_shards >= 2 and _tree(out) == reference
+    assert s.skipped_shards >= 2 and shard_tree(out) == reference
 
 
 def test_shard_job_is_idempotent(tmp_path, reference):

@@ -20,6 +20,8 @@ from rawsynth.inspect import inspect_dataset
 from rawsynth.pipeline import SynthConfig
 from rawsynth.sources import Source, collect_sources
 
+from .conftest import shard_tree
+
 CFG = SynthConfig(crop=64, crops_per_image=3, save_srgb=True)
 
 
@@ -29,17 +31,6 @@ def src(tmp_path_factory) -> Path:
     for name in ("astronaut", "chelsea", "coffee"):
         cv2.imwrite(str(d / f"{name}.png"), cv2.cvtColor(getattr(skimage.data, name)()[:160, :200], cv2.COLOR_RGB2BGR))
     return d
-
-
-def _tree(d: Path) -> dict:
-    """Every shard's bytes, the manifest, and the stats without their timing."""
-    out = {p.name: p.read_bytes() for p in sorted(d.glob("shard-*.tar"))}
-    out["manifest.json"] = json.loads((d / "manifest.json").read_text())
-    for p in sorted(d.glob("*.stats.json")):
-        stats = json.loads(p.read_text())
-        stats.pop("seconds")
-        out[p.name] = stats
-    return out
 
 
 def test_plan_is_a_pure_function():
@@ -70,7 +61,7 @@ def test_generate_writes_shards_stats_manifest(src, tmp_path):
 def test_worker_count_does_not_change_a_byte(src, tmp_path):
     generate(collect_sources([src]), tmp_path / "a", CFG, seed=2, shard_size=2, workers=1, progress=False)
     generate(collect_sources([src]), tmp_path / "b", CFG, seed=2, shard_size=2, workers=2, progress=False)
-    assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
+    assert shard_tree(tmp_path / "a") == shard_tree(tmp_path / "b")
 
 
 def test_sigkill_then_resume_gives_the_uninterrupted_result(src, tmp_path):
@@ -90,7 +81,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(src, tmp_path):
     subprocess.run(args + ["--out", str(killed), "--resume"], check=True, capture_output=True)
     straight = tmp_path / "straight"
     subprocess.run(args + ["--out", str(straight)], check=True, capture_output=True)
-    assert _tree(killed) == _tree(straight)
+    assert shard_tree(killed) == shard_tree(straight)
     assert not list(killed.glob("*.tmp")) and not list(killed.glob(".*.tmp"))
 
 
