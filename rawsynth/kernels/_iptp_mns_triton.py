@@ -75,11 +75,8 @@ def _randn4x(seed, offset):
 
 
 @triton.jit
-def _randn4x_kernel(seed, out_ptr, N, BLOCK: tl.constexpr):
-    """Test hook: ``out[4·i + k] = _randn4x(seed, i)[k]`` for ``i < N``."""
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    n0, n1, n2, n3 = _randn4x(seed, offs)
-    inside = offs < N
+def _store4(out_ptr, offs, inside, n0, n1, n2, n3):
+    """``out[4·i + k] = n_k[i]`` (the test hooks' layout)."""
     tl.store(out_ptr + 4 * offs, n0, mask=inside)
     tl.store(out_ptr + 4 * offs + 1, n1, mask=inside)
     tl.store(out_ptr + 4 * offs + 2, n2, mask=inside)
@@ -87,15 +84,19 @@ def _randn4x_kernel(seed, out_ptr, N, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def _randn4x_kernel(seed, out_ptr, N, BLOCK: tl.constexpr):
+    """Test hook: ``out[4·i + k] = _randn4x(seed, i)[k]`` for ``i < N``."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    n0, n1, n2, n3 = _randn4x(seed, offs)
+    _store4(out_ptr, offs, offs < N, n0, n1, n2, n3)
+
+
+@triton.jit
 def _tl_randn4x_kernel(seed, out_ptr, N, BLOCK: tl.constexpr):
     """Test hook (compiled only): the same with ``tl.randn4x``, to check :func:`_randn4x` against Triton's."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     n0, n1, n2, n3 = tl.randn4x(seed, offs)
-    inside = offs < N
-    tl.store(out_ptr + 4 * offs, n0, mask=inside)
-    tl.store(out_ptr + 4 * offs + 1, n1, mask=inside)
-    tl.store(out_ptr + 4 * offs + 2, n2, mask=inside)
-    tl.store(out_ptr + 4 * offs + 3, n3, mask=inside)
+    _store4(out_ptr, offs, offs < N, n0, n1, n2, n3)
 
 
 @triton.jit

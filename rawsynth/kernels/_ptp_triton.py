@@ -30,15 +30,22 @@ def _clip01(x):
 
 
 @triton.jit
+def _load_rgb(lin_ptr, base, HW, inside):
+    """The three channel planes of a block of linear pixels (``base`` = sample offset + pixel offsets)."""
+    x0 = tl.load(lin_ptr + base, mask=inside, other=0.0)
+    x1 = tl.load(lin_ptr + base + HW, mask=inside, other=0.0)
+    x2 = tl.load(lin_ptr + base + 2 * HW, mask=inside, other=0.0)
+    return x0, x1, x2
+
+
+@triton.jit
 def _ptp_fwd_kernel(lin_ptr, par_ptr, out_ptr, HW, eps, inv_gamma, BLOCK: tl.constexpr):
     b = tl.program_id(1).to(tl.int64)
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     inside = offs < HW
     m00, m01, m02, m10, m11, m12, m20, m21, m22, k0, k1, k2 = _load_params(par_ptr + b * 12)
     base = b * 3 * HW + offs
-    x0 = tl.load(lin_ptr + base, mask=inside, other=0.0)
-    x1 = tl.load(lin_ptr + base + HW, mask=inside, other=0.0)
-    x2 = tl.load(lin_ptr + base + 2 * HW, mask=inside, other=0.0)
+    x0, x1, x2 = _load_rgb(lin_ptr, base, HW, inside)
     w0 = _clip01(x0 * k0)
     w1 = _clip01(x1 * k1)
     w2 = _clip01(x2 * k2)
@@ -63,9 +70,7 @@ def _ptp_bwd_kernel(lin_ptr, par_ptr, gout_ptr, gin_ptr, HW, eps, inv_gamma, BLO
     inside = offs < HW
     m00, m01, m02, m10, m11, m12, m20, m21, m22, k0, k1, k2 = _load_params(par_ptr + b * 12)
     base = b * 3 * HW + offs
-    x0 = tl.load(lin_ptr + base, mask=inside, other=0.0)
-    x1 = tl.load(lin_ptr + base + HW, mask=inside, other=0.0)
-    x2 = tl.load(lin_ptr + base + 2 * HW, mask=inside, other=0.0)
+    x0, x1, x2 = _load_rgb(lin_ptr, base, HW, inside)
     v0 = x0 * k0
     v1 = x1 * k1
     v2 = x2 * k2
