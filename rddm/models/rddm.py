@@ -695,12 +695,10 @@ class RDDM(nn.Module):
         return counts
 
     def flops(self, height: int = 512, width: int = 512, prompt_len: int = 77) -> int:
-        """FLOPs of one forward pass at ``height×width`` (counted by ``torch.utils.flop_counter`` on a real run)."""
-        from torch.utils.flop_counter import FlopCounterMode
+        """FLOPs (2 per multiply-add) of one forward pass at ``height×width``, counted on a real run by
+        :func:`rddm.models.flops.count_flops` (attention counted the same way on every torch version)."""
+        from .flops import count_flops
 
         raw = torch.zeros(1, 1, height, width, device=self.device, dtype=self.dtype)
         emb = torch.zeros(1, prompt_len, self.unet.config.cross_attention_dim, device=self.device, dtype=self.dtype)
-        pattern = self.config.patterns[0]
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            self.forward(raw, pattern, emb)
-        return int(counter.get_total_flops())
+        return count_flops(self.forward, raw, self.config.patterns[0], emb)

@@ -1,0 +1,65 @@
+"""FLOP counting that does not depend on which attention kernel torch dispatches to.
+
+``torch.utils.flop_counter.FlopCounterMode`` counts matmuls and convolutions at the aten level, and
+scaled-dot-product attention only through the fused kernels it knows by name. Which kernel a call of
+``F.scaled_dot_product_attention`` reaches depends on the torch version, device and dtype (torch 2.14's CPU
+kernel is not in its own table, so attention was silently counted as zero there). :func:`count_flops` replaces
+every SDPA call made while counting by its math definition (``softmax(q·kᵀ·scale + mask)·v`` with two batched
+matmuls), which every torch version counts the same way: ``4·B·H·L·S·E`` FLOPs (``2·B·H·L·S·(E + Ev)`` with a
+different value width), exactly what torch's own SDPA formula gives where it does see the kernel.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+from torch.utils.flop_counter import FlopCounterMode
+
+__all__ = ["count_flops", "sdpa_math", "sdpa_flops"]
+
+
+def sdpa_math(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: torch.Tensor | None = None,
+              dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
+              enable_gqa: bool = False) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` written out (no dropout: counting runs in eval mode).
+
+    Shapes as torch's: query ``(..., L, E)``, key ``(..., S, E)``, value ``(..., S, Ev)`` → ``(..., L, Ev)``."""
+    if dropout_p:
+        raise ValueError("sdpa_math counts inference passes only: dropout_p must be 0")
+    if enable_gqa and query.shape[-3] != key.shape[-3]:
+        rep = query.shape[-3] // key.shape[-3]
+        key, value = key.repeat_interleave(rep, -3), value.repeat_interleave(rep, -3)
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = torch.matmul(query, key.transpose(-2, -1)) * scale
+    L, S = query.shape[-2], key.shape[-2]
+    if is_causal:
+        keep = torch.ones(L, S, dtype=torch.bool, device=query.device).tril()
+        scores = scores.masked_fill(~keep, float("-inf"))
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
+    return torch.matmul(scores.softmax(-1), value)
+
+
+def sdpa_flops(query_shape: tuple[int, ...], key_shape: tuple[int, ...], value_shape: tuple[int, ...]) -> int:
+    """FLOPs (2 per multiply-add) of one attention call: ``q·kᵀ`` plus ``attn·v``."""
+    *batch, L, E = query_shape
+    S, Ev = key_shape[-2], value_shape[-1]
+    return 2 * math.prod(batch) * L * S * (E + Ev)
+
+
+class _SDPAAsMath(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is F.scaled_dot_product_attention:
+            return sdpa_math(*args, **(kwargs or {}))
+        return func(*args, **(kwargs or {}))
+
+
+def count_flops(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
+    """Total FLOPs of ``fn(*args, **kwargs)`` (run once under ``no_grad``), attention included on every torch."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter, _SDPAAsMath():
+        fn(*args, **kwargs)
+    return int(counter.get_total_flops())
