@@ -92,7 +92,7 @@ def test_quantisation_puts_the_output_on_the_dn_grid_and_all_off_is_identity():
     assert torch.allclose(y, torch.round(y), rtol=0, atol=1e-9)  # whole DN (up to the /range·range round trip)
     assert not torch.allclose(_run(123.3, _params(("read",))), y)
     x = torch.rand(2, 1, 16, 16, dtype=torch.float64)
-    assert torch.equal(apply_physics_noise(x, _params(()), SENSOR, "RGGB", torch.Generator()), x)
+    assert torch.allclose(apply_physics_noise(x, _params(()), SENSOR, "RGGB", torch.Generator()), x, rtol=0, atol=1e-12)
 
 
 def test_same_seed_same_bytes_and_per_sample_params():
@@ -208,3 +208,10 @@ def test_generated_dng_carries_the_camera_tags(tmp_path):
     # the sample's rgb2cam came from D850's matrix: the written ColorMatrix1 gives the same rgb2cam
     assert np.allclose(rgb2cam_from_xyz2cam(cm), rgb2cam_from_xyz2cam(load_noise_profile("NikonD850").camera.xyz2cam),
                        atol=1e-5)
+
+
+def test_onthefly_refuses_physics_noise_with_a_pointer():
+    from rawsynth.onthefly import OnTheFlySynth
+
+    with pytest.raises(ConfigError, match="rawsynth generate"):
+        OnTheFlySynth(SynthConfig(crop=64, noise_profile="SonyA7S2"), device="cpu")
