@@ -76,7 +76,8 @@ class CalibrationResult:
     def summary(self) -> str:
         lines = [f"rawsynth calibrate: {self.profile.name!r} -> {self.path}"]
         for c in self.per_iso:
-            lines.append(f"  ISO {c.iso:g}: K {c.K:.4g} DN/e-, read sigma_TL {c.sigma_tl:.4g} (lambda {c.tukey_lambda:+.3f}),"
+            lines.append(f"  ISO {c.iso:g}: K {c.K:.4g} DN/e-, read sigma_TL {c.sigma_tl:.4g} "
+                         f"(lambda {c.tukey_lambda:+.3f}),"
                          f" gaussian {c.sigma_gauss:.4g}, row {c.sigma_row:.4g}, colour bias "
                          f"[{', '.join(f'{v:+.3f}' for v in c.color_bias)}] ({c.n_bias} bias, {c.n_flat} flat frames)")
         for name in ("sigma_tl", "sigma_gauss", "sigma_row"):
@@ -136,7 +137,7 @@ def _group_by_iso(root: Path, what: str) -> dict[float, tuple[Path, list]]:
             groups.setdefault(float(i), (folder, []))[1].append(img)
     if not groups:
         raise InputError(root, f"too few {what} frames", detail="no files", hint=hint)
-    for iso, (folder, imgs) in groups.items():
+    for folder, imgs in groups.values():
         shapes = {im.mosaic.shape for im in imgs}
         if len(shapes) > 1:
             raise InputError(folder, "mixed sizes", detail=f"frame sizes {sorted(shapes)}",

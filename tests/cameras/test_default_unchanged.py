@@ -11,7 +11,6 @@ image library's version.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import struct
 import tarfile
