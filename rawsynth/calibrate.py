@@ -336,8 +336,11 @@ def calibrate(bias_dir: str | os.PathLike, flat_dir: str | os.PathLike, out: str
 
 
 def _plots(out: Path, per_iso: list[IsoCalibration], profile: PhysicsProfile) -> list[Path]:
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("the calibration plots need matplotlib (pip install matplotlib, or the [bench] extra); "
+                          f"{out} is written; rerun with --no-plots to skip them") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
