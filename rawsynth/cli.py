@@ -24,8 +24,21 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 
     if args.name:
         print(json.dumps(load_noise_profile(args.name).to_dict(), indent=2))
-    else:
-        print("\n".join(list_noise_profiles()))
+        return 0
+    for name in list_noise_profiles():
+        p = load_noise_profile(name)
+        kind = "physics" if p.kind == "physics" else f"eq11/{p.kind.value}"
+        cam = getattr(p, "camera", None)
+        src = getattr(p, "source", "") or p.description.split(";")[0]
+        print(f"{name:14s} {kind:15s} {(cam.make + ' ' + cam.model) if cam else '-':22s} {src}")
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate
+
+    result = calibrate(args.bias, args.flat, args.out, name=args.name, plots=not args.no_plots)
+    print(result.summary())
     return 0
 
 
@@ -42,6 +55,10 @@ def _split_config(args: argparse.Namespace) -> tuple[dict, dict]:
              "small_policy": args.small_images, "noise_profile": args.noise_profile,
              "save_srgb": args.save_srgb or None, "save_dng": args.save_dng or None}
     d.update({k: v for k, v in flags.items() if v is not None})
+    if args.cameras:
+        d["cameras"] = _camera_config(args.cameras, args.ccm)
+    elif args.ccm:
+        d["cameras"] = dict(d.get("cameras") or {}, ccm=args.ccm)
     if args.patterns:
         d["patterns"] = [p.strip().upper() for p in args.patterns.split(",") if p.strip()]
     if args.iso_range:
@@ -53,6 +70,12 @@ def _split_config(args: argparse.Namespace) -> tuple[dict, dict]:
         if v is not None:
             run[k] = v
     return d, run
+
+
+def _camera_config(text: str, ccm: str | None) -> dict:
+    from .cameras import CameraConfig
+
+    return CameraConfig.parse(text, ccm).to_dict()
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -136,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patterns", help="comma-separated Bayer patterns drawn uniformly (default all four)")
     p.add_argument("--iso-range", type=_iso_range, metavar="LO,HI", help="ISO range (default: the profile's)")
     p.add_argument("--noise-profile", help="bundled noise profile name or JSON file (default 'default')")
+    p.add_argument("--cameras", metavar="A,B|A:W,B:W|virtual[:N]",
+                   help="draw a camera profile per sample (noise, sensor, DNG make/model): names from `rawsynth "
+                        "profiles` or calibrated JSON files, uniform or weighted; 'virtual:N' for N LED-style "
+                        "virtual cameras (docs/cameras.md)")
+    p.add_argument("--ccm", choices=["brooks", "camera"], help="colour matrix: Brooks' random mix (default) or "
+                                                                "the sampled camera's own (with --cameras)")
     p.add_argument("--small-images", choices=["skip", "reflect"], help="sources smaller than the crop "
                                                                         "(default skip)")
     p.add_argument("--seed", type=int, help="run seed (default 0)")
@@ -172,9 +201,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=256, help="panel height in pixels (default 256)")
     p.set_defaults(func=_cmd_preview)
 
-    p = sub.add_parser("profiles", help="list the bundled noise profiles, or print one")
+    p = sub.add_parser("profiles", help="list the bundled noise and camera profiles with their sources, or print one")
     p.add_argument("name", nargs="?", help="a bundled profile name or a JSON file")
     p.set_defaults(func=_cmd_profiles)
+
+    p = sub.add_parser("calibrate", help="calibrate a sensor's physics noise from bias and flat RAW frames "
+                                         "(profile JSON for generate --noise-profile / --cameras)",
+                       description="Bias frames (lens cap on, shortest exposure) and flat pairs (an evenly lit "
+                                   "surface, 5+ exposure levels, two frames per level), one subfolder per ISO named "
+                                   "by its value, e.g. bias/400/*.dng, flat/400/*.dng. See docs/cameras.md.")
+    p.add_argument("--bias", required=True, metavar="DIR", help="folder of bias frames, one subfolder per ISO")
+    p.add_argument("--flat", required=True, metavar="DIR", help="folder of flat pairs, one subfolder per ISO")
+    p.add_argument("--out", required=True, help="profile JSON to write (plots go beside it)")
+    p.add_argument("--name", help="profile name (default: the camera's make and model)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots of the fits")
+    p.set_defaults(func=_cmd_calibrate)
     return parser
 
 

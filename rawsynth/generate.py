@@ -114,7 +114,11 @@ def _make_sample(ref: SampleRef, image: np.ndarray, digest: str, config: SynthCo
                       ref.source.name)
     s = synthesize(apply_crop(image, box), ref.key, seed, config,
                    source={"path": ref.source.name, "sha256": digest}, crop=box)
-    dng = encode_dng(s.raw_dn, s.pattern, s.sensor, s.isp, iso=s.noise.iso) if config.save_dng else None
+    dng = None
+    if config.save_dng:
+        cam = s.meta.get("camera") or {}  # a sampled camera's make and model (sensor and matrix are in s)
+        who = {k: cam[k] for k in ("make", "model") if cam.get(k)}
+        dng = encode_dng(s.raw_dn, s.pattern, s.sensor, s.isp, iso=s.noise.iso, **who)
     return encode_sample(s.key, s.raw_dn, s.hq_linear, s.meta, lq_srgb=s.lq_srgb, gt_srgb=s.gt_srgb, dng=dng)
 
 

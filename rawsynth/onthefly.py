@@ -200,6 +200,11 @@ class OnTheFlySynth:
             raise ConfigError(f"blur must be one of {BLUR_METHODS}, got {blur!r}")
         if jpeg not in JPEG_CODECS:
             raise ConfigError(f"jpeg must be one of {JPEG_CODECS}, got {jpeg!r}")
+        from .mns.physics import PhysicsProfile
+
+        if config.cameras is not None or isinstance(config.profile(), PhysicsProfile):
+            raise ConfigError("OnTheFlySynth runs paper Eq. 11 noise only (the fused kernel); physics noise and "
+                              "camera profiles are made by `rawsynth generate` (docs/cameras.md)")
         self.config, self.seed, self.device = config, int(seed), torch.device(device)
         self.backend, self.blur, self.jpeg = backend, blur, jpeg
 

@@ -29,6 +29,7 @@ from .isp.iptp import apply_matrix, inverse_white_balance
 from .isp.params import ISPBatch
 from .mns import (NoiseParams, NoiseProfile, Pattern, SensorParams, add_noise, load_noise_profile, mosaic, quantize,
                   sample_noise_params)
+from .mns.physics import PhysicsParams, PhysicsProfile, apply_physics_noise, sample_physics_params
 from .rng import derive_seed, numpy_rng, torch_generator
 
 __all__ = ["Mode", "SmallPolicy", "SynthConfig", "CropBox", "Sample", "Recipe", "sample_recipe", "recipe_meta",
@@ -73,6 +74,9 @@ class SynthConfig:
         degradation: a :class:`~rawsynth.degrade.DegradationConfig` (``rddm`` mode only).
         save_srgb: also store the 8-bit sRGB LQ (``rddm``) and GT crops.
         save_dng: also store each RAW as a DNG.
+        cameras: a :class:`~rawsynth.cameras.CameraConfig` drawing a camera per sample (noise, sensor, colour
+            matrix, DNG make/model; ``docs/cameras.md``), or ``None`` (the default: ``noise_profile`` and
+            ``sensor``; left out of :meth:`to_dict` so default manifests stay as they were).
     """
 
     mode: Mode = Mode.RDDM
@@ -87,6 +91,7 @@ class SynthConfig:
     degradation: object = field(default_factory=lambda: _degradation_config_cls()())
     save_srgb: bool = False
     save_dng: bool = False
+    cameras: object = None
 
     def __post_init__(self):
         def setf(name, value):
@@ -124,16 +129,27 @@ class SynthConfig:
             if not 0 < lo <= hi:
                 raise ConfigError(f"SynthConfig.iso_range must be (lo, hi) with 0 < lo <= hi, got {self.iso_range}")
             setf("iso_range", (lo, hi))
+        if self.cameras is not None:
+            from .cameras import CameraConfig
+
+            if not isinstance(self.cameras, CameraConfig):
+                setf("cameras", CameraConfig.from_dict(self.cameras))
         self.profile()  # fail early on a missing or invalid profile
 
-    def profile(self) -> NoiseProfile:
-        """The noise profile, with ``iso_range`` applied."""
+    def profile(self) -> NoiseProfile | PhysicsProfile:
+        """The noise profile, with ``iso_range`` applied (Eq. 11 profiles only: a physics profile draws its gain
+        K over its own ``k_range``)."""
         prof = load_noise_profile(self.noise_profile)
+        if isinstance(prof, PhysicsProfile):
+            if self.iso_range:
+                raise ConfigError(f"iso_range applies to Eq. 11 noise profiles; {self.noise_profile!r} is a physics "
+                                  "profile that draws its gain K over its k_range (edit that in its JSON)")
+            return prof
         return dataclasses.replace(prof, iso_range=self.iso_range) if self.iso_range else prof
 
     def to_dict(self) -> dict:
         """JSON-ready dict; ``SynthConfig.from_dict(c.to_dict()) == c``."""
-        return {
+        d = {
             "mode": self.mode.value, "crop": self.crop, "crops_per_image": self.crops_per_image,
             "small_policy": self.small_policy.value, "patterns": [p.value for p in self.patterns],
             "noise_profile": self.noise_profile,
@@ -141,6 +157,9 @@ class SynthConfig:
             "sensor": self.sensor.to_dict(), "isp": self.isp.to_dict(), "degradation": self.degradation.to_dict(),
             "save_srgb": self.save_srgb, "save_dng": self.save_dng,
         }
+        if self.cameras is not None:
+            d["cameras"] = self.cameras.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> SynthConfig:
@@ -210,8 +229,9 @@ class Recipe:
     Attributes:
         isp: the ISP parameters (stream ``"isp"``).
         pattern: the Bayer pattern (stream ``"pattern"``, uniform over ``config.patterns``).
-        noise: the noise parameters (stream ``"noise"``, from ``config.profile()``).
-        sensor: the sensor (``config.sensor``; not random).
+        noise: the noise parameters (stream ``"noise"``, from ``config.profile()`` or the sample's camera):
+            :class:`~rawsynth.mns.NoiseParams` (Eq. 11) or :class:`~rawsynth.mns.physics.PhysicsParams`.
+        sensor: the sensor (``config.sensor``, or the camera's; not random).
         degradation: the detail degradation (stream ``"degradation"``) in ``rddm`` mode, ``None`` in ``ddnet``.
         noise_seed: the seed of the noise field, ``derive_seed(seed, key, "noise-field")`` (the CPU path seeds a
             ``torch.Generator`` with it, the GPU kernel its counter-based RNG).
@@ -223,6 +243,16 @@ class Recipe:
     sensor: SensorParams
     degradation: object | None
     noise_seed: int
+    camera: dict | None = None
+
+
+def _camera_and_profile(seed: int, key: str, config: SynthConfig):
+    """The sample's camera profile (stream ``"camera"``) when ``config.cameras`` is set, else the noise profile."""
+    if config.cameras is None:
+        return config.profile()
+    from .cameras import sample_camera
+
+    return sample_camera(numpy_rng(seed, key, "camera"), config.cameras, seed)
 
 
 def sample_recipe(seed: int, key: str, config: SynthConfig, size: tuple[int, int]) -> Recipe:
@@ -240,10 +270,22 @@ def sample_recipe(seed: int, key: str, config: SynthConfig, size: tuple[int, int
     Raises:
         ShapeError: ``size`` does not suit the degradation (not a multiple of its scale, or too small).
     """
-    isp = sample_isp_params(numpy_rng(seed, key, "isp"), config.isp)
+    prof = _camera_and_profile(seed, key, config)
+    isp_cfg, camera, sensor = config.isp, None, config.sensor
+    if isinstance(prof, PhysicsProfile):
+        sensor = prof.sensor(config.sensor)
+        info = prof.camera
+        ccm = "brooks"
+        if config.cameras is not None and config.cameras.ccm == "camera" and info is not None and info.xyz2cam:
+            isp_cfg, ccm = dataclasses.replace(config.isp, xyz2cam=(info.xyz2cam,)), "camera"
+        camera = {"name": prof.name, "make": info.make if info else None, "model": info.model if info else None,
+                  "ccm": ccm}
+        noise = sample_physics_params(numpy_rng(seed, key, "noise"), prof)
+    else:
+        noise = sample_noise_params(numpy_rng(seed, key, "noise"), prof)
+    isp = sample_isp_params(numpy_rng(seed, key, "isp"), isp_cfg)
     patterns = config.patterns
     pattern = patterns[int(numpy_rng(seed, key, "pattern").integers(len(patterns)))]
-    noise = sample_noise_params(numpy_rng(seed, key, "noise"), config.profile())
     deg = None
     if config.mode is Mode.RDDM:
         from .degrade import sample_degradation
@@ -251,14 +293,14 @@ def sample_recipe(seed: int, key: str, config: SynthConfig, size: tuple[int, int
         deg = sample_degradation(numpy_rng(seed, key, "degradation"), config.degradation, tuple(size))
     elif config.mode is not Mode.DDNET:
         raise ConfigError(f"unknown mode {config.mode!r}")
-    return Recipe(isp, pattern, noise, config.sensor, deg, derive_seed(seed, key, "noise-field"))
+    return Recipe(isp, pattern, noise, sensor, deg, derive_seed(seed, key, "noise-field"), camera)
 
 
 def recipe_meta(recipe: Recipe, key: str, seed: int, config: SynthConfig, size: tuple[int, int],
                 source: dict | None = None, crop: CropBox | None = None) -> dict:
     """The metadata a shard records for a sample (``meta.json``, see ``docs/format.md``)."""
     deg = recipe.degradation
-    return {
+    meta = {
         "key": key, "seed": int(seed), "mode": config.mode.value, "pattern": recipe.pattern.value,
         "sensor": recipe.sensor.to_dict(), "isp": recipe.isp.to_dict(), "noise": recipe.noise.to_dict(),
         "noise_profile": config.noise_profile,
@@ -266,6 +308,9 @@ def recipe_meta(recipe: Recipe, key: str, seed: int, config: SynthConfig, size: 
         "source": source, "crop": crop.to_dict() if crop is not None else None,
         "size": [int(size[0]), int(size[1])], "version": __version__,
     }
+    if recipe.camera is not None:  # only with cameras or a physics profile: default metadata is unchanged
+        meta["camera"] = recipe.camera
+    return meta
 
 
 @dataclass
@@ -292,7 +337,7 @@ class Sample:
     meta: dict
     isp: ISPParams
     sensor: SensorParams
-    noise: NoiseParams
+    noise: NoiseParams | PhysicsParams
     lq_srgb: np.ndarray | None = None
     gt_srgb: np.ndarray | None = None
 
@@ -391,7 +436,11 @@ def synthesize(srgb_hq: np.ndarray, key: str, seed: int, config: SynthConfig,
     else:
         raise ConfigError(f"unknown mode {config.mode!r}")
     clean = mosaic(src_lin, pattern)
-    noisy = add_noise(clean, noise, torch_generator(seed, key, "noise-field"))
+    gen = torch_generator(seed, key, "noise-field")
+    if isinstance(noise, PhysicsParams):
+        noisy = apply_physics_noise(clean, noise, sensor, pattern, gen)
+    else:
+        noisy = add_noise(clean, noise, gen)
     raw_dn = quantize(noisy, sensor)[0, 0].numpy()
     hq_linear = hq_lin[0].permute(1, 2, 0).numpy()
 

@@ -23,6 +23,9 @@ def test_benchmark_script_prints_both_rates_and_the_ratio(tmp_path):
     # the per-stage tables ran (the stage timers found every function they wrap)
     for stage in ("decode", "degradation", "IPTP", "MNS", "encode PNGs", "tar write"):
         assert re.search(rf"^  {re.escape(stage)}", text, re.M), stage
+    # the noise-model table: Eq. 11 and the physics model per sample (issue 18)
+    phys = re.search(r"^  physics, Tukey-lambda read \(ELD\)\s+([0-9.]+) ms  \(([0-9.]+)x Eq. 11\)", text, re.M)
+    assert phys and float(phys.group(1)) > 0 and float(phys.group(2)) > 0, text
     # both paths wrote a shard with the sample in it
     assert len(list((out / "ours-0").glob("shard-*.tar"))) == 1
     assert (out / "reference-0" / "reference-000000.tar").stat().st_size > 0

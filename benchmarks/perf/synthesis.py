@@ -26,7 +26,8 @@ Each path first makes one warm-up sample (imports, first-call costs, basicsr imp
 the paths are timed alternately, ``R`` runs each over the same ``N`` samples (``time.perf_counter`` around a
 run; the rates printed are the medians), and ours runs once more with perf-counter wrappers around its stage
 functions (the real code path; nothing is added to rawsynth itself) for the per-stage breakdown. The
-reference's stages are timed inline.
+reference's stages are timed inline. Last, the cost of the noise models alone per ``crop²`` sample: Eq. 11
+against the physics model (:mod:`benchmarks.perf.noise_models`).
 """
 
 from __future__ import annotations
@@ -469,6 +470,9 @@ def main(argv=None) -> int:
                                    prof["seconds"])))
         print("\n".join(_table(f"reference, per stage (its {reps} timed run(s)):", ref_seconds, REFERENCE_STAGES,
                                n * reps, sum(x["seconds"] for x in ref_runs))))
+        from .noise_models import measure_noise_models, table
+
+        print(table(measure_noise_models(crop, samples=10, seed=args.seed)))  # Eq. 11 vs the physics model
         return 0 if math.isfinite(ratio) else 1
     finally:
         if args.out is None:

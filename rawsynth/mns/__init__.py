@@ -5,10 +5,13 @@ from .cfa import (DemosaicBilinear, Mosaic, Pattern, as_patterns, cfa_masks, cro
                   pack, unpack, vflip)
 from .noise import (NoiseEstimate, NoiseModel, NoiseParams, NoiseProfile, add_noise, estimate_noise_level,
                     list_noise_profiles, load_noise_profile, noise_params_at_iso, sample_noise_params)
+from .physics import (PhysicsParams, PhysicsProfile, ReadModel, apply_physics_noise, sample_physics_params,
+                      tukey_lambda_ppf)
 from .sensor import SensorParams, normalize, quantize
 
 __all__ = [
     "DemosaicBilinear", "Mosaic", "NoiseEstimate", "NoiseModel", "NoiseParams", "NoiseProfile", "Pattern",
+    "PhysicsParams", "PhysicsProfile", "ReadModel", "apply_physics_noise", "sample_physics_params", "tukey_lambda_ppf",
     "SensorParams", "add_noise", "as_patterns", "cfa_masks", "crop", "demosaic_bilinear", "estimate_noise_level",
     "hflip",
     "list_noise_profiles", "load_noise_profile", "mosaic", "noise_params_at_iso", "normalize", "pack",

@@ -21,6 +21,7 @@ import torch
 
 from .._checks import from_mapping, per_sample
 from ..errors import ConfigError, InputError, ShapeError
+from .physics import PhysicsProfile
 
 __all__ = ["NoiseModel", "NoiseParams", "NoiseProfile", "NoiseEstimate", "load_noise_profile",
            "list_noise_profiles", "sample_noise_params", "noise_params_at_iso", "add_noise",
@@ -153,8 +154,11 @@ def list_noise_profiles() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("rawsynth.profiles").iterdir() if p.name.endswith(".json"))
 
 
-def load_noise_profile(name_or_path: str | Path = "default") -> NoiseProfile:
-    """Load a bundled profile by name (see :func:`list_noise_profiles`) or a JSON file by path."""
+def load_noise_profile(name_or_path: str | Path = "default") -> NoiseProfile | PhysicsProfile:
+    """Load a bundled profile by name (see :func:`list_noise_profiles`) or a JSON file by path.
+
+    A file whose ``kind`` is ``"physics"`` (the bundled ELD cameras, ``rawsynth calibrate`` output) gives a
+    :class:`~rawsynth.mns.physics.PhysicsProfile`; any other a :class:`NoiseProfile` (Eq. 11)."""
     s = str(name_or_path)
     if s in list_noise_profiles():
         text = resources.files("rawsynth.profiles").joinpath(s + ".json").read_text()
@@ -166,7 +170,10 @@ def load_noise_profile(name_or_path: str | Path = "default") -> NoiseProfile:
                              hint=f"give a JSON file or one of the bundled profiles {list_noise_profiles()}")
         src, text = s, path.read_text()
     try:
-        return NoiseProfile.from_dict(json.loads(text))
+        d = json.loads(text)
+        if isinstance(d, dict) and d.get("kind") == "physics":
+            return PhysicsProfile.from_dict(d)
+        return NoiseProfile.from_dict(d)
     except json.JSONDecodeError as e:
         raise InputError(src, "invalid JSON", str(e)) from None
     except ConfigError as e:
