@@ -77,16 +77,34 @@ def _valid_mask(sizes, hm: int, wm: int, device) -> torch.Tensor:
     return (rows[:, :, None] & cols[:, None, :])[:, None].to(torch.float32)
 
 
+def _precision_knobs() -> list[tuple[object, str, object]]:
+    """``(namespace, attribute, value for true float32)`` of the TF32 switches of this torch.
+
+    torch >= 2.9 has the ``fp32_precision`` API (``"ieee"`` / ``"tf32"`` / ``"none"``, per backend and per
+    operation) and raises when a program mixes it with the legacy ``allow_tf32`` flags, so the new API is used
+    wherever it exists and the legacy flags only on older torch."""
+    mm, conv = torch.backends.cuda.matmul, getattr(torch.backends.cudnn, "conv", None)
+    if hasattr(mm, "fp32_precision"):
+        knobs = [(mm, "fp32_precision", "ieee")]
+        if conv is not None and hasattr(conv, "fp32_precision"):
+            knobs.append((conv, "fp32_precision", "ieee"))
+        return knobs
+    return [(mm, "allow_tf32", False), (torch.backends.cudnn, "allow_tf32", False)]
+
+
 @contextlib.contextmanager
 def _true_fp32():
-    """No TF32 in matmuls and cuDNN convolutions (a 10-bit mantissa would flip 8-bit roundings)."""
-    mm, cd = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    """No TF32 in matmuls and cuDNN convolutions (a 10-bit mantissa would flip 8-bit roundings); the previous
+    settings are restored after."""
+    knobs = _precision_knobs()
+    before = [getattr(ns, attr) for ns, attr, _ in knobs]
     try:
+        for ns, attr, value in knobs:
+            setattr(ns, attr, value)
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = mm, cd
+        for (ns, attr, _), old in zip(knobs, before):
+            setattr(ns, attr, old)
 
 
 # ----------------------------------------------------------------------------------------------------- blur

@@ -199,9 +199,16 @@ def test_small_images_and_other_configs():
 def test_tf32_flags_are_restored(imgs128):
     x = _batch(imgs128[:1])
     p = _draws(np.random.default_rng(4), 1, (128, 128))
-    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    from rawsynth.degrade.gpu import _precision_knobs, _true_fp32
+
+    knobs = _precision_knobs()  # torch >= 2.9: the fp32_precision API (mixing it with allow_tf32 raises)
+    assert knobs and all(hasattr(ns, attr) for ns, attr, _ in knobs)
+    before = [getattr(ns, attr) for ns, attr, _ in knobs]
+    with _true_fp32():
+        assert [getattr(ns, attr) for ns, attr, _ in knobs] == [v for _, _, v in knobs]
+        assert torch.backends.cuda.matmul.allow_tf32 is False  # the legacy view agrees
     degrade_batch_gpu(x, p)
-    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+    assert [getattr(ns, attr) for ns, attr, _ in knobs] == before
 
 
 def test_bad_inputs(imgs128):
