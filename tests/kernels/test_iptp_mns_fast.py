@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -18,9 +19,10 @@ from rawsynth.isp import ISPBatch, sample_isp_params
 from rawsynth.kernels import iptp_mns, iptp_mns_reference, pattern_code, srgb_lut
 from rawsynth.mns import NoiseParams, Pattern, SensorParams
 
-kmod = __import__("sys").modules["rawsynth.kernels.iptp_mns"]  # the module (the package re-exports a function of that name)
-
 from .test_iptp_mns import PATTERNS, SENSORS, _batch, _isp
+
+#: the module (the package re-exports a function of the same name)
+kmod = sys.modules["rawsynth.kernels.iptp_mns"]
 
 pytest.importorskip("triton")
 
