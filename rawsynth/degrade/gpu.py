@@ -368,8 +368,21 @@ def _resolve_codec(jpeg: str, device: torch.device) -> str:
     return jpeg
 
 
+def _bytes_to_host(data: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Encoded JPEG byte tensors (on any device) as CPU tensors with ONE device-to-host copy (concatenated on
+    the device, copied, split on the host) instead of one ``.cpu()`` per image."""
+    if not data or all(d.device.type == "cpu" for d in data):
+        return data
+    lengths = [int(d.numel()) for d in data]
+    return list(torch.cat([d.reshape(-1) for d in data]).cpu().split(lengths))
+
+
 def _jpeg_u8(u8: torch.Tensor, sizes, qualities: Sequence[int | None], codec: str) -> torch.Tensor:
-    """JPEG round trip of the samples with a quality (``None``: unchanged), on a uint8 ragged batch."""
+    """JPEG round trip of the samples with a quality (``None``: unchanged), on a uint8 ragged batch.
+
+    Host-side calls per stage: one ``encode_jpeg`` call per distinct quality (torchvision's batched encoder
+    takes one quality per call), one device-to-host copy of all the encoded bytes (nvJPEG) and ONE batched
+    ``decode_jpeg`` call for the whole stage. Per image the bytes are those of a single-image round trip."""
     from torchvision.io import decode_jpeg, encode_jpeg
 
     todo = [i for i, q in enumerate(qualities) if q is not None]
@@ -377,25 +390,22 @@ def _jpeg_u8(u8: torch.Tensor, sizes, qualities: Sequence[int | None], codec: st
         return u8
     out = u8.clone()
     dev = u8.device
+    if codec not in ("nvjpeg", "libjpeg"):  # pragma: no cover - resolved before
+        raise AssertionError(codec)
+    src = u8 if codec == "nvjpeg" or dev.type == "cpu" else u8.cpu()
+    by_q: dict[int, list[int]] = {}
+    for i in todo:
+        by_q.setdefault(int(qualities[i]), []).append(i)
+    encoded: dict[int, torch.Tensor] = {}
     with warnings.catch_warnings():  # torchvision >= 0.29 deprecates its codecs in favour of torchcodec
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torchvision\.io")
-        if codec == "nvjpeg":
-            by_q: dict[int, list[int]] = {}
-            for i in todo:
-                by_q.setdefault(int(qualities[i]), []).append(i)
-            for q, ids in by_q.items():
-                imgs = [u8[i, :, :sizes[i][0], :sizes[i][1]].contiguous() for i in ids]
-                data = [e.cpu() for e in encode_jpeg(imgs, quality=q)]
-                for i, d in zip(ids, decode_jpeg(data, device=dev)):
-                    out[i, :, :sizes[i][0], :sizes[i][1]] = d
-        elif codec == "libjpeg":
-            host = u8.cpu() if dev.type != "cpu" else u8
-            for i in todo:
-                h, w = sizes[i]
-                d = decode_jpeg(encode_jpeg(host[i, :, :h, :w].contiguous(), quality=int(qualities[i])))
-                out[i, :, :h, :w] = d.to(dev, non_blocking=True)
-        else:  # pragma: no cover - resolved before
-            raise AssertionError(codec)
+        for q, ids in by_q.items():
+            imgs = [src[i, :, :sizes[i][0], :sizes[i][1]].contiguous() for i in ids]
+            encoded.update(zip(ids, encode_jpeg(imgs, quality=q)))
+        data = _bytes_to_host([encoded[i] for i in todo])
+        decoded = decode_jpeg(data, device=dev if codec == "nvjpeg" else "cpu")
+    for i, d in zip(todo, decoded):
+        out[i, :, :sizes[i][0], :sizes[i][1]] = d.to(dev, non_blocking=True)
     return out
 
 
