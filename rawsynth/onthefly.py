@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .errors import ConfigError, RawsynthError, ShapeError
 from .generate import _load_source, plan_shards
-from .mns import NoiseParams, normalize
+from .mns import normalize
 from .pipeline import CropBox, Mode, Recipe, SynthConfig, apply_crop, recipe_meta, sample_crop, sample_recipe
 from .rng import derive_seed, numpy_rng
 from .sources import Source
@@ -242,9 +242,9 @@ class OnTheFlySynth:
             dn, hq = iptp_mns(hq8, isp, patterns, [r.noise for r in recipes], sensors, seeds, return_linear=True,
                               backend=self.backend)
         else:
-            dn, _ = iptp_mns(src8, isp, patterns, [r.noise for r in recipes], sensors, seeds, backend=self.backend)
-            quiet = [NoiseParams(r.noise.iso, 0.0, 0.0) for r in recipes]
-            _, hq = iptp_mns(hq8, isp, patterns, quiet, sensors, seeds, return_linear=True, backend=self.backend)
+            # one launch: DN from the LQ, the clean linear HQ from hq8 (equal to two calls, bit for bit)
+            dn, hq = iptp_mns(src8, isp, patterns, [r.noise for r in recipes], sensors, seeds, backend=self.backend,
+                              hq=hq8)
         raw = normalize(dn, sensors, clip=False, dtype=torch.float32)
         sources = [None] * b if sources is None else list(sources)
         crops = [None] * b if crops is None else list(crops)

@@ -1,18 +1,24 @@
 """GPU kernel throughput: the fused IPTP + MNS and PTP Triton kernels against a device copy and the torch reference.
 
-Run as ``python -m benchmarks.perf.kernels [--batch 64] [--size 512] [--repeats 20] [--warmup 3]``. Results and
-their analysis: ``benchmarks/perf/RESULTS.md``.
+Run as ``python -m benchmarks.perf.kernels [--batch 256] [--size 512] [--repeats 50] [--warmup 3] [--json F]``.
+Results and their analysis: ``benchmarks/perf/RESULTS.md``.
 
-On a CUDA device, in one run, on the same GPU (CUDA events; every figure is the median over ``--repeats`` runs
-after ``--warmup`` untimed ones):
+On a CUDA device, in one run, on the same GPU. Timing is :func:`triton.testing.do_bench`: the L2 cache is flushed
+(a 256 MB buffer zeroed) before every timed call, so a batch never starts warm in the 50–60 MB L2, and each call
+is timed by CUDA events around it alone (not from a sync: no launch latency of the first call in the window).
+``--warmup`` untimed calls run first (compilation, cuFFT/cuBLAS plans, the caching allocator). Every figure is the
+median of ``--repeats`` timed calls, with the 10th–90th percentile spread.
 
-* **IPTP + MNS kernel** (:func:`rawsynth.kernels.iptp_mns`, 8-bit sRGB in, uint16 DN out, with and without the
-  float32 linear HQ): the kernel alone (parameter tables built beforehand) and the whole call (tables and outputs
-  built each time); pairs/s; effective bandwidth = bytes read + written (sRGB 3 B/px, DN 2 B/px, linear 12 B/px)
-  / kernel time;
-* **device copy** of the same number of bytes (``dst.copy_(src)`` of ``(read + written) / 2`` bytes, so the same
-  traffic), its bandwidth, and the kernel's share of it (target ≥ 70 %);
-* **torch reference** (:func:`rawsynth.kernels.iptp_mns_reference`) on the same batch and GPU, and the speed-up;
+* **IPTP + MNS kernel**, five variants (:func:`rawsynth.kernels.iptp_mns`, 8-bit sRGB in, uint16 DN out):
+  ``dn`` (DN only, accurate Philox/Box–Muller, ``tl.randn4x``'s bits), ``dn-fast`` (``fast_noise=True``),
+  ``pair`` (an LQ/HQ training pair in one launch: DN of the LQ + float32 linear of the HQ, ``hq=``), ``pair-fast``
+  and ``clean`` (zero noise: the compile-time no-noise variant). The kernel alone (parameter buffer built
+  beforehand) and the whole call (buffer and outputs built each time). **pairs/s counts LQ + HQ pairs**: only the
+  ``pair`` variants deliver what RDDM trains on; the DN-only figures are kernel bandwidth, not pairs.
+  Effective bandwidth = bytes read + written (sRGB 3 B/px per source read, DN 2 B/px, linear 12 B/px) / time;
+* **device copy** of the same traffic (``dst.copy_(src)`` of ``(read + written) / 2`` bytes) and the kernel's
+  share of it (goals: DN+linear ≥ 70 %, DN-only ≥ 50 %);
+* **torch reference** (:func:`rawsynth.kernels.iptp_mns_reference`) on the same batch and GPU;
 * **PTP forward + backward** (:func:`rawsynth.kernels.ptp`) against torch autograd through
   :func:`rawsynth.kernels.ptp_reference`.
 
@@ -32,31 +38,51 @@ import torch
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.perf.kernels", description=__doc__.split("\n\n")[0])
-    p.add_argument("--batch", type=int, default=64, help="samples per batch (default 64)")
+    p.add_argument("--batch", type=int, default=256, help="samples per batch (default 256)")
     p.add_argument("--size", type=int, default=512, help="crop side (default 512; even)")
-    p.add_argument("--repeats", type=int, default=20, help="timed runs per figure; medians reported (default 20)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed runs first (compilation, caches; default 3)")
+    p.add_argument("--repeats", type=int, default=50, help="timed calls per figure; median and p10-p90 (default 50)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls first (compilation, caches; default 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the inputs and parameters (default 0)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     a = p.parse_args(argv)
     if a.batch < 1 or a.repeats < 1 or a.warmup < 0 or a.size < 2 or a.size % 2:
         p.error("need --batch >= 1, --repeats >= 1, --warmup >= 0 and an even --size >= 2")
     return a
 
 
-def cuda_time(fn: Callable[[], object], repeats: int, warmup: int) -> float:
-    """Median seconds of ``fn()`` on the current CUDA stream (events around each call)."""
-    for _ in range(warmup):
+def bench(fn: Callable[[], object], repeats: int, warmup: int) -> dict:
+    """``fn``'s seconds on the GPU: ``warmup`` untimed calls, then ``triton.testing.do_bench`` (L2 flushed before
+    each call, CUDA events around each) over ``repeats`` calls. ``{"median", "p10", "p90"}`` in seconds."""
+    from triton.testing import do_bench
+
+    for _ in range(max(warmup, 0)):
         fn()
     torch.cuda.synchronize()
-    times = []
+    est = statistics.median(_events(fn, 3))  # ms per call; do_bench sizes its number of calls from `rep` ms
+    t = do_bench(fn, warmup=est, rep=max(repeats, 1) * est, return_mode="all")
+    t = sorted(x / 1e3 for x in t)
+    return {"median": statistics.median(t), "p10": t[int(0.1 * (len(t) - 1))], "p90": t[int(0.9 * (len(t) - 1))],
+            "n": len(t)}
+
+
+def _events(fn: Callable[[], object], repeats: int) -> list[float]:
+    """Milliseconds of ``repeats`` calls, each after an L2 flush, CUDA events around the call alone."""
+    cache = torch.empty(256 * 2**20 // 4, dtype=torch.int32, device="cuda")
+    out = []
     for _ in range(repeats):
+        cache.zero_()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         fn()
         end.record()
         end.synchronize()
-        times.append(start.elapsed_time(end) / 1e3)
-    return statistics.median(times)
+        out.append(start.elapsed_time(end))
+    return out
+
+
+def cuda_time(fn: Callable[[], object], repeats: int, warmup: int) -> float:
+    """Median seconds of ``fn()`` (see :func:`bench`)."""
+    return bench(fn, repeats, warmup)["median"]
 
 
 def _inputs(a: argparse.Namespace):
@@ -75,29 +101,42 @@ def _inputs(a: argparse.Namespace):
     return srgb, isp, pats, noise, SensorParams(), seeds
 
 
+#: The IPTP + MNS variants timed: (name, writes the HQ linear from a second source, fast noise, noise).
+VARIANTS = (("dn", False, False, True), ("dn-fast", False, True, True), ("pair", True, False, True),
+            ("pair-fast", True, True, True), ("clean", False, False, False))
+
+
 def bench_iptp_mns(a: argparse.Namespace) -> dict:
     from rawsynth.kernels import iptp_mns, iptp_mns_reference
     from rawsynth.kernels.iptp_mns import _plan
+    from rawsynth.mns import NoiseParams
 
     srgb, isp, pats, noise, sensor, seeds = _inputs(a)
+    hq = srgb.flip(-1).contiguous()
     b, _, h, w = srgb.shape
     px = b * h * w
+    quiet = [NoiseParams(n.iso, 0.0, 0.0) for n in noise]
     out = {}
-    for linear in (False, True):
-        run, _, _ = _plan(srgb, isp, pats, noise, sensor, seeds, linear)
-        t_kernel = cuda_time(run, a.repeats, a.warmup)
-        t_call = cuda_time(lambda lin=linear: iptp_mns(srgb, isp, pats, noise, sensor, seeds, lin, backend="triton"),
-                           a.repeats, a.warmup)
-        t_ref = cuda_time(lambda lin=linear: iptp_mns_reference(srgb, isp, pats, noise, sensor, seeds, lin),
-                          max(a.repeats // 4, 1), 1)
-        nbytes = px * (3 + 2 + (12 if linear else 0))
+    for name, pair, fast, noisy in VARIANTS:
+        nz = noise if noisy else quiet
+        kw = dict(hq=hq if pair else None, fast_noise=fast)
+        run, _, _ = _plan(srgb, isp, pats, nz, sensor, seeds, pair, **kw)
+        t_kernel = bench(run, a.repeats, a.warmup)
+        t_call = bench(lambda nz=nz, kw=kw: iptp_mns(srgb, isp, pats, nz, sensor, seeds, backend="triton", **kw),
+                       a.repeats, a.warmup)
+        nbytes = px * (3 + 2 + (3 + 12 if pair else 0))
         half = nbytes // 2
         src = torch.empty(half, dtype=torch.uint8, device="cuda")
         dst = torch.empty_like(src)
-        t_copy = cuda_time(lambda d=dst, s=src: d.copy_(s), a.repeats, a.warmup)
-        out[linear] = dict(kernel=t_kernel, call=t_call, reference=t_ref, copy=t_copy, bytes=nbytes,
-                           bw_kernel=nbytes / t_kernel, bw_copy=2 * half / t_copy)
+        t_copy = bench(lambda d=dst, s=src: d.copy_(s), a.repeats, a.warmup)
+        out[name] = dict(kernel=t_kernel, call=t_call, copy=t_copy, bytes=nbytes,
+                         bw_kernel=nbytes / t_kernel["median"], bw_copy=2 * half / t_copy["median"],
+                         pairs_per_s=(b / t_kernel["median"]) if pair else None,
+                         pairs_per_s_call=(b / t_call["median"]) if pair else None)
         del src, dst
+    ref = bench(lambda: (iptp_mns_reference(srgb, isp, pats, noise, sensor, seeds),
+                         iptp_mns_reference(hq, isp, pats, quiet, sensor, seeds, True)), max(a.repeats // 10, 3), 1)
+    out["reference-pair"] = dict(call=ref, pairs_per_s_call=b / ref["median"])
     return out
 
 
@@ -121,31 +160,43 @@ def bench_ptp(a: argparse.Namespace) -> dict:
     return dict(kernel=t_k, reference=t_r, bytes=x.numel() * 4 * 5)  # fwd: read x, write y; bwd: x, gy → gx
 
 
+def _ms(t: dict) -> str:
+    return f"{t['median'] * 1e3:8.3f} [{t['p10'] * 1e3:.3f}-{t['p90'] * 1e3:.3f}]"
+
+
 def main(argv=None) -> int:
     a = parse_args(argv)
     if not torch.cuda.is_available():
-        print("no CUDA device: the GPU figures (pairs/s at 512², the IPTP+MNS kernel's bandwidth against a device "
-              "copy, the speed-ups over the torch reference, PTP forward+backward) are still owed; the kernels are "
-              "verified on the CPU under Triton's interpreter by tests/kernels.")
+        print("no CUDA device: the GPU figures (LQ+HQ pairs/s at 512², the IPTP+MNS kernel variants' bandwidth "
+              "against a device copy, the speed-ups over the torch reference, PTP forward+backward) are still owed; "
+              "the kernels are verified on the CPU under Triton's interpreter and compiled for sm_90 by "
+              "tests/kernels.")
         return 0
+    import json
+
     import triton
 
     print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}  triton {triton.__version__}")
-    print(f"batch {a.batch} x 3 x {a.size} x {a.size}, uint8 sRGB in; medians of {a.repeats} runs\n")
+    print(f"batch {a.batch} x 3 x {a.size} x {a.size}, uint8 sRGB in; do_bench (L2 flushed), median "
+          f"[p10-p90] of {a.repeats} calls after {a.warmup} warm-ups\n")
     res = bench_iptp_mns(a)
-    print(f"{'IPTP + MNS':34s} {'ms':>9s} {'pairs/s':>11s} {'GB/s':>9s}")
-    for linear, r in res.items():
-        tag = "DN + linear" if linear else "DN only"
-        print(f"  kernel alone ({tag})".ljust(35) + f"{r['kernel'] * 1e3:9.3f} {a.batch / r['kernel']:11.0f} "
-              f"{r['bw_kernel'] / 1e9:9.1f}")
-        print(f"  whole call ({tag})".ljust(35) + f"{r['call'] * 1e3:9.3f} {a.batch / r['call']:11.0f}")
-        print("  device copy, same bytes".ljust(35) + f"{r['copy'] * 1e3:9.3f} {'':11s} {r['bw_copy'] / 1e9:9.1f}")
-        print(f"  torch reference ({tag})".ljust(35) + f"{r['reference'] * 1e3:9.3f} {a.batch / r['reference']:11.0f}")
-        print(f"  -> bandwidth vs copy {r['bw_kernel'] / r['bw_copy']:.1%} (target >= 70%), speed-up over the "
-              f"reference {r['reference'] / r['kernel']:.1f}x (kernel), {r['reference'] / r['call']:.1f}x (call)\n")
+    print(f"{'IPTP + MNS':24s} {'kernel ms':>26s} {'call ms':>26s} {'GB/s':>7s} {'vs copy':>8s} {'pairs/s':>9s}")
+    for name, r in res.items():
+        if name == "reference-pair":
+            continue
+        pairs = f"{r['pairs_per_s']:9.0f}" if r["pairs_per_s"] else f"{'-':>9s}"
+        print(f"  {name:22s} {_ms(r['kernel']):>26s} {_ms(r['call']):>26s} {r['bw_kernel'] / 1e9:7.0f} "
+              f"{r['bw_kernel'] / r['bw_copy']:8.1%} {pairs}")
+    ref = res["reference-pair"]
+    print(f"  torch reference, LQ+HQ pair: {_ms(ref['call'])} ms, {ref['pairs_per_s_call']:.0f} pairs/s; speed-up "
+          f"of the pair kernel {ref['call']['median'] / res['pair']['kernel']['median']:.1f}x")
     r = bench_ptp(a)
     print(f"PTP forward + backward: fused {r['kernel'] * 1e3:.3f} ms ({r['bytes'] / r['kernel'] / 1e9:.0f} GB/s), "
           f"torch autograd {r['reference'] * 1e3:.3f} ms, speed-up {r['reference'] / r['kernel']:.1f}x")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"device": torch.cuda.get_device_name(), "batch": a.batch, "size": a.size,
+                       "iptp_mns": res, "ptp": r}, f, indent=1)
     return 0
 
 

@@ -77,16 +77,34 @@ def _valid_mask(sizes, hm: int, wm: int, device) -> torch.Tensor:
     return (rows[:, :, None] & cols[:, None, :])[:, None].to(torch.float32)
 
 
+def _precision_knobs() -> list[tuple[object, str, object]]:
+    """``(namespace, attribute, value for true float32)`` of the TF32 switches of this torch.
+
+    torch >= 2.9 has the ``fp32_precision`` API (``"ieee"`` / ``"tf32"`` / ``"none"``, per backend and per
+    operation) and raises when a program mixes it with the legacy ``allow_tf32`` flags, so the new API is used
+    wherever it exists and the legacy flags only on older torch."""
+    mm, conv = torch.backends.cuda.matmul, getattr(torch.backends.cudnn, "conv", None)
+    if hasattr(mm, "fp32_precision"):
+        knobs = [(mm, "fp32_precision", "ieee")]
+        if conv is not None and hasattr(conv, "fp32_precision"):
+            knobs.append((conv, "fp32_precision", "ieee"))
+        return knobs
+    return [(mm, "allow_tf32", False), (torch.backends.cudnn, "allow_tf32", False)]
+
+
 @contextlib.contextmanager
 def _true_fp32():
-    """No TF32 in matmuls and cuDNN convolutions (a 10-bit mantissa would flip 8-bit roundings)."""
-    mm, cd = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    """No TF32 in matmuls and cuDNN convolutions (a 10-bit mantissa would flip 8-bit roundings); the previous
+    settings are restored after."""
+    knobs = _precision_knobs()
+    before = [getattr(ns, attr) for ns, attr, _ in knobs]
     try:
+        for ns, attr, value in knobs:
+            setattr(ns, attr, value)
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = mm, cd
+        for (ns, attr, _), old in zip(knobs, before):
+            setattr(ns, attr, old)
 
 
 # ----------------------------------------------------------------------------------------------------- blur
@@ -350,8 +368,21 @@ def _resolve_codec(jpeg: str, device: torch.device) -> str:
     return jpeg
 
 
+def _bytes_to_host(data: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Encoded JPEG byte tensors (on any device) as CPU tensors with ONE device-to-host copy (concatenated on
+    the device, copied, split on the host) instead of one ``.cpu()`` per image."""
+    if not data or all(d.device.type == "cpu" for d in data):
+        return data
+    lengths = [int(d.numel()) for d in data]
+    return list(torch.cat([d.reshape(-1) for d in data]).cpu().split(lengths))
+
+
 def _jpeg_u8(u8: torch.Tensor, sizes, qualities: Sequence[int | None], codec: str) -> torch.Tensor:
-    """JPEG round trip of the samples with a quality (``None``: unchanged), on a uint8 ragged batch."""
+    """JPEG round trip of the samples with a quality (``None``: unchanged), on a uint8 ragged batch.
+
+    Host-side calls per stage: one ``encode_jpeg`` call per distinct quality (torchvision's batched encoder
+    takes one quality per call), one device-to-host copy of all the encoded bytes (nvJPEG) and ONE batched
+    ``decode_jpeg`` call for the whole stage. Per image the bytes are those of a single-image round trip."""
     from torchvision.io import decode_jpeg, encode_jpeg
 
     todo = [i for i, q in enumerate(qualities) if q is not None]
@@ -359,25 +390,22 @@ def _jpeg_u8(u8: torch.Tensor, sizes, qualities: Sequence[int | None], codec: st
         return u8
     out = u8.clone()
     dev = u8.device
+    if codec not in ("nvjpeg", "libjpeg"):  # pragma: no cover - resolved before
+        raise AssertionError(codec)
+    src = u8 if codec == "nvjpeg" or dev.type == "cpu" else u8.cpu()
+    by_q: dict[int, list[int]] = {}
+    for i in todo:
+        by_q.setdefault(int(qualities[i]), []).append(i)
+    encoded: dict[int, torch.Tensor] = {}
     with warnings.catch_warnings():  # torchvision >= 0.29 deprecates its codecs in favour of torchcodec
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torchvision\.io")
-        if codec == "nvjpeg":
-            by_q: dict[int, list[int]] = {}
-            for i in todo:
-                by_q.setdefault(int(qualities[i]), []).append(i)
-            for q, ids in by_q.items():
-                imgs = [u8[i, :, :sizes[i][0], :sizes[i][1]].contiguous() for i in ids]
-                data = [e.cpu() for e in encode_jpeg(imgs, quality=q)]
-                for i, d in zip(ids, decode_jpeg(data, device=dev)):
-                    out[i, :, :sizes[i][0], :sizes[i][1]] = d
-        elif codec == "libjpeg":
-            host = u8.cpu() if dev.type != "cpu" else u8
-            for i in todo:
-                h, w = sizes[i]
-                d = decode_jpeg(encode_jpeg(host[i, :, :h, :w].contiguous(), quality=int(qualities[i])))
-                out[i, :, :h, :w] = d.to(dev, non_blocking=True)
-        else:  # pragma: no cover - resolved before
-            raise AssertionError(codec)
+        for q, ids in by_q.items():
+            imgs = [src[i, :, :sizes[i][0], :sizes[i][1]].contiguous() for i in ids]
+            encoded.update(zip(ids, encode_jpeg(imgs, quality=q)))
+        data = _bytes_to_host([encoded[i] for i in todo])
+        decoded = decode_jpeg(data, device=dev if codec == "nvjpeg" else "cpu")
+    for i, d in zip(todo, decoded):
+        out[i, :, :sizes[i][0], :sizes[i][1]] = d.to(dev, non_blocking=True)
     return out
 
 

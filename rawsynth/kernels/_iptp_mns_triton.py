@@ -15,6 +15,7 @@ and ``exp2(2.2·log2 x)`` (libdevice is not available to the interpreter), withi
 
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import libdevice
 
 #: Columns of the per-sample float table (B × K float32).
 P_CCM = 0  # 9 entries: rgb2cam row-major
@@ -24,10 +25,15 @@ P_READ = 13
 P_BLACK = 14
 P_WHITE = 15
 N_FLOAT = 16
-#: Columns of the per-sample int64 table (B × 2): the noise seed and the pattern code (2 bits per 2×2 position).
-I_SEED = 0
-I_PATTERN = 1
+#: Int64 columns of the per-sample int table: the noise seed and the pattern code (2 bits per 2×2 position).
+I_SEED = tl.constexpr(0)
+I_PATTERN = tl.constexpr(1)
 N_INT = 2
+#: The one parameter buffer the wrapper builds per batch: ``(B, ROW)`` int64 whose first ``N_FLOAT // 2``
+#: columns hold the ``N_FLOAT`` float32 entries (read through a float32 view: row stride ``2·ROW`` floats) and
+#: whose columns ``INT_COL + I_*`` hold the ints. One host buffer, one copy to the device.
+INT_COL = tl.constexpr(N_FLOAT // 2)
+ROW = tl.constexpr(N_FLOAT // 2 + N_INT)
 
 _MAGIC = 6755399441055744.0  # 1.5 · 2**52: (x + M) − M rounds a float64 |x| < 2**51 half to even
 
@@ -40,11 +46,8 @@ def _uniform(word):
 
 
 @triton.jit
-def _randn4x(seed, offset):
-    """``tl.randn4x(seed, offset)`` for int32 offsets, written out with builtins only: Philox4x32-10 with key
-    ``(seed_lo, seed_hi)`` and counter ``(offset, 0, 0, 0)``, its four words to uniforms, two Box–Muller pairs.
-    Written out so that the same function runs compiled and under the interpreter (whose copies of
-    ``triton.language.random`` cannot serve both); bit-identical to ``tl.randn4x`` compiled."""
+def _philox_words(seed, offset):
+    """Philox4x32-10 with key ``(seed_lo, seed_hi)`` and counter ``(offset, 0, 0, 0)``: four uint32 words."""
     seed = seed.to(tl.uint64)
     k0 = (seed & 0xFFFFFFFF).to(tl.uint32)
     k1 = ((seed >> 32) & 0xFFFFFFFF).to(tl.uint32)
@@ -61,6 +64,32 @@ def _randn4x(seed, offset):
         c3 = tl.mul(0xD2511F53, a0, sanitize_overflow=False)
         k0 = tl.add(k0, 0x9E3779B9, sanitize_overflow=False)
         k1 = tl.add(k1, 0xBB67AE85, sanitize_overflow=False)
+    return c0, c1, c2, c3
+
+
+@triton.jit
+def _randn4x_fast(seed, offset):
+    """The same Philox words and Box–Muller pairs as :func:`_randn4x`, with the hardware approximations
+    (``lg2.approx``, ``sin.approx``/``cos.approx``, ``sqrt.approx``; compiled only, needs libdevice): the same
+    distribution to ~1e-6 relative per value, not the same bits."""
+    c0, c1, c2, c3 = _philox_words(seed, offset)
+    u1 = tl.maximum(1.0e-7, _uniform(c0))
+    u3 = tl.maximum(1.0e-7, _uniform(c2))
+    th = 6.283185307179586 * _uniform(c1)
+    th2 = 6.283185307179586 * _uniform(c3)
+    r = tl.sqrt(-1.3862943611198906 * libdevice.fast_log2f(u1))  # -2 ln u = -2 ln2 · log2 u
+    r2 = tl.sqrt(-1.3862943611198906 * libdevice.fast_log2f(u3))
+    return (r * libdevice.fast_cosf(th), r * libdevice.fast_sinf(th), r2 * libdevice.fast_cosf(th2),
+            r2 * libdevice.fast_sinf(th2))
+
+
+@triton.jit
+def _randn4x(seed, offset):
+    """``tl.randn4x(seed, offset)`` for int32 offsets, written out with builtins only: Philox4x32-10 with key
+    ``(seed_lo, seed_hi)`` and counter ``(offset, 0, 0, 0)``, its four words to uniforms, two Box–Muller pairs.
+    Written out so that the same function runs compiled and under the interpreter (whose copies of
+    ``triton.language.random`` cannot serve both); bit-identical to ``tl.randn4x`` compiled."""
+    c0, c1, c2, c3 = _philox_words(seed, offset)
     u1 = _uniform(c0)
     u2 = _uniform(c1)
     u3 = _uniform(c2)
@@ -134,9 +163,56 @@ def _srgb_to_linear(v):
 
 
 @triton.jit
-def _iptp_mns_kernel(src_ptr, lut_ptr, fpar_ptr, ipar_ptr, dn_ptr, lin_ptr,
-                     H, W, W4, s_b, s_c, s_h, s_w, inflection, fade,
-                     IS_U8: tl.constexpr, WRITE_LINEAR: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+def _load_linear(src_ptr, base, s_c, inside, lut_ptr, IS_U8: tl.constexpr):
+    """Inverse tone + gamma of the three channels at ``src_ptr + base`` (8-bit: the 256-entry table)."""
+    v0 = tl.load(src_ptr + base, mask=inside, other=0)
+    v1 = tl.load(src_ptr + base + s_c, mask=inside, other=0)
+    v2 = tl.load(src_ptr + base + 2 * s_c, mask=inside, other=0)
+    if IS_U8:
+        x0 = tl.load(lut_ptr + v0.to(tl.int32))
+        x1 = tl.load(lut_ptr + v1.to(tl.int32))
+        x2 = tl.load(lut_ptr + v2.to(tl.int32))
+    else:
+        x0 = _srgb_to_linear(v0.to(tl.float32))
+        x1 = _srgb_to_linear(v1.to(tl.float32))
+        x2 = _srgb_to_linear(v2.to(tl.float32))
+    return x0, x1, x2
+
+
+@triton.jit
+def _camera(x0, x1, x2, m00, m01, m02, m10, m11, m12, m20, m21, m22, g0, g1, g2, inflection, fade):
+    """Inverse CCM (``apply_matrix``: sum over j in order, rounded per operation), the highlight-safe inverse
+    white balance (``inverse_white_balance``), then the clip to [0, 1]."""
+    c0 = m00 * x0 + m01 * x1 + m02 * x2
+    c1 = m10 * x0 + m11 * x1 + m12 * x2
+    c2 = m20 * x0 + m21 * x1 + m22 * x2
+    gray = tl.math.div_rn(c0 + c1 + c2, 3.0)
+    mask = tl.math.div_rn(tl.maximum(gray - inflection, 0.0), fade)
+    mask = mask * mask
+    one_m = 1.0 - mask
+    hi = gray > inflection
+    f0 = tl.where(hi, tl.maximum(mask + one_m * g0, g0), g0)
+    f1 = tl.where(hi, tl.maximum(mask + one_m * g1, g1), g1)
+    f2 = tl.where(hi, tl.maximum(mask + one_m * g2, g2), g2)
+    o0 = tl.minimum(tl.maximum(c0 * f0, 0.0), 1.0)
+    o1 = tl.minimum(tl.maximum(c1 * f1, 0.0), 1.0)
+    o2 = tl.minimum(tl.maximum(c2 * f2, 0.0), 1.0)
+    return o0, o1, o2
+
+
+@triton.jit
+def _iptp_mns_kernel(src_ptr, hq_ptr, lut_ptr, fpar_ptr, ipar_ptr, dn_ptr, lin_ptr,
+                     H, W, W4, s_b, s_c, s_h, s_w, t_b, t_c, t_h, t_w, inflection, fade,
+                     IS_U8: tl.constexpr, WRITE_LINEAR: tl.constexpr, HQ_SOURCE: tl.constexpr,
+                     NOISE: tl.constexpr, FAST_NOISE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    """One block of ``BLOCK_H × BLOCK_W`` pixels of sample ``program_id(2)``.
+
+    ``fpar_ptr``/``ipar_ptr``: the same ``(B, ROW)`` int64 parameter buffer seen as float32 and as int64.
+    Offsets inside a sample are int32 (the wrapper checks the largest one is below 2**31); the sample's base
+    offset is int64. ``HQ_SOURCE``: the linear output is computed from ``hq_ptr`` (strides ``t_*``) instead of
+    the mosaicked source (one launch for an LQ/HQ pair). ``NOISE`` false: no Philox, ``y = x`` (what zero λs
+    give bit for bit). ``FAST_NOISE``: :func:`_randn4x_fast` instead of :func:`_randn4x`.
+    """
     pid_w = tl.program_id(0)
     pid_h = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
@@ -144,8 +220,8 @@ def _iptp_mns_kernel(src_ptr, lut_ptr, fpar_ptr, ipar_ptr, dn_ptr, lin_ptr,
     cols = pid_w * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
     inside = (rows < H) & (cols < W)
 
-    # the per-sample table row
-    fp = fpar_ptr + b * 16
+    # the per-sample row of the parameter buffer
+    fp = fpar_ptr + b * (2 * ROW)
     m00 = tl.load(fp + 0)
     m01 = tl.load(fp + 1)
     m02 = tl.load(fp + 2)
@@ -162,64 +238,47 @@ def _iptp_mns_kernel(src_ptr, lut_ptr, fpar_ptr, ipar_ptr, dn_ptr, lin_ptr,
     read = tl.load(fp + 13)
     black = tl.load(fp + 14).to(tl.float64)
     white = tl.load(fp + 15).to(tl.float64)
-    seed = tl.load(ipar_ptr + b * 2)
-    code = tl.load(ipar_ptr + b * 2 + 1).to(tl.int32)
+    ip = ipar_ptr + b * ROW + INT_COL
+    seed = tl.load(ip + I_SEED)
+    code = tl.load(ip + I_PATTERN).to(tl.int32)
 
-    # one read of the sRGB pixel (3 channels)
-    src = src_ptr + b * s_b + rows * s_h + cols * s_w
-    v0 = tl.load(src, mask=inside, other=0)
-    v1 = tl.load(src + s_c, mask=inside, other=0)
-    v2 = tl.load(src + 2 * s_c, mask=inside, other=0)
-    if IS_U8:  # inverse tone + gamma: the 256-entry float32 table
-        x0 = tl.load(lut_ptr + v0.to(tl.int32))
-        x1 = tl.load(lut_ptr + v1.to(tl.int32))
-        x2 = tl.load(lut_ptr + v2.to(tl.int32))
-    else:
-        x0 = _srgb_to_linear(v0.to(tl.float32))
-        x1 = _srgb_to_linear(v1.to(tl.float32))
-        x2 = _srgb_to_linear(v2.to(tl.float32))
-
-    # inverse CCM (apply_matrix: sum over j in order, rounded per operation)
-    c0 = m00 * x0 + m01 * x1 + m02 * x2
-    c1 = m10 * x0 + m11 * x1 + m12 * x2
-    c2 = m20 * x0 + m21 * x1 + m22 * x2
-
-    # highlight-safe inverse white balance (inverse_white_balance), then clip
-    gray = tl.math.div_rn(c0 + c1 + c2, 3.0)
-    mask = tl.math.div_rn(tl.maximum(gray - inflection, 0.0), fade)
-    mask = mask * mask
-    one_m = 1.0 - mask
-    hi = gray > inflection
-    f0 = tl.where(hi, tl.maximum(mask + one_m * g0, g0), g0)
-    f1 = tl.where(hi, tl.maximum(mask + one_m * g1, g1), g1)
-    f2 = tl.where(hi, tl.maximum(mask + one_m * g2, g2), g2)
-    o0 = tl.minimum(tl.maximum(c0 * f0, 0.0), 1.0)
-    o1 = tl.minimum(tl.maximum(c1 * f1, 0.0), 1.0)
-    o2 = tl.minimum(tl.maximum(c2 * f2, 0.0), 1.0)
+    # one read of the sRGB pixel (3 channels), IPTP to the camera's linear RGB
+    x0, x1, x2 = _load_linear(src_ptr + b * s_b, rows * s_h + cols * s_w, s_c, inside, lut_ptr, IS_U8)
+    o0, o1, o2 = _camera(x0, x1, x2, m00, m01, m02, m10, m11, m12, m20, m21, m22, g0, g1, g2, inflection, fade)
 
     # mosaic: colour index of (row, col) from the 2-bit-per-position pattern code
     shift = 2 * (2 * (rows & 1) + (cols & 1))
     ci = (code >> shift) & 3
     x = tl.where(ci == 0, o0, tl.where(ci == 1, o1, o2))
 
-    # heteroscedastic noise, counter-based: Philox keyed by the sample seed; one Philox call gives the four
-    # normals of a quad of pixels, pixel (row, col) taking normal col % 4 of counter row · W4 + col // 4
-    QW: tl.constexpr = BLOCK_W // 4
-    qcols = pid_w * QW + tl.arange(0, QW)[None, :]
-    n0, n1, n2, n3 = _randn4x(seed, rows * W4 + qcols)
-    n = tl.reshape(tl.join(tl.join(n0, n2), tl.join(n1, n3)), [BLOCK_H, BLOCK_W])
     pix = rows * W + cols
-    std = tl.sqrt_rn(tl.maximum(shot * x + read, 0.0))
-    y = x + std * n
+    if NOISE:
+        # heteroscedastic noise, counter-based: Philox keyed by the sample seed; one Philox call gives the four
+        # normals of a quad of pixels, pixel (row, col) taking normal col % 4 of counter row · W4 + col // 4
+        QW: tl.constexpr = BLOCK_W // 4
+        qcols = pid_w * QW + tl.arange(0, QW)[None, :]
+        if FAST_NOISE:
+            n0, n1, n2, n3 = _randn4x_fast(seed, rows * W4 + qcols)
+        else:
+            n0, n1, n2, n3 = _randn4x(seed, rows * W4 + qcols)
+        n = tl.reshape(tl.join(tl.join(n0, n2), tl.join(n1, n3)), [BLOCK_H, BLOCK_W])
+        std = tl.sqrt_rn(tl.maximum(shot * x + read, 0.0))
+        y = x + std * n
+    else:
+        y = x
 
     # quantise (float64, round half to even, clip to [0, white]); uint16 bits stored through int16
     d = y.to(tl.float64) * (white - black) + black
     d = (d + 6755399441055744.0) - 6755399441055744.0
     d = tl.minimum(tl.maximum(d, 0.0), white)
-    out = b * H * W + pix
-    tl.store(dn_ptr + out, d.to(tl.int32).to(tl.int16), mask=inside)
+    hw = H * W
+    tl.store(dn_ptr + b * hw + pix, d.to(tl.int32).to(tl.int16), mask=inside)
     if WRITE_LINEAR:
-        lo = lin_ptr + b * 3 * H * W + pix
+        if HQ_SOURCE:
+            h0, h1, h2 = _load_linear(hq_ptr + b * t_b, rows * t_h + cols * t_w, t_c, inside, lut_ptr, IS_U8)
+            o0, o1, o2 = _camera(h0, h1, h2, m00, m01, m02, m10, m11, m12, m20, m21, m22, g0, g1, g2,
+                                 inflection, fade)
+        lo = lin_ptr + b * 3 * hw + pix
         tl.store(lo, o0, mask=inside)
-        tl.store(lo + H * W, o1, mask=inside)
-        tl.store(lo + 2 * H * W, o2, mask=inside)
+        tl.store(lo + hw, o1, mask=inside)
+        tl.store(lo + 2 * hw, o2, mask=inside)

@@ -39,9 +39,26 @@ def _table(wb: torch.Tensor, cam2rgb: torch.Tensor) -> torch.Tensor:
     return torch.cat([cam2rgb.detach().reshape(b, 9), wb.detach()], dim=1).float().contiguous()
 
 
-def _run(name: str, device: torch.device, grid, *args) -> None:
+def _check_limits(b: int, h: int, w: int) -> None:
+    """The kernels' index arithmetic: the pixel index inside a sample is int32 (``offs < H·W``, grid x
+    ``⌈H·W / BLOCK⌉``), the sample offset ``b·3·H·W`` and the channel offsets are int64; grid y (the batch) is
+    below 2**16 (CUDA's limit) — :func:`ptp` launches larger batches in chunks."""
+    if h * w + _BLOCK >= 2**31:
+        raise ShapeError(f"the fused PTP kernel indexes pixels with int32: {h}x{w} = {h * w} pixels per sample is "
+                         "too many (< 2**31 - 1024); split the image into tiles or use backend='torch'")
+
+
+_MAX_GRID_Y = 65535
+
+
+def _run(name: str, device: torch.device, b: int, hw: int, *args) -> None:
+    """Launch ``name`` over ``b`` samples of ``hw`` pixels; args are ``(B, 3, H, W)`` tensors then the rest.
+    Batches above the grid's y limit run in chunks of sample views."""
     k = kernel_module("_ptp_triton", device)
-    launch(getattr(k, name), grid, device, *args, _EPS, _INV_GAMMA, BLOCK=_BLOCK)
+    for s in range(0, b, _MAX_GRID_Y):
+        n = min(_MAX_GRID_Y, b - s)
+        part = [a[s:s + n] if isinstance(a, torch.Tensor) else a for a in args]
+        launch(getattr(k, name), (-(-hw // _BLOCK), n), device, *part, hw, _EPS, _INV_GAMMA, BLOCK=_BLOCK)
 
 
 class _PTPFunction(torch.autograd.Function):
@@ -52,8 +69,9 @@ class _PTPFunction(torch.autograd.Function):
         x = linear.contiguous()
         b, _, h, w = x.shape
         out = torch.empty_like(x)
+        _check_limits(b, h, w)
         if x.numel():
-            _run("_ptp_fwd_kernel", x.device, (-(-h * w // _BLOCK), b), x, table, out, h * w)
+            _run("_ptp_fwd_kernel", x.device, b, h * w, x, table, out)
         ctx.save_for_backward(x, rgb_gain, red_gain, blue_gain, cam2rgb, rgb2cam)
         ctx.table = table
         return out
@@ -67,7 +85,7 @@ class _PTPFunction(torch.autograd.Function):
             gin = torch.empty_like(x)
             b, _, h, w = x.shape
             if x.numel():
-                _run("_ptp_bwd_kernel", x.device, (-(-h * w // _BLOCK), b), x, ctx.table, go, gin, h * w)
+                _run("_ptp_bwd_kernel", x.device, b, h * w, x, ctx.table, go, gin)
             grads[0] = gin
         if any(ctx.needs_input_grad[1:5]):  # ISP parameters: the torch reference, recomputed
             with torch.enable_grad():

@@ -199,9 +199,16 @@ def test_small_images_and_other_configs():
 def test_tf32_flags_are_restored(imgs128):
     x = _batch(imgs128[:1])
     p = _draws(np.random.default_rng(4), 1, (128, 128))
-    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    from rawsynth.degrade.gpu import _precision_knobs, _true_fp32
+
+    knobs = _precision_knobs()  # torch >= 2.9: the fp32_precision API (mixing it with allow_tf32 raises)
+    assert knobs and all(hasattr(ns, attr) for ns, attr, _ in knobs)
+    before = [getattr(ns, attr) for ns, attr, _ in knobs]
+    with _true_fp32():
+        assert [getattr(ns, attr) for ns, attr, _ in knobs] == [v for _, _, v in knobs]
+        assert torch.backends.cuda.matmul.allow_tf32 is False  # the legacy view agrees
     degrade_batch_gpu(x, p)
-    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+    assert [getattr(ns, attr) for ns, attr, _ in knobs] == before
 
 
 def test_bad_inputs(imgs128):
@@ -248,3 +255,46 @@ def test_cuda_dispatch_and_codecs(imgs128):  # pragma: no cover - needs a GPU
     conv = degrade_batch_gpu(x, ps, blur="conv", jpeg="libjpeg").cpu()
     for i in range(len(ps)):
         assert _psnr(conv[i].numpy(), exact[i].numpy()) > MIN_PSNR
+
+
+def test_jpeg_host_calls_per_stage(imgs128, monkeypatch):
+    """One batched decode call per JPEG stage, one encode call per distinct quality, and the same bytes as a
+    one-image-at-a-time round trip (libjpeg on the CPU: byte-identical per image)."""
+    import torchvision.io as tio
+
+    from rawsynth.degrade import gpu as g
+    from rawsynth.degrade.config import FinalOrder
+
+    calls = {"encode": [], "decode": []}
+    enc, dec = tio.encode_jpeg, tio.decode_jpeg
+
+    def spy_enc(x, *a, **k):
+        calls["encode"].append(len(x) if isinstance(x, list) else 1)
+        return enc(x, *a, **k)
+
+    def spy_dec(x, *a, **k):
+        calls["decode"].append(len(x) if isinstance(x, list) else 1)
+        return dec(x, *a, **k)
+
+    monkeypatch.setattr(tio, "encode_jpeg", spy_enc)
+    monkeypatch.setattr(tio, "decode_jpeg", spy_dec)
+    u8 = (_batch(imgs128) * 255).round().to(torch.uint8)
+    u8 = torch.cat([u8, u8.flip(-1)])  # 8 samples
+    sizes = [(128, 128), (100, 90), (128, 128), (31, 7), (64, 64), (128, 128), (2, 2), (77, 128)]
+    qualities = [50, 70, None, 50, 95, 70, 50, 30]
+    out = g._jpeg_u8(u8, sizes, qualities, "libjpeg")
+    assert calls["decode"] == [7] and sorted(calls["encode"]) == [1, 1, 2, 3]  # qualities 30, 95, 70×2, 50×3
+    for i, (q, (h, w)) in enumerate(zip(qualities, sizes)):
+        ref = u8[i, :, :h, :w] if q is None else dec(enc(u8[i, :, :h, :w].contiguous(), quality=q))
+        assert torch.equal(out[i, :, :h, :w], ref)
+    # the encoded bytes of a device batch come to the host in one copy, split per image
+    parts = [torch.arange(n, dtype=torch.uint8) for n in (5, 1, 9)]
+    assert [torch.equal(a, b) for a, b in zip(g._bytes_to_host(parts), parts)] == [True] * 3
+    # a whole degradation: one decode call per stage that has JPEG
+    calls["decode"].clear()
+    ps = _draws(np.random.default_rng(8), 4, (128, 128))
+    degrade_batch_gpu(_batch(imgs128), ps)
+    jfirst = [p.final.order is FinalOrder.JPEG_RESIZE_SINC for p in ps]
+    stages = (any(p.first.jpeg_quality is not None for p in ps) + any(p.second.jpeg_quality is not None for p in ps)
+              + any(jfirst) + (not all(jfirst)))
+    assert len(calls["decode"]) == stages

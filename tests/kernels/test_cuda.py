@@ -3,6 +3,8 @@ tight tolerances for the deterministic part, statistics for the noise. Skipped w
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -71,6 +73,8 @@ def test_full_size_noise_statistics_match_reference():
     assert abs(torch.corrcoef(z.reshape(b, -1))[0, 1].item()) < 5 / z[0].numel() ** 0.5
 
 
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"),
+                    reason="compares the compiled tl.randn4x; TRITON_INTERPRET=1 interprets every kernel")
 def test_randn4x_is_tritons():
     from rawsynth.kernels._common import kernel_module, launch
 
