@@ -45,15 +45,19 @@ def _cmd_build(args) -> int:
         summary = build_dnd(args.src, args.out, recipe=recipe, overwrite=args.overwrite,
                             allow_partial=args.allow_partial, save_dng=args.dng or None, progress=_progress(args))
     else:
-        from .builders import build_benchmark, load_recipe
+        from .builders import build_benchmark, detect_layout, load_recipe
 
-        recipe = load_recipe(args.recipe or args.name, crop=args.crop, seed=args.seed)
-        if args.recipe and recipe.name != args.name:
-            raise ConfigError(f"build {args.name}: --recipe {args.recipe} is the recipe of {recipe.name!r}")
+        if args.recipe:
+            recipe = load_recipe(args.recipe, crop=args.crop, seed=args.seed)
+            if recipe.name != args.name:
+                raise ConfigError(f"build {args.name}: --recipe {args.recipe} is the recipe of {recipe.name!r}")
+        else:  # official layout or StableSR's 512x512 test crops, whichever --src holds
+            recipe, _ = detect_layout(args.name, args.src, crop=args.crop, seed=args.seed)
         summary = build_benchmark(recipe, args.src, args.out, overwrite=args.overwrite,
                                   allow_partial=args.allow_partial, save_dng=args.dng or None,
                                   progress=_progress(args))
-    print(f"benchmarks build {args.name}: {summary.line()} -> {summary.out}")
+    layout = "" if args.name == "dnd" else f" [{recipe.layout_title}]"
+    print(f"benchmarks build {args.name}{layout}: {summary.line()} -> {summary.out}")
     return 0
 
 
