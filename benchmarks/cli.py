@@ -82,7 +82,8 @@ def _score_kwargs(args) -> dict:
     return {"metrics": args.metrics, "suffixes": tuple(args.suffix or ()), "pred_space": args.pred_space,
             "allow_missing": args.allow_missing, "device": args.device, "batch_size": args.batch_size,
             "weights_dir": args.weights_dir, "allow_download": args.allow_download,
-            "verify_weights": args.verify_weights, "progress": _progress(args)}
+            "verify_weights": args.verify_weights, "progress": _progress(args), "crop_border": args.crop_border,
+            "impl": args.impl}
 
 
 def _print_result(result, bench) -> None:
@@ -96,6 +97,16 @@ def _print_result(result, bench) -> None:
 def _cmd_score(args) -> int:
     from .scoring.score import score
 
+    if args.gt is not None:
+        method = args.method or Path(args.pred).resolve().name
+        result = score(None, args.pred, method, out_dir=args.out, gt_dir=args.gt, **_score_kwargs(args))
+        print(result.line())
+        print(f"  scores: {result.out_dir / 'scores.csv'}, {result.out_dir / 'summary.json'}")
+        if result.summary["missing"]:
+            print(f"  {len(result.summary['missing'])} image(s) had no prediction (--allow-missing)")
+        return 0
+    if not args.method:
+        raise ConfigError("score --bench: give the leaderboard label with --method (e.g. --method 'ISP+SeeSR-s50')")
     result = score(args.bench, args.pred, args.method, out_dir=args.out, **_score_kwargs(args))
     _print_result(result, args.bench)
     return 0
@@ -166,10 +177,18 @@ def _cmd_weights(args) -> int:
     return 0 if report.ok and not report.notes else 1
 
 
-def _add_score_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", required=True, help="label of the method in the leaderboard (e.g. 'ISP+SeeSR-s50')")
-    p.add_argument("--metrics", help="comma-separated subset of psnr,ssim,lpips,dists,fid,niqe,musiq,clipiqa "
-                                     "(default: all that apply; no-reference only without ground truth)")
+def _add_score_options(p: argparse.ArgumentParser, method_required: bool = True) -> None:
+    p.add_argument("--method", required=method_required,
+                   help="label of the method in the leaderboard (e.g. 'ISP+SeeSR-s50')"
+                        + ("" if method_required else "; with --gt, default: the --pred folder's name"))
+    p.add_argument("--metrics", help="comma-separated subset of psnr,ssim,psnr_y,ssim_y,lpips,dists,fid,niqe,musiq,"
+                                     "clipiqa, or 'all' (default: the paper's psnr,ssim,lpips,dists,fid,niqe,musiq,"
+                                     "clipiqa that apply; no-reference only without ground truth)")
+    p.add_argument("--crop-border", type=int, default=0, metavar="N",
+                   help="remove N pixels at every edge before PSNR/SSIM (pyiqa's crop_border; default 0)")
+    p.add_argument("--impl", choices=["fast", "pyiqa"], default="fast",
+                   help="PSNR/SSIM implementation: fast (batched float32, equal to pyiqa to <1e-5; default) or "
+                        "pyiqa itself")
     p.add_argument("--suffix", action="append", help="a method-specific suffix of the output names to strip when "
                                                      "pairing (repeatable); _HR, _LR4, _x1, _out, ... always are")
     p.add_argument("--pred-space", choices=["srgb", "linear"], default="srgb",
@@ -229,9 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_isp)
 
     p = sub.add_parser("score", help="score a method's outputs; writes scores.csv, summary.json, leaderboard.json")
-    p.add_argument("--bench", required=True, help="a benchmark folder")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--bench", help="a benchmark folder")
+    g.add_argument("--gt", help="a folder of ground-truth images to score against instead of a benchmark (paired "
+                                "by name; no leaderboard; scores go to PRED-scores/ unless --out)")
     p.add_argument("--pred", required=True, help="the method's outputs, one image per benchmark image")
-    _add_score_options(p)
+    _add_score_options(p, method_required=False)
     p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("run", help="run a third-party method's command over the inputs, time it, then score it",

@@ -154,7 +154,7 @@ def required_weights(metrics: Iterable[str]) -> list[WeightFile]:
     installed pyiqa and torchvision. PSNR and SSIM need none."""
     out: list[WeightFile] = []
     for m in metrics:
-        if m in ("psnr", "ssim"):
+        if m in ("psnr", "ssim", "psnr_y", "ssim_y"):
             continue
         elif m == "lpips":
             from pyiqa.archs.lpips_arch import default_model_urls
