@@ -161,6 +161,30 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_dnd_submit(args) -> int:
+    from .dnd_submit import write_submission
+
+    pred = args.pred
+    if args.rddm is not None:
+        from .run import _run, rddm_command, substitute
+
+        if pred is not None:
+            raise ConfigError("dnd-submit: give --pred (a method's outputs) or --rddm (run RDDM now), not both")
+        from .bench import Bench
+
+        bench = Bench.load(args.bench)
+        runs = Path(args.out) / "rddm-outputs"
+        cmd = rddm_command(args.rddm, "raw", ((args.rddm_args or "") + " --save-linear").strip())
+        _run(substitute(cmd, input=bench.root / "raw", output=runs), None)
+        pred = runs / "linear" if args.track == "raw" else runs
+    elif pred is None:
+        raise ConfigError("dnd-submit: give the method's outputs with --pred DIR, or --rddm MODEL_DIR to run RDDM")
+    summary = write_submission(args.bench, pred, args.out, args.track, suffixes=tuple(args.suffix or ()),
+                               overwrite=args.overwrite)
+    print(f"benchmarks dnd-submit: {summary.line()}")
+    return 0
+
+
 def _cmd_weights(args) -> int:
     from .scoring.metrics import parse_metrics
     from .scoring.weights import check_weights, download_weights
@@ -288,6 +312,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-size", type=int, default=128, help="side of the comparison crops (default 128)")
     p.add_argument("--no-published", action="store_true", help="leave out the paper's published rows")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("dnd-submit", help="write a DND submission (per-box .mat files + bundled/) for the RAW or "
+                                          "sRGB track, in the official submission kit's format",
+                       description="Write OUT/NNNN_BB.mat (Idenoised_crop) and OUT/bundled/NNNN.mat (Idenoised, "
+                                   "israw, eval_version) as DND's dnd_denoise.py / bundle_submissions.py do; upload "
+                                   "the content of OUT/bundled.")
+    p.add_argument("--bench", required=True, help="a DND benchmark (python -m benchmarks build dnd)")
+    p.add_argument("--pred", help="the method's outputs, one file per box (KEY.png / .tif / .npy): RAW track: 16-bit "
+                                  "mosaic (DN) or 16-bit linear RGB (re-mosaicked); sRGB track: sRGB images")
+    p.add_argument("--rddm", metavar="MODEL_DIR", help="run `rddm restore --save-linear` over the boxes first and "
+                                                       "submit its outputs")
+    p.add_argument("--rddm-args", metavar="ARGS", help="more `rddm restore` flags for --rddm")
+    p.add_argument("--track", choices=["raw", "srgb"], default="raw", help="raw (default) or srgb")
+    p.add_argument("--out", required=True, help="submission folder (new or empty)")
+    p.add_argument("--suffix", action="append", help="a suffix of the output names to strip when pairing")
+    p.add_argument("--overwrite", action="store_true", help="replace the submission files in --out")
+    p.set_defaults(func=_cmd_dnd_submit)
 
     p = sub.add_parser("weights", help="list the weight files the metrics need and which are missing "
                                        "(exit 1 if any); --download fetches them")
