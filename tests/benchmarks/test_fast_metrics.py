@@ -162,3 +162,23 @@ def test_bad_options_are_config_errors(bench_copy, isp_dir, tmp_path, capsys):
     assert main(["score", "--bench", str(bench_copy), "--pred", str(isp_dir), "--metrics", "psnr"]) == 2
     assert "--method" in capsys.readouterr().err
     assert M.METRICS["ssim_y"].y_only and not M.METRICS["ssim"].y_only and M.METRICS["psnr_y"].fast == "psnr"
+
+
+def test_table_and_report_carry_conventions_and_layout(bench_copy, isp_dir, tmp_path):
+    from benchmarks.report.html import build_report
+    from benchmarks.report.table import render_markdown
+    from benchmarks.scoring.score import score
+
+    score(bench_copy, isp_dir, "ISP", "psnr,psnr_y,ssim_y", device="cpu", crop_border=4)
+    md = render_markdown([bench_copy])
+    assert "### DIV2K-Val (4 images, official download, INCOMPLETE build)" in md
+    assert "| Convention |" in md and "PSNR-Y↑" in md
+    ours = next(line for line in md.splitlines() if line.startswith("| ISP |"))
+    assert ours.endswith("| PSNR: RGB, 3 channels, crop 4; PSNR-Y: Y of YCbCr (BT.601), crop 4; "
+                         "SSIM-Y: Y of YCbCr (BT.601), rounded to 0-255, crop 4 |")
+    pub = next(line for line in md.splitlines() if line.startswith("| RDDM (Ours-s1) |"))
+    assert pub.endswith("| PSNR/SSIM: RGB, 3 channels |")  # the paper: "3 channels"
+    doc = build_report([bench_copy], tmp_path / "r.html", crops=1).read_text()
+    assert "{&#x27;policy&#x27;" not in doc and "{'policy'" not in doc
+    assert "centre 128×128 crop" in doc and "source: official download" in doc
+    assert "<th>Convention</th>" in doc and "PSNR-Y: Y of YCbCr (BT.601), crop 4" in doc

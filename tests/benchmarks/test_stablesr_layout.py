@@ -128,3 +128,6 @@ def test_build_100_crops_verify_and_rebuild_identical(stablesr_root, tmp_path, c
     assert ma["images"][0]["source"] == "RealSRVal_crop128/test_HR/Canon_001_LR4.png"
     bench = Bench.load(a)
     assert bench.keys[:2] == ["Canon_001", "Canon_002"] and bench.layout_title == "StableSR 512x512 test crops"
+    from benchmarks.report.table import render_markdown
+
+    assert "### RealSR (100 images, StableSR 512x512 test crops)" in render_markdown([a])
