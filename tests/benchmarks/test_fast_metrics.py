@@ -182,3 +182,16 @@ def test_table_and_report_carry_conventions_and_layout(bench_copy, isp_dir, tmp_
     assert "{&#x27;policy&#x27;" not in doc and "{'policy'" not in doc
     assert "centre 128×128 crop" in doc and "source: official download" in doc
     assert "<th>Convention</th>" in doc and "PSNR-Y: Y of YCbCr (BT.601), crop 4" in doc
+
+
+def test_speed_script_prints_both_times_and_the_ratio(capsys):
+    import re
+
+    from benchmarks.perf.scoring import main as perf_main
+
+    assert perf_main(["--images", "2", "--size", "32", "--conventions", "y"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^pyiqa loop: [0-9.]+ s$", out, re.M) and re.search(r"^ours: [0-9.]+ s$", out, re.M)
+    assert re.search(r"^ratio pyiqa/ours: [0-9.]+x$", out, re.M)
+    diffs = [float(x) for x in re.findall(r"^(?:psnr_y|ssim_y)\s.*x\s+([0-9.e+-]+)$", out, re.M)]
+    assert len(diffs) == 2 and max(diffs) < 1e-5
