@@ -106,7 +106,8 @@ def main(argv=None) -> int:
           f"({torch.get_num_threads()} threads), device {device}")
     t0 = time.perf_counter()
     preds, gts = make_pairs(args.images, args.size)
-    print(f"inputs: {args.images} pairs of {args.size}x{args.size} RGB uint8 (made in {time.perf_counter() - t0:.1f} s)")
+    made = time.perf_counter() - t0
+    print(f"inputs: {args.images} pairs of {args.size}x{args.size} RGB uint8 (made in {made:.1f} s)")
     # warm-up: imports and first calls of both paths, untimed
     for name in (n for c in convs for n in METRICS[c]):
         time_pyiqa(name, preds[:1], gts[:1], device)

@@ -28,7 +28,7 @@ from ..scoring.metrics import METRICS
 from ..scoring.pairing import pair_predictions
 from ..scoring.score import load_prediction, read_leaderboard
 from .published import citation
-from .table import Row, convention_text, describe_set, rank_marks, table_rows
+from .table import Row, convention_text, rank_marks, table_rows
 
 __all__ = ["build_report"]
 

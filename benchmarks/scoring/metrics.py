@@ -83,13 +83,14 @@ class MetricSpec:
         return "↓" if self.lower_better else "↑"
 
 
-#: In the column order of the paper's Table 1.
+_YCBCR = (("test_y_channel", True), ("color_space", "ycbcr"))  # OSEDiff's / StableSR's pyiqa options
+
+#: In the column order of the paper's Table 1 (then the Y-channel variants after ``ssim``).
 METRICS: dict[str, MetricSpec] = {m.name: m for m in (
     MetricSpec("psnr", "psnr", "fr", False, "PSNR", convention="RGB, 3 channels"),
     MetricSpec("ssim", "ssimc", "fr", False, "SSIM", convention="RGB, 3 channels"),
-    MetricSpec("psnr_y", "psnr", "fr", False, "PSNR-Y", options=(("test_y_channel", True), ("color_space", "ycbcr")),
-               convention="Y of YCbCr (BT.601)"),
-    MetricSpec("ssim_y", "ssim", "fr", False, "SSIM-Y", 11, options=(("test_y_channel", True), ("color_space", "ycbcr")),
+    MetricSpec("psnr_y", "psnr", "fr", False, "PSNR-Y", options=_YCBCR, convention="Y of YCbCr (BT.601)"),
+    MetricSpec("ssim_y", "ssim", "fr", False, "SSIM-Y", 11, options=_YCBCR,
                convention="Y of YCbCr (BT.601), rounded to 0-255"),
     MetricSpec("lpips", "lpips", "fr", True, "LPIPS"),
     MetricSpec("dists", "dists", "fr", True, "DISTS"),
