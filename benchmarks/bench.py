@@ -67,6 +67,21 @@ class Bench:
         return self.manifest.get("title", self.dataset)
 
     @property
+    def layout(self) -> str:
+        """The source layout the set was built from: ``official``, ``stablesr-512`` (StableSR's 512x512 test
+        crops), ``dnd``; ``official`` for manifests written before layouts were recorded."""
+        if self.dataset == "dnd":
+            return "dnd"
+        return (self.manifest.get("source") or {}).get("layout", "official")
+
+    @property
+    def layout_title(self) -> str:
+        """Human-readable :attr:`layout` (``"StableSR 512x512 test crops"``)."""
+        if self.dataset == "dnd":
+            return "DND boxes"
+        return (self.manifest.get("source") or {}).get("layout_title", "official download")
+
+    @property
     def has_gt(self) -> bool:
         return bool(self.manifest.get("has_gt", True))
 

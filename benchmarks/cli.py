@@ -45,15 +45,19 @@ def _cmd_build(args) -> int:
         summary = build_dnd(args.src, args.out, recipe=recipe, overwrite=args.overwrite,
                             allow_partial=args.allow_partial, save_dng=args.dng or None, progress=_progress(args))
     else:
-        from .builders import build_benchmark, load_recipe
+        from .builders import build_benchmark, detect_layout, load_recipe
 
-        recipe = load_recipe(args.recipe or args.name, crop=args.crop, seed=args.seed)
-        if args.recipe and recipe.name != args.name:
-            raise ConfigError(f"build {args.name}: --recipe {args.recipe} is the recipe of {recipe.name!r}")
+        if args.recipe:
+            recipe = load_recipe(args.recipe, crop=args.crop, seed=args.seed)
+            if recipe.name != args.name:
+                raise ConfigError(f"build {args.name}: --recipe {args.recipe} is the recipe of {recipe.name!r}")
+        else:  # official layout or StableSR's 512x512 test crops, whichever --src holds
+            recipe, _ = detect_layout(args.name, args.src, crop=args.crop, seed=args.seed)
         summary = build_benchmark(recipe, args.src, args.out, overwrite=args.overwrite,
                                   allow_partial=args.allow_partial, save_dng=args.dng or None,
                                   progress=_progress(args))
-    print(f"benchmarks build {args.name}: {summary.line()} -> {summary.out}")
+    layout = "" if args.name == "dnd" else f" [{recipe.layout_title}]"
+    print(f"benchmarks build {args.name}{layout}: {summary.line()} -> {summary.out}")
     return 0
 
 
@@ -78,7 +82,8 @@ def _score_kwargs(args) -> dict:
     return {"metrics": args.metrics, "suffixes": tuple(args.suffix or ()), "pred_space": args.pred_space,
             "allow_missing": args.allow_missing, "device": args.device, "batch_size": args.batch_size,
             "weights_dir": args.weights_dir, "allow_download": args.allow_download,
-            "verify_weights": args.verify_weights, "progress": _progress(args)}
+            "verify_weights": args.verify_weights, "progress": _progress(args), "crop_border": args.crop_border,
+            "impl": args.impl}
 
 
 def _print_result(result, bench) -> None:
@@ -92,6 +97,16 @@ def _print_result(result, bench) -> None:
 def _cmd_score(args) -> int:
     from .scoring.score import score
 
+    if args.gt is not None:
+        method = args.method or Path(args.pred).resolve().name
+        result = score(None, args.pred, method, out_dir=args.out, gt_dir=args.gt, **_score_kwargs(args))
+        print(result.line())
+        print(f"  scores: {result.out_dir / 'scores.csv'}, {result.out_dir / 'summary.json'}")
+        if result.summary["missing"]:
+            print(f"  {len(result.summary['missing'])} image(s) had no prediction (--allow-missing)")
+        return 0
+    if not args.method:
+        raise ConfigError("score --bench: give the leaderboard label with --method (e.g. --method 'ISP+SeeSR-s50')")
     result = score(args.bench, args.pred, args.method, out_dir=args.out, **_score_kwargs(args))
     _print_result(result, args.bench)
     return 0
@@ -146,6 +161,30 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_dnd_submit(args) -> int:
+    from .dnd_submit import write_submission
+
+    pred = args.pred
+    if args.rddm is not None:
+        from .run import _run, rddm_command, substitute
+
+        if pred is not None:
+            raise ConfigError("dnd-submit: give --pred (a method's outputs) or --rddm (run RDDM now), not both")
+        from .bench import Bench
+
+        bench = Bench.load(args.bench)
+        runs = Path(args.out) / "rddm-outputs"
+        cmd = rddm_command(args.rddm, "raw", ((args.rddm_args or "") + " --save-linear").strip())
+        _run(substitute(cmd, input=bench.root / "raw", output=runs), None)
+        pred = runs / "linear" if args.track == "raw" else runs
+    elif pred is None:
+        raise ConfigError("dnd-submit: give the method's outputs with --pred DIR, or --rddm MODEL_DIR to run RDDM")
+    summary = write_submission(args.bench, pred, args.out, args.track, suffixes=tuple(args.suffix or ()),
+                               overwrite=args.overwrite)
+    print(f"benchmarks dnd-submit: {summary.line()}")
+    return 0
+
+
 def _cmd_weights(args) -> int:
     from .scoring.metrics import parse_metrics
     from .scoring.weights import check_weights, download_weights
@@ -162,10 +201,18 @@ def _cmd_weights(args) -> int:
     return 0 if report.ok and not report.notes else 1
 
 
-def _add_score_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", required=True, help="label of the method in the leaderboard (e.g. 'ISP+SeeSR-s50')")
-    p.add_argument("--metrics", help="comma-separated subset of psnr,ssim,lpips,dists,fid,niqe,musiq,clipiqa "
-                                     "(default: all that apply; no-reference only without ground truth)")
+def _add_score_options(p: argparse.ArgumentParser, method_required: bool = True) -> None:
+    p.add_argument("--method", required=method_required,
+                   help="label of the method in the leaderboard (e.g. 'ISP+SeeSR-s50')"
+                        + ("" if method_required else "; with --gt, default: the --pred folder's name"))
+    p.add_argument("--metrics", help="comma-separated subset of psnr,ssim,psnr_y,ssim_y,lpips,dists,fid,niqe,musiq,"
+                                     "clipiqa, or 'all' (default: the paper's psnr,ssim,lpips,dists,fid,niqe,musiq,"
+                                     "clipiqa that apply; no-reference only without ground truth)")
+    p.add_argument("--crop-border", type=int, default=0, metavar="N",
+                   help="remove N pixels at every edge before PSNR/SSIM (pyiqa's crop_border; default 0)")
+    p.add_argument("--impl", choices=["fast", "pyiqa"], default="fast",
+                   help="PSNR/SSIM implementation: fast (batched float32, equal to pyiqa to <1e-5; default) or "
+                        "pyiqa itself")
     p.add_argument("--suffix", action="append", help="a method-specific suffix of the output names to strip when "
                                                      "pairing (repeatable); _HR, _LR4, _x1, _out, ... always are")
     p.add_argument("--pred-space", choices=["srgb", "linear"], default="srgb",
@@ -225,9 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_isp)
 
     p = sub.add_parser("score", help="score a method's outputs; writes scores.csv, summary.json, leaderboard.json")
-    p.add_argument("--bench", required=True, help="a benchmark folder")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--bench", help="a benchmark folder")
+    g.add_argument("--gt", help="a folder of ground-truth images to score against instead of a benchmark (paired "
+                                "by name; no leaderboard; scores go to PRED-scores/ unless --out)")
     p.add_argument("--pred", required=True, help="the method's outputs, one image per benchmark image")
-    _add_score_options(p)
+    _add_score_options(p, method_required=False)
     p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("run", help="run a third-party method's command over the inputs, time it, then score it",
@@ -262,6 +312,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-size", type=int, default=128, help="side of the comparison crops (default 128)")
     p.add_argument("--no-published", action="store_true", help="leave out the paper's published rows")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("dnd-submit", help="write a DND submission (per-box .mat files + bundled/) for the RAW or "
+                                          "sRGB track, in the official submission kit's format",
+                       description="Write OUT/NNNN_BB.mat (Idenoised_crop) and OUT/bundled/NNNN.mat (Idenoised, "
+                                   "israw, eval_version) as DND's dnd_denoise.py / bundle_submissions.py do; upload "
+                                   "the content of OUT/bundled.")
+    p.add_argument("--bench", required=True, help="a DND benchmark (python -m benchmarks build dnd)")
+    p.add_argument("--pred", help="the method's outputs, one file per box (KEY.png / .tif / .npy): RAW track: 16-bit "
+                                  "mosaic (DN) or 16-bit linear RGB (re-mosaicked); sRGB track: sRGB images")
+    p.add_argument("--rddm", metavar="MODEL_DIR", help="run `rddm restore --save-linear` over the boxes first and "
+                                                       "submit its outputs")
+    p.add_argument("--rddm-args", metavar="ARGS", help="more `rddm restore` flags for --rddm")
+    p.add_argument("--track", choices=["raw", "srgb"], default="raw", help="raw (default) or srgb")
+    p.add_argument("--out", required=True, help="submission folder (new or empty)")
+    p.add_argument("--suffix", action="append", help="a suffix of the output names to strip when pairing")
+    p.add_argument("--overwrite", action="store_true", help="replace the submission files in --out")
+    p.set_defaults(func=_cmd_dnd_submit)
 
     p = sub.add_parser("weights", help="list the weight files the metrics need and which are missing "
                                        "(exit 1 if any); --download fetches them")

@@ -8,7 +8,8 @@ reading (as DND's own Python scripts do for ``Inoisy`` and the bounding boxes):
 * ``info.mat``: a struct ``info`` whose fields hold one HDF5 object reference per image:
   ``boundingboxes`` → 20 × 4 ``[row1, col1, row2, col2]`` (1-based, inclusive; 512 × 512 boxes);
   ``nlf`` → ``{a, b}``, the noise level function ``σ² = a·x + b`` (our ``λ_shot``, ``λ_read``);
-  ``sigma_raw`` → per box and 2×2 Bayer position, the mean noise σ;
+  ``sigma_raw`` → per box and 2×2 position of the box's own mosaic (the official ``dnd_denoise.py`` uses
+  ``sigma_raw[xx, yy, box]`` for the plane ``crop[yy::2, xx::2]``), the mean noise σ;
   ``camera`` → ``{pattern (2×2, 1 = R, 2 = G, 3 = B), ColorMatrix2 (XYZ→camera, 9 values), AsShotNeutral}``.
   The pattern is transposed like every other array (Brooks et al.'s DND script reads it untransposed, which
   swaps GRBG and GBRG — a known visualisation problem of that script).
@@ -237,8 +238,8 @@ def build_dnd(src: str | os.PathLike, out: str | os.PathLike, *, recipe: DndReci
             dn = quantize(crop, sensor)[0, 0].numpy()
             pattern = info.pattern.shifted(top, left)
             sig = info.sigma_raw[b] if info.sigma_raw is not None and b < len(info.sigma_raw) else None
-            if sig is not None:  # re-index the 2x2 noise sigmas from the image's phase to the crop's
-                sig = np.roll(sig, (-top % 2, -left % 2), axis=(0, 1)).tolist()
+            if sig is not None:  # already per box and crop phase: dnd_denoise.py pairs sigma_raw[xx, yy, box]
+                sig = np.asarray(sig).tolist()  # with the crop's plane crop[yy::2, xx::2]
             meta = {
                 "key": key, "mode": "dnd", "seed": None, "pattern": pattern.value, "sensor": sensor.to_dict(),
                 "isp": isp.to_dict(),

@@ -13,7 +13,7 @@ import os
 from rawsynth.errors import RawsynthError
 
 __all__ = ["BenchmarkError", "LayoutError", "PairingError", "MissingWeightsError", "DownloadRefusedError",
-           "MissingDependencyError", "CommandError"]
+           "MissingDependencyError", "CommandError", "UnsafeWeightsError"]
 
 
 class BenchmarkError(RawsynthError):
@@ -93,6 +93,21 @@ class DownloadRefusedError(BenchmarkError):
         where = f" to {dst}" if dst else ""
         super().__init__(f"refused to download {url}{where}: downloads are off. Put the file there yourself "
                          "(see `python -m benchmarks weights`) or pass --allow-download")
+
+
+class UnsafeWeightsError(BenchmarkError):
+    """A weight file is not plain tensors: ``torch.load(..., weights_only=True)`` refuses it (a pickle that would
+    run code), so it is not handed to pyiqa.
+
+    Attributes:
+        path: the file.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = os.fspath(path)
+        super().__init__(f"{self.path}: refused: not a plain weights file ({reason}); loading it could run code. "
+                         "Replace it with the published file (`python -m benchmarks weights --verify` checks the "
+                         "published SHA-256 where there is one)")
 
 
 class MissingDependencyError(BenchmarkError):

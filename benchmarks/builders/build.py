@@ -206,7 +206,8 @@ def build_benchmark(recipe: Recipe, src: str | os.PathLike, out: str | os.PathLi
     manifest = {
         "format": FORMAT, "dataset": recipe.name, "title": recipe.title, "has_gt": True,
         "recipe": recipe.to_dict(), "save_dng": save_dng,
-        "source": {"root": os.fspath(src), "layout_root": scan.root.name},
+        "source": {"root": os.fspath(src), "layout_root": scan.root.name, "layout": recipe.layout,
+                   "layout_title": recipe.layout_title},
         "expected": recipe.expected_count, "complete": scan.complete, "missing": scan.missing, "extra": scan.extra,
         "versions": versions(), "images": images, "files": files,
     }

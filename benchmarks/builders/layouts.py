@@ -19,7 +19,7 @@ from rawsynth.shards import check_key
 from ..errors import LayoutError
 from .recipe import Recipe
 
-__all__ = ["SourceImage", "Scan", "find_root", "scan_layout", "compact"]
+__all__ = ["SourceImage", "Scan", "find_root", "locate_group", "scan_layout", "compact"]
 
 
 @dataclass(frozen=True, order=True)
@@ -80,9 +80,24 @@ def _describe(folder: Path) -> str:
     return " and ".join(parts) if parts else "nothing"
 
 
+def locate_group(root: Path, group) -> Path | None:
+    """The folder under ``root`` holding ``group``: its ``folder``, else the first alias that exists (``"."``:
+    ``root`` itself, when it directly holds a file of the group)."""
+    for f in group.folders:
+        if f in (".", ""):
+            files = _visible_files(root)
+            pats = group.globs or tuple(group.expected_names() or ())
+            if any(fnmatch.fnmatch(n, p) for n in files for p in pats):
+                return root
+        elif (root / f).is_dir():
+            return root / f
+    return None
+
+
 def find_root(src: str | os.PathLike, recipe: Recipe) -> Path:
-    """The dataset root for ``src``: ``src`` itself, an ancestor when ``src`` is one of the group folders, or a
-    direct sub-folder of ``src``; the first of these that holds a group folder.
+    """The dataset root for ``src``: ``src`` itself, an ancestor when ``src`` is one of the group folders (or a
+    leading part of one, e.g. ``RealSRVal_crop128`` of ``RealSRVal_crop128/test_HR``), or a direct sub-folder
+    of ``src``; the first of these that holds a group folder (or alias).
 
     Raises:
         LayoutError: ``src`` is not a folder, or no candidate holds any of the recipe's folders.
@@ -94,25 +109,40 @@ def find_root(src: str | os.PathLike, recipe: Recipe) -> Path:
     candidates = [src]
     resolved = src.resolve()
     for g in recipe.groups:
-        parts = Path(g.folder).parts
-        if resolved.parts[-len(parts):] == parts:
-            candidates.append(Path(*resolved.parts[:-len(parts)]))
+        for folder in g.folders:
+            parts = Path(folder).parts
+            for k in range(len(parts), 0, -1):
+                if len(resolved.parts) > k and resolved.parts[-k:] == parts[:k]:
+                    candidates.append(Path(*resolved.parts[:-k]))
     candidates += sorted((Path(e.path) for e in os.scandir(src) if e.is_dir() and not e.name.startswith(".")),
                          key=lambda p: p.name)
     for root in candidates:
-        if any((root / g.folder).is_dir() for g in recipe.groups):
+        if any(locate_group(root, g) is not None for g in recipe.groups):
             return root
     tops = " and ".join(dict.fromkeys(f"{g.folder.split('/')[0]}/" for g in recipe.groups))
-    raise LayoutError(src, f"not the {recipe.title} layout: expected {_expected_hint(recipe)} under it, found "
-                           f"{_describe(src)}. Point --src at the folder that holds {tops} (or at "
-                           f"{recipe.groups[0].folder} itself)" + _diagnose(src, recipe))
+    raise LayoutError(src, f"not the {recipe.title} layout ({recipe.layout_title}): expected "
+                           f"{_expected_hint(recipe)} under it, found {_describe(src)}. Point --src at the folder "
+                           f"that holds {tops} (or at {recipe.groups[0].folder} itself)" + _diagnose(src, recipe))
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    """``(height, width)`` from the file header (PIL reads no pixels), ``None`` if unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except Exception:  # noqa: BLE001 - any unreadable file simply does not match the layout
+        return None
 
 
 def _expected_hint(recipe: Recipe) -> str:
     out = []
     for g in recipe.groups:
         names = g.expected_names()
-        out.append(f"{g.folder}/{names[0]} … {names[-1]}" if names else f"{g.folder}/{g.glob} ({g.count} files)")
+        size = f" of {g.size[1]}x{g.size[0]}" if g.size else ""
+        out.append(f"{g.folder}/{names[0]} … {names[-1]}" if names else
+                   f"{g.folder}/{'|'.join(g.globs)} ({g.count} files{size})")
     return "; ".join(out)
 
 
@@ -123,7 +153,10 @@ def _diagnose(src: Path, recipe: Recipe) -> str:
         return ""
     for g in recipe.groups:
         if any(fnmatch.fnmatch(f, pat) for f in files for pat in g.ignore):
-            return f". The files here look like the neighbours {g.ignore} (e.g. LR images), not the HR set"
+            return (f". The files here are named like the LR neighbours {list(g.ignore)}: official LR images (then "
+                    "point --src at the HR set), or StableSR's 512x512 HR test crops, which keep LR-style names "
+                    f"(the bundled recipe {recipe.name}-stablesr reads those; `build {recipe.name}` tries it by "
+                    "itself)")
     named = [n for g in recipe.groups for n in (g.expected_names() or [])]
     if named and files and not set(files) & set(named):
         return f". None of the expected names ({named[0]} … {named[-1]}) is here: is this another split?"
@@ -147,22 +180,32 @@ def scan_layout(src: str | os.PathLike, recipe: Recipe) -> Scan:
     runs: list[str] = []
     extra: list[str] = []
     for g in recipe.groups:
-        folder = root / g.folder
+        folder = locate_group(root, g) or root / g.folder
+        rel = folder.relative_to(root).as_posix() if folder != root else "."
         files = _visible_files(folder)
         names = g.expected_names()
         if names is not None:
             members = [n for n in names if n in set(files)]
             absent = [n not in set(files) for n in names]
-            missing += [f"{g.folder}/{n}" for n, a in zip(names, absent, strict=True) if a]
-            runs += _runs(g.folder, names, absent)
+            missing += [f"{rel}/{n}" for n, a in zip(names, absent, strict=True) if a]
+            runs += _runs(rel, names, absent)
             others = [f for f in files if f not in set(names)]
         else:
-            members = [f for f in files if fnmatch.fnmatch(f, g.glob)]
+            members = [f for f in files if any(fnmatch.fnmatch(f, p) for p in g.globs)]
             others = [f for f in files if f not in set(members)]
+            if g.size is not None:
+                sizes = {f: _image_size(folder / f) for f in members}
+                wrong = [f for f in members if sizes[f] != g.size]
+                if wrong:
+                    got = sizes[wrong[0]]
+                    missing.append(f"{rel}: {len(wrong)} file(s) not {g.size[1]}x{g.size[0]} (e.g. {wrong[0]}: "
+                                   f"{'unreadable' if got is None else f'{got[1]}x{got[0]}'})")
+                    runs.append(missing[-1])
+                    members = [f for f in members if f not in set(wrong)]
             if len(members) != g.count:
-                missing.append(f"{g.folder}: {len(members)} {g.glob} file(s) found, {g.count} expected")
+                missing.append(f"{rel}: {len(members)} {'|'.join(g.globs)} file(s) found, {g.count} expected")
                 runs.append(missing[-1])
-        extra += [f"{g.folder}/{f}" for f in others if not any(fnmatch.fnmatch(f, p) for p in g.ignore)]
+        extra += [f"{rel}/{f}" for f in others if not any(fnmatch.fnmatch(f, p) for p in g.ignore)]
         for n in members:
             stem = Path(n).stem
             key = stem[: -len(recipe.key_suffix)] if recipe.key_suffix and stem.endswith(recipe.key_suffix) else stem
@@ -173,7 +216,7 @@ def scan_layout(src: str | os.PathLike, recipe: Recipe) -> Scan:
                                               "digits, '_' and '-'); rename the file") from None
             if key in images:
                 raise LayoutError(folder / n, f"gives the same image key {key!r} as {images[key].name}")
-            images[key] = SourceImage(key, f"{g.folder}/{n}", folder / n)
+            images[key] = SourceImage(key, f"{rel}/{n}" if rel != "." else f"{folder.name}/{n}", folder / n)
     return Scan(root, [images[k] for k in sorted(images)], missing, extra, recipe.expected_count, runs)
 
 

@@ -17,9 +17,14 @@ from rawsynth.errors import ConfigError, InputError
 from rawsynth.mns import Pattern, SensorParams
 from rawsynth.pipeline import Mode, SynthConfig, load_config
 
-__all__ = ["CropPolicy", "Group", "Recipe", "recipe_names", "load_recipe", "load_recipe_dict"]
+__all__ = ["CropPolicy", "Group", "Recipe", "recipe_names", "layout_recipe_names", "load_recipe",
+           "load_recipe_dict"]
 
 BUILTIN = ("div2k-val", "realsr", "drealsr")
+#: Bundled recipes of other source layouts of the same test sets, tried after the official one by
+#: :func:`benchmarks.builders.detect.detect_layout` (``benchmarks/recipes/NAME-LAYOUT.yaml``).
+LAYOUT_VARIANTS = {"div2k-val": ("div2k-val-stablesr",), "realsr": ("realsr-stablesr",),
+                   "drealsr": ("drealsr-stablesr",)}
 
 
 class CropPolicy:
@@ -35,19 +40,33 @@ class Group:
     """One folder of a dataset layout.
 
     Either ``names`` (a ``str.format`` template over ``i``) with ``range = (first, last)`` — the exact
-    expected file names — or ``glob`` with ``count`` — any file matching, checked by number. ``ignore`` lists
-    glob patterns of expected neighbours (e.g. LR images next to the HR ones) that are not part of the set.
+    expected file names — or ``glob`` (one pattern or a list) with ``count`` — any file matching, checked by
+    number. ``ignore`` lists glob patterns of expected neighbours (e.g. LR images next to the HR ones) that are
+    not part of the set. ``size = [height, width]``: every member must have exactly this size (how the 512²
+    test crops are told apart from full-size images). ``aliases``: other folders (relative to the root) that
+    may hold the group when ``folder`` does not exist; ``"."`` is the root itself, i.e. ``--src`` may be the
+    image folder whatever its name.
     """
 
     folder: str
     names: str | None = None
     range: tuple[int, int] | None = None
-    glob: str | None = None
+    glob: str | tuple[str, ...] | None = None
     count: int | None = None
     ignore: tuple[str, ...] = ()
+    size: tuple[int, int] | None = None
+    aliases: tuple[str, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "ignore", tuple(self.ignore))
+        object.__setattr__(self, "aliases", tuple(self.aliases))
+        if isinstance(self.glob, (list, tuple)):
+            object.__setattr__(self, "glob", tuple(self.glob))
+        if self.size is not None:
+            size = tuple(self.size) if isinstance(self.size, (list, tuple)) else ()
+            if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+                raise ConfigError(f"recipe group {self.folder!r}: size must be [height, width], got {self.size!r}")
+            object.__setattr__(self, "size", size)
         if self.range is not None:
             object.__setattr__(self, "range", tuple(int(v) for v in self.range))
         named = self.names is not None and self.range is not None and len(self.range) == 2
@@ -55,6 +74,18 @@ class Group:
         if named == counted:
             raise ConfigError(f"recipe group {self.folder!r}: give either `names` + `range: [first, last]` or "
                               "`glob` + `count`")
+
+    @property
+    def globs(self) -> tuple[str, ...]:
+        """The glob patterns of a counted group (``()`` for a named one)."""
+        if self.glob is None:
+            return ()
+        return (self.glob,) if isinstance(self.glob, str) else tuple(self.glob)
+
+    @property
+    def folders(self) -> tuple[str, ...]:
+        """``folder`` then its ``aliases``, in the order they are tried."""
+        return (self.folder, *self.aliases)
 
     def expected_names(self) -> list[str] | None:
         """The exact expected file names, or ``None`` for a counted group."""
@@ -84,9 +115,14 @@ class Recipe:
     sensor: dict = field(default_factory=lambda: SensorParams().to_dict())
     degradation: dict = field(default_factory=lambda: {"scale": 4})
     save_dng: bool = False
+    layout: str = "official"
+    layout_title: str = "official download"
 
     def __post_init__(self):
         set_ = object.__setattr__
+        for name in ("layout", "layout_title"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"recipe {self.name!r}: source.{name} must be a non-empty string")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"recipe {self.name!r}: seed must be an integer, got {self.seed!r}")
         for name in ("key_suffix", "noise_profile"):
@@ -150,7 +186,7 @@ class Recipe:
             "source": {"groups": [{k: (list(v) if isinstance(v, tuple) else v)
                                    for k, v in dataclasses.asdict(g).items() if v not in (None, ())}
                                   for g in self.groups],
-                       "key_suffix": self.key_suffix},
+                       "key_suffix": self.key_suffix, "layout": self.layout, "layout_title": self.layout_title},
             "crop": dict(self.crop), "seed": self.seed, "patterns": [p.value for p in self.patterns],
             "noise_profile": self.noise_profile, "iso_range": list(self.iso_range) if self.iso_range else None,
             "sensor": dict(self.sensor), "degradation": dict(self.degradation), "save_dng": self.save_dng,
@@ -165,8 +201,9 @@ class Recipe:
         source = d.pop("source", None)
         if not isinstance(source, dict) or "groups" not in source:
             raise ConfigError(f"{where}: a recipe needs `source: {{groups: [...]}}`")
-        names = {f.name for f in dataclasses.fields(cls)} - {"groups", "key_suffix"}
-        unknown = sorted(set(d) - names) + sorted(f"source.{k}" for k in set(source) - {"groups", "key_suffix"})
+        src_keys = {"groups", "key_suffix", "layout", "layout_title"}
+        names = {f.name for f in dataclasses.fields(cls)} - src_keys
+        unknown = sorted(set(d) - names) + sorted(f"source.{k}" for k in set(source) - src_keys)
         if unknown:
             raise ConfigError(f"{where}: unknown recipe key(s) {unknown}; valid keys are "
                               f"{sorted(names | {'source'})}")
@@ -181,7 +218,9 @@ class Recipe:
             if set(g) - gfields:
                 raise ConfigError(f"{where}: unknown group key(s) {sorted(set(g) - gfields)}; valid: {sorted(gfields)}")
         try:
-            return cls(groups=tuple(Group(**g) for g in groups), key_suffix=source.get("key_suffix") or "", **d)
+            layout = {k: source[k] for k in ("layout", "layout_title") if k in source}
+            return cls(groups=tuple(Group(**g) for g in groups), key_suffix=source.get("key_suffix") or "", **layout,
+                       **d)
         except TypeError as e:
             raise ConfigError(f"{where}: {e}") from None
 
@@ -189,6 +228,11 @@ class Recipe:
 def recipe_names() -> tuple[str, ...]:
     """The bundled synthetic test sets (``dnd`` is built by :mod:`benchmarks.dnd`)."""
     return BUILTIN
+
+
+def layout_recipe_names(name: str) -> tuple[str, ...]:
+    """The bundled recipes of test set ``name``, official layout first (e.g. ``realsr``, ``realsr-stablesr``)."""
+    return (name, *LAYOUT_VARIANTS.get(name, ()))
 
 
 def _bundled(name: str):

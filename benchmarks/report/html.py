@@ -28,7 +28,7 @@ from ..scoring.metrics import METRICS
 from ..scoring.pairing import pair_predictions
 from ..scoring.score import load_prediction, read_leaderboard
 from .published import citation
-from .table import Row, rank_marks, table_rows
+from .table import Row, convention_text, rank_marks, table_rows
 
 __all__ = ["build_report"]
 
@@ -101,7 +101,7 @@ def _scatter(rows: list[Row]) -> str | None:
 def _table(rows: list[Row], metrics: list[str]) -> str:
     marks = {m: rank_marks(rows, m) for m in metrics}
     head = "".join(f"<th>{METRICS[m].label} {METRICS[m].arrow}</th>" for m in metrics)
-    out = [f'<table class="lb"><tr><th>Method</th><th>Source</th>{head}</tr>']
+    out = [f'<table class="lb"><tr><th>Method</th><th>Source</th>{head}<th>Convention</th></tr>']
     for i, r in enumerate(rows):
         cells = []
         for m in metrics:
@@ -110,7 +110,7 @@ def _table(rows: list[Row], metrics: list[str]) -> str:
             cls = "num" + (f" r{rank}" if rank else "")
             cells.append(f'<td class="{cls}">{"–" if v is None else f"{v:.4f}"}</td>')
         out.append(f'<tr class="{"pub" if r.published else "ours"}"><td>{html.escape(r.method)}</td>'
-                   f'<td>{html.escape(r.source)}</td>{"".join(cells)}</tr>')
+                   f'<td>{html.escape(r.source)}</td>{"".join(cells)}<td>{html.escape(convention_text(r))}</td></tr>')
     out.append("</table>")
     return "\n".join(out)
 
@@ -180,14 +180,25 @@ def _comparisons(bench: Bench, n: int, crop: int, scale: int) -> str:
     return "\n".join(parts)
 
 
+def _crop_text(crop: dict | None) -> str:
+    """``"centre 512×512 crop"``, ``"full image"`` or ``"DND's 512×512 boxes"`` for a recipe's ``crop``."""
+    if not crop:
+        return "DND's own boxes"
+    if crop.get("policy") == "center":
+        return f"centre {crop['size']}×{crop['size']} crop"
+    if crop.get("policy") == "full":
+        return "full image"
+    return f"crop policy {crop.get('policy')}"
+
+
 def _section(bench: Bench, crops: int, crop_size: int, scale: int, published: bool) -> str:
     m = bench.manifest
     rows = table_rows(bench, published)
     metrics = [k for k in METRICS if any(k in r.metrics for r in rows)]
     recipe = m.get("recipe", {})
     state = "" if m.get("complete", True) else ", INCOMPLETE"
-    desc = (f"{len(bench.keys)} images ({m.get('expected', '?')} expected{state})"
-            f"; crop {recipe.get('crop', 'DND boxes')}; seed {recipe.get('seed', '–')}; "
+    desc = (f"{len(bench.keys)} images ({m.get('expected', '?')} expected{state}); source: {bench.layout_title}"
+            f"; {_crop_text(recipe.get('crop'))}; seed {recipe.get('seed', '–')}; "
             f"{'with' if bench.has_gt else 'no'} ground truth; built with rawsynth "
             f"{m.get('versions', {}).get('rawsynth', '?')}")
     out = [f"<h2>{html.escape(bench.title)}</h2>", f'<p class="meta">{html.escape(desc)} — '

@@ -21,6 +21,7 @@ class PublishedRow:
     table: str
     dataset: str
     metrics: dict
+    conventions: dict = None
 
     @property
     def source(self) -> str:
@@ -50,5 +51,6 @@ def published_rows(dataset: str) -> list[PublishedRow]:
                 continue
             seen.add(values)
             out.append(PublishedRow(aliases.get(name, name), name, table["label"], dataset,
-                                    dict(zip(names, values, strict=True))))
+                                    dict(zip(names, values, strict=True)),
+                                    dict(table.get("conventions") or d.get("conventions") or {})))
     return out

@@ -7,21 +7,40 @@ import os
 from dataclasses import dataclass
 
 from ..bench import Bench
-from ..scoring.metrics import METRICS
+from ..scoring.metrics import METRICS, convention
 from ..scoring.score import read_leaderboard
 from .published import citation, published_rows
 
-__all__ = ["Row", "table_rows", "rank_marks", "render_markdown"]
+__all__ = ["Row", "table_rows", "rank_marks", "render_markdown", "convention_text", "describe_set"]
 
 
 @dataclass(frozen=True)
 class Row:
-    """A table row: ``method``, ``source`` (``"ours, n=100"`` or ``"published, Table 1"``) and metric values."""
+    """A table row: ``method``, ``source`` (``"ours, n=100"`` or ``"published, Table 1"``), metric values and the
+    convention of each PSNR/SSIM value (``{"psnr": "RGB, 3 channels"}``)."""
 
     method: str
     source: str
     metrics: dict
     published: bool
+    conventions: dict = None
+
+
+def convention_text(row: Row) -> str:
+    """``"PSNR/SSIM: RGB, 3 channels; PSNR-Y: Y of YCbCr (BT.601)"``: the conventions of the row's values, metrics
+    that share one grouped; ``"–"`` when none applies."""
+    groups: dict[str, list[str]] = {}
+    for m in METRICS:
+        c = (row.conventions or {}).get(m)
+        if m in row.metrics and c:
+            groups.setdefault(c, []).append(METRICS[m].label)
+    return "; ".join(f"{'/'.join(labels)}: {c}" for c, labels in groups.items()) or "–"
+
+
+def describe_set(bench: Bench) -> str:
+    """``"100 images, StableSR 512x512 test crops"``: size and source layout (and an incomplete build)."""
+    complete = "" if bench.manifest.get("complete", True) else ", INCOMPLETE build"
+    return f"{len(bench.keys)} images, {bench.layout_title}{complete}"
 
 
 def table_rows(bench: Bench, published: bool = True) -> list[Row]:
@@ -30,9 +49,11 @@ def table_rows(bench: Bench, published: bool = True) -> list[Row]:
     for e in read_leaderboard(bench)["entries"]:
         n, total = e.get("n"), e.get("images", len(bench.keys))
         src = f"ours, n={n}" + ("" if n == total else f" of {total}")
-        rows.append(Row(e["method"], src, {k: v for k, v in e.get("metrics", {}).items() if v is not None}, False))
+        metrics = {k: v for k, v in e.get("metrics", {}).items() if v is not None and k in METRICS}
+        conv = e.get("conventions") or {k: convention(k) for k in metrics}  # older entries: crop_border 0
+        rows.append(Row(e["method"], src, metrics, False, conv))
     if published:
-        rows += [Row(r.method, r.source, r.metrics, True) for r in published_rows(bench.dataset)]
+        rows += [Row(r.method, r.source, r.metrics, True, r.conventions) for r in published_rows(bench.dataset)]
     return rows
 
 
@@ -60,18 +81,17 @@ def render_markdown(bench_dirs: list[str | os.PathLike], published: bool = True)
         bench = Bench.load(d)
         rows = table_rows(bench, published)
         metrics = [m for m in METRICS if any(m in r.metrics for r in rows)]
-        complete = "" if bench.manifest.get("complete", True) else ", INCOMPLETE build"
-        parts.append(f"### {bench.title} ({len(bench.keys)} images{complete})\n")
+        parts.append(f"### {bench.title} ({describe_set(bench)})\n")
         if not rows:
             parts.append("_No method scored yet: run `python -m benchmarks score`._\n")
             continue
         marks = {m: rank_marks(rows, m) for m in metrics}
         parts.append("| Method | Source | " + " | ".join(f"{METRICS[m].label}{METRICS[m].arrow}" for m in metrics)
-                     + " |")
-        parts.append("|---|---|" + "---:|" * len(metrics))
+                     + " | Convention |")
+        parts.append("|---|---|" + "---:|" * len(metrics) + "---|")
         for i, r in enumerate(rows):
             cells = [_cell(r.metrics.get(m), marks[m].get(i)) for m in metrics]
-            parts.append(f"| {r.method} | {r.source} | " + " | ".join(cells) + " |")
+            parts.append(f"| {r.method} | {r.source} | " + " | ".join(cells) + f" | {convention_text(r)} |")
         parts.append("")
     if published and any("published" in p for p in parts):
         parts.append("**Bold**: best, _italic_: second best, over all rows shown. Published rows are copied from "

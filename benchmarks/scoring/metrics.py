@@ -4,7 +4,10 @@
 ours       pyiqa           kind   convention
 =========  ==============  =====  =============================================================================
 psnr       ``psnr``        FR     RGB, 3 channels (``test_y_channel=False``), data range 1, on 8-bit images
+psnr_y     ``psnr``        FR     Y of YCbCr (BT.601): ``test_y_channel=True, color_space='ycbcr'`` — OSEDiff's,
+                                  StableSR's and SeeSR's PSNR (pyiqa's ``psnry`` uses YIQ's Y instead: ≈1.3 dB off)
 ssim       ``ssimc``       FR     3 channels, 11×11 Gaussian σ 1.5, no downsampling (pyiqa's ``ssim`` is Y-only!)
+ssim_y     ``ssim``        FR     Y of YCbCr rounded to 0…255, ``test_y_channel=True, color_space='ycbcr'``
 lpips      ``lpips``       FR     AlexNet, v0.1
 dists      ``dists``       FR     VGG16
 fid        ``fid``         set    Inception-V3 pool features, "clean" resize, predictions vs ``gt_srgb``
@@ -13,9 +16,13 @@ musiq      ``musiq``       NR     KonIQ-10k checkpoint
 clipiqa    ``clipiqa``     NR     CLIP RN50, pyiqa's antonym prompt pairs
 =========  ==============  =====  =============================================================================
 
-Every image (prediction and ground truth) enters as 8-bit sRGB scaled to ``[0, 1]``: predictions stored with
-more bits are rounded to 8 bits first, as if saved as 8-bit PNG. Scores are averaged over images; FID is
-computed once over the set.
+Every image (prediction and ground truth) enters as 8-bit sRGB scaled to ``[0, 1]``, the RGB channels of an 8-bit
+PNG as OpenCV reads it (``cv2.imread`` then BGR→RGB, ``/ 255``): predictions stored with more bits are rounded to
+8 bits first, as if saved as 8-bit PNG (``cv2.imread`` would truncate a 16-bit PNG instead). Scores are averaged
+over images; FID is computed once over the set. ``crop_border`` (pyiqa's option, default 0) removes that many
+pixels at every edge before PSNR/SSIM. PSNR and SSIM are computed by :mod:`.fast` (batched, float32, equal to
+pyiqa to < 1e-5) unless pyiqa itself is asked for (``impl="pyiqa"``). Every score records its convention
+(:func:`convention`).
 """
 
 from __future__ import annotations
@@ -35,8 +42,11 @@ from rawsynth.errors import ConfigError
 from ..errors import MissingDependencyError
 from .weights import import_clip, offline_hub, required_weights, resolve_weights_dir
 
-__all__ = ["MetricSpec", "METRICS", "parse_metrics", "create_metric", "metric_settings", "batched_scores",
-           "fid_score", "resolve_device"]
+__all__ = ["MetricSpec", "METRICS", "DEFAULT_METRICS", "parse_metrics", "create_metric", "metric_settings",
+           "convention", "batched_scores", "fid_score", "resolve_device", "IMPLS"]
+
+#: How PSNR/SSIM are computed: ``fast`` (:mod:`.fast`) or ``pyiqa`` (the reference implementation itself).
+IMPLS = ("fast", "pyiqa")
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,17 @@ class MetricSpec:
     lower_better: bool
     label: str
     min_size: int = 1
+    options: tuple = ()  # extra pyiqa.create_metric keyword arguments, as (key, value) pairs
+    convention: str = ""
+
+    @property
+    def fast(self) -> str | None:
+        """``"psnr"``/``"ssim"`` when :mod:`.fast` computes this metric, else ``None``."""
+        return self.pyiqa.rstrip("c") if self.pyiqa in ("psnr", "ssim", "ssimc") else None
+
+    @property
+    def y_only(self) -> bool:
+        return dict(self.options).get("test_y_channel", self.pyiqa == "ssim")
 
     def check_size(self, h: int, w: int, what: str) -> None:
         """Raise :class:`ConfigError` when an ``h × w`` image is too small for the metric."""
@@ -62,10 +83,15 @@ class MetricSpec:
         return "↓" if self.lower_better else "↑"
 
 
-#: In the column order of the paper's Table 1.
+_YCBCR = (("test_y_channel", True), ("color_space", "ycbcr"))  # OSEDiff's / StableSR's pyiqa options
+
+#: In the column order of the paper's Table 1 (then the Y-channel variants after ``ssim``).
 METRICS: dict[str, MetricSpec] = {m.name: m for m in (
-    MetricSpec("psnr", "psnr", "fr", False, "PSNR"),
-    MetricSpec("ssim", "ssimc", "fr", False, "SSIM"),
+    MetricSpec("psnr", "psnr", "fr", False, "PSNR", convention="RGB, 3 channels"),
+    MetricSpec("ssim", "ssimc", "fr", False, "SSIM", convention="RGB, 3 channels"),
+    MetricSpec("psnr_y", "psnr", "fr", False, "PSNR-Y", options=_YCBCR, convention="Y of YCbCr (BT.601)"),
+    MetricSpec("ssim_y", "ssim", "fr", False, "SSIM-Y", 11, options=_YCBCR,
+               convention="Y of YCbCr (BT.601), rounded to 0-255"),
     MetricSpec("lpips", "lpips", "fr", True, "LPIPS"),
     MetricSpec("dists", "dists", "fr", True, "DISTS"),
     MetricSpec("fid", "fid", "set", True, "FID"),
@@ -75,10 +101,17 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in (
 )}
 
 
+#: The paper's Table 1 columns: what ``--metrics`` defaults to (``all`` adds ``psnr_y`` and ``ssim_y``).
+DEFAULT_METRICS = ("psnr", "ssim", "lpips", "dists", "fid", "niqe", "musiq", "clipiqa")
+
+
 def parse_metrics(text: str | list[str] | None, has_gt: bool = True) -> list[str]:
-    """``"psnr,ssim"`` (or a list) → validated names in table order. ``None``/``"all"``: every metric that applies
-    (no-reference ones only without ground truth)."""
-    if text is None or text == "all" or text == ["all"]:
+    """``"psnr,ssim"`` (or a list) → validated names in table order. ``None``: the paper's metrics
+    (:data:`DEFAULT_METRICS`) that apply; ``"all"``: every metric that applies (no-reference ones only without
+    ground truth)."""
+    if text is None:
+        return [m for m in DEFAULT_METRICS if has_gt or METRICS[m].kind == "nr"]
+    if text == "all" or text == ["all"]:
         return [m for m, s in METRICS.items() if has_gt or s.kind == "nr"]
     names = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
     unknown = [n for n in names if n not in METRICS]
@@ -103,24 +136,39 @@ def resolve_device(device: str | None) -> torch.device:
     return torch.device(device)
 
 
-def metric_settings(name: str) -> dict:
-    """The pyiqa options a metric runs with (recorded in ``summary.json``)."""
+def convention(name: str, crop_border: int = 0) -> str | None:
+    """The convention a PSNR/SSIM score was computed with, e.g. ``"Y of YCbCr (BT.601), crop 4"``; ``None`` for
+    metrics that have a single one."""
+    spec = METRICS[name]
+    if not spec.convention:
+        return None
+    return spec.convention + (f", crop {crop_border}" if crop_border else "")
+
+
+def metric_settings(name: str, crop_border: int = 0, impl: str = "pyiqa") -> dict:
+    """The pyiqa options a metric runs with (recorded in ``summary.json``), its convention and implementation."""
     from pyiqa.default_model_configs import DEFAULT_CONFIGS
 
     spec = METRICS[name]
     cfg = DEFAULT_CONFIGS[spec.pyiqa]
-    return {"pyiqa": spec.pyiqa, "kind": spec.kind, "lower_better": spec.lower_better,
-            "options": {k: v for k, v in cfg["metric_opts"].items()}, "input": "8-bit sRGB in [0, 1]"}
+    opts = {**cfg["metric_opts"], **dict(spec.options)}
+    if crop_border and spec.fast:
+        opts["crop_border"] = crop_border
+    return {"pyiqa": spec.pyiqa, "kind": spec.kind, "lower_better": spec.lower_better, "options": opts,
+            "input": "8-bit sRGB in [0, 1]", "convention": convention(name, crop_border),
+            "implementation": "benchmarks.scoring.fast (= pyiqa)" if spec.fast and impl == "fast" else "pyiqa"}
 
 
 def create_metric(name: str, device: torch.device | str = "cpu", weights_dir: str | os.PathLike | None = None,
-                  allow_download: bool = False):
+                  allow_download: bool = False, crop_border: int = 0):
     """A pyiqa metric built from the weights folder with downloads refused (see
     :func:`~benchmarks.scoring.weights.offline_hub`). pyiqa's "Loading pretrained model" prints are silenced."""
     import pyiqa
 
     spec = METRICS[name]
-    kwargs = {}
+    kwargs = dict(spec.options)
+    if crop_border and spec.fast:
+        kwargs["crop_border"] = crop_border
     if name == "clipiqa":
         import_clip()
         if not allow_download:  # by path: CLIP's by-name load re-downloads a file whose SHA-256 differs

@@ -73,8 +73,9 @@ class Pairing:
 
 
 def pair_predictions(pred_dir: str | os.PathLike, keys: list[str], suffixes: tuple[str, ...] = (),
-                     allow_missing: bool = False, check: bool = True) -> Pairing:
-    """Match the files of ``pred_dir`` (not recursive) with ``keys``.
+                     allow_missing: bool = False, check: bool = True, aliases: dict[str, str] | None = None) -> Pairing:
+    """Match the files of ``pred_dir`` (not recursive) with ``keys`` (or with ``aliases``: other names of a key,
+    tried after the keys themselves).
 
     Raises:
         BenchmarkError: ``pred_dir`` is not a folder.
@@ -95,7 +96,10 @@ def pair_predictions(pred_dir: str | os.PathLike, keys: list[str], suffixes: tup
         if p.suffix.lower() not in IMAGE_EXTENSIONS:
             ignored.append(p.name)
             continue
-        key = next((c for c in candidate_keys(p.stem, suffixes) if c in keyset), None)
+        cands = candidate_keys(p.stem, suffixes)
+        key = next((c for c in cands if c in keyset), None)
+        if key is None and aliases:
+            key = next((aliases[c] for c in cands if c in aliases), None)
         if key is None:
             extra.append(p.name)
         else:

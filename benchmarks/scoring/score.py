@@ -30,7 +30,10 @@ from ..errors import BenchmarkError
 from ..files import read_json, read_png8, versions, write_json, write_png8
 from ..isp import develop_linear
 from . import metrics as _metrics
-from .metrics import METRICS, batched_scores, fid_score, metric_settings, parse_metrics, resolve_device
+from .fast import fast_scores
+from .gtfolder import GtFolder
+from .metrics import (IMPLS, METRICS, batched_scores, convention, fid_score, metric_settings, parse_metrics,
+                      resolve_device)
 from .pairing import pair_predictions
 from .weights import require_weights
 
@@ -50,8 +53,8 @@ class ScoreResult:
     per_image: dict
 
     def line(self) -> str:
-        parts = [f"{METRICS[m].label} {v['mean']:.4f}" for m, v in self.summary["metrics"].items()
-                 if v.get("mean") is not None]
+        parts = [f"{METRICS[m].label} {v['mean']:.4f}" + (f" [{v['convention']}]" if v.get("convention") else "")
+                 for m, v in self.summary["metrics"].items() if v.get("mean") is not None]
         return f"{self.summary['method']} on {self.summary['bench']['title']} (n={self.summary['n']}): " + \
             ", ".join(parts)
 
@@ -113,16 +116,24 @@ def _progress(enabled: bool, total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="img")
 
 
-def score(bench_dir: str | os.PathLike, pred_dir: str | os.PathLike, method: str,
+def default_gt_out(pred_dir: str | os.PathLike) -> Path:
+    """Where ``score --gt`` writes by default: ``PRED-scores/`` next to the prediction folder."""
+    p = Path(pred_dir).resolve()
+    return p.parent / f"{p.name}-scores"
+
+
+def score(bench_dir: str | os.PathLike | None, pred_dir: str | os.PathLike, method: str,
           metrics: str | list[str] | None = None, *,
           out_dir: str | os.PathLike | None = None, suffixes: tuple[str, ...] = (), pred_space: str = "srgb",
           allow_missing: bool = False, device: str = "auto", batch_size: int = 8,
           weights_dir: str | os.PathLike | None = None, allow_download: bool = False, verify_weights: bool = False,
-          progress: bool = False, run_info: dict | None = None) -> ScoreResult:
-    """Score ``pred_dir`` on the benchmark at ``bench_dir`` (see the module docstring).
+          progress: bool = False, run_info: dict | None = None, gt_dir: str | os.PathLike | None = None,
+          crop_border: int = 0, impl: str = "fast") -> ScoreResult:
+    """Score ``pred_dir`` on the benchmark at ``bench_dir``, or against the ground-truth folder ``gt_dir`` (see
+    the module docstring and :mod:`.gtfolder`).
 
     Args:
-        bench_dir: a built benchmark.
+        bench_dir: a built benchmark (``None`` with ``gt_dir``).
         pred_dir: the method's outputs, one image per benchmark key (see :mod:`.pairing`).
         method: the leaderboard label.
         metrics: names or ``"psnr,ssim,..."``; default every metric that applies.
@@ -137,6 +148,10 @@ def score(bench_dir: str | os.PathLike, pred_dir: str | os.PathLike, method: str
         verify_weights: hash the weight files against their published SHA-256 first.
         progress: tqdm bars.
         run_info: recorded in the summary and leaderboard (used by ``benchmarks run``).
+        gt_dir: a folder of ground-truth images to score against instead of a benchmark (sRGB predictions only;
+            nothing is added to a leaderboard; ``out_dir`` defaults to ``PRED-scores/`` beside ``pred_dir``).
+        crop_border: pixels removed at every edge before PSNR/SSIM (pyiqa's ``crop_border``).
+        impl: ``"fast"`` (:mod:`.fast`, batched float32) or ``"pyiqa"`` for PSNR/SSIM.
 
     Raises:
         PairingError: predictions missing (unless ``allow_missing``), extra, duplicated, unreadable or wrongly sized.
@@ -146,7 +161,16 @@ def score(bench_dir: str | os.PathLike, pred_dir: str | os.PathLike, method: str
         BenchmarkError: ``bench_dir`` is not a benchmark, or nothing to score.
     """
     t0 = time.perf_counter()
-    bench = Bench.load(bench_dir)
+    if (bench_dir is None) == (gt_dir is None):
+        raise ConfigError("score: give either a benchmark (--bench) or a ground-truth folder (--gt), not both")
+    bench = Bench.load(bench_dir) if gt_dir is None else GtFolder.load(gt_dir)
+    if gt_dir is not None and pred_space != "srgb":
+        raise ConfigError("score --gt: only sRGB predictions (--pred-space srgb); linear predictions need a "
+                          "benchmark's per-image ISP parameters (--bench)")
+    if impl not in IMPLS:
+        raise ConfigError(f"--impl must be one of {IMPLS}, got {impl!r}")
+    if isinstance(crop_border, bool) or not isinstance(crop_border, int) or crop_border < 0:
+        raise ConfigError(f"--crop-border must be a non-negative integer, got {crop_border!r}")
     check_method_name(method)
     names = parse_metrics(metrics, bench.has_gt)
     if pred_space not in PRED_SPACES:
@@ -156,7 +180,8 @@ def score(bench_dir: str | os.PathLike, pred_dir: str | os.PathLike, method: str
     dev = resolve_device(device)
 
     # 1. pairing and sizes: one error listing every problem
-    pairing = pair_predictions(pred_dir, bench.keys, tuple(suffixes), allow_missing, check=False)
+    pairing = pair_predictions(pred_dir, bench.keys, tuple(suffixes), allow_missing, check=False,
+                               aliases=getattr(bench, "aliases", None))
     preds: dict[str, np.ndarray] = {}
     wrong_size, unreadable = {}, {}
     for key, path in pairing.files.items():
@@ -178,7 +203,9 @@ def score(bench_dir: str | os.PathLike, pred_dir: str | os.PathLike, method: str
         raise BenchmarkError(f"{pred_dir}: no prediction to score")
     for name in names:
         for k in keys:
-            METRICS[name].check_size(*preds[k].shape[:2], f"image {k}")
+            h, w = preds[k].shape[:2]
+            c = 2 * crop_border if METRICS[name].fast else 0
+            METRICS[name].check_size(h - c, w - c, f"image {k}" + (f" after --crop-border {crop_border}" if c else ""))
 
     # 2. weights, before computing anything
     wreport = require_weights(names, weights_dir, verify=verify_weights) if not allow_download else None
@@ -190,7 +217,8 @@ def score(bench_dir: str | os.PathLike, pred_dir: str | os.PathLike, method: str
     results, seconds = {}, {}
     for name in names:
         spec, t = METRICS[name], time.perf_counter()
-        metric = _metrics.create_metric(name, dev, weights_dir, allow_download)
+        use_fast = spec.fast is not None and impl == "fast"
+        metric = None if use_fast else _metrics.create_metric(name, dev, weights_dir, allow_download, crop_border)
         if spec.kind == "set":
             with tempfile.TemporaryDirectory(prefix="bench-fid-") as tmp:
                 pd_, gd = Path(tmp, "pred"), Path(tmp, "gt")
@@ -205,19 +233,25 @@ def score(bench_dir: str | os.PathLike, pred_dir: str | os.PathLike, method: str
                              "std": None, "nonfinite": 0 if ok else 1}
         else:
             bar = _progress(progress, len(keys), name)
-            vals = batched_scores(metric, spec, pred_list, gts, batch_size, dev, bar.update if bar else None)
+            if use_fast:
+                vals = fast_scores(spec.fast, spec.y_only, pred_list, gts, crop_border=crop_border,
+                                   batch_size=batch_size, device=dev, on_batch=bar.update if bar else None)
+            else:
+                vals = batched_scores(metric, spec, pred_list, gts, batch_size, dev, bar.update if bar else None)
             if bar:
                 bar.close()
             for k, v in zip(keys, vals, strict=True):
                 per_image[k][name] = float(v)
             results[name] = _stats(vals)
-        results[name]["settings"] = metric_settings(name)
+        results[name]["settings"] = metric_settings(name, crop_border, impl)
+        results[name]["convention"] = convention(name, crop_border)
         seconds[name] = round(time.perf_counter() - t, 3)
         del metric
         gc.collect()
 
     # 4. write
-    out = Path(out_dir) if out_dir else bench.root / "results" / method
+    out = Path(out_dir) if out_dir else (bench.root / "results" / method if gt_dir is None else
+                                         default_gt_out(pred_dir))
     out.mkdir(parents=True, exist_ok=True)
     per_metric = [n for n in names if METRICS[n].kind != "set"]
     with atomic_output(out / "scores.csv") as tmp, open(tmp, "w", newline="") as f:
@@ -229,7 +263,10 @@ def score(bench_dir: str | os.PathLike, pred_dir: str | os.PathLike, method: str
         "method": method, "pred_dir": str(Path(pred_dir).resolve()), "pred_space": pred_space,
         "suffixes": list(suffixes),
         "bench": {"root": str(bench.root.resolve()), "dataset": bench.dataset, "title": bench.title,
-                  "images": len(bench.keys), "complete": bool(bench.manifest.get("complete", True))},
+                  "images": len(bench.keys), "complete": bool(bench.manifest.get("complete", True)),
+                  "layout": bench.layout, "layout_title": bench.layout_title},
+        "gt_dir": None if gt_dir is None else str(Path(gt_dir).resolve()), "crop_border": crop_border,
+        "impl": impl,
         "n": len(keys), "missing": pairing.missing, "metrics": results, "seconds_per_metric": seconds,
         "device": str(dev), "batch_size": batch_size, "versions": versions(),
         "weights": None if wreport is None else {"dir": str(wreport.weights_dir),
@@ -239,7 +276,11 @@ def score(bench_dir: str | os.PathLike, pred_dir: str | os.PathLike, method: str
         "seconds": round(time.perf_counter() - t0, 3),
     }
     write_json(out / "summary.json", summary)
-    entry = {"method": method, "metrics": {n: results[n]["mean"] for n in names}, "n": len(keys),
+    if gt_dir is not None:
+        return ScoreResult(out, summary, per_image)
+    entry = {"method": method, "metrics": {n: results[n]["mean"] for n in names},
+             "conventions": {n: results[n]["convention"] for n in names if results[n]["convention"]},
+             "n": len(keys),
              "images": len(bench.keys), "pred_dir": summary["pred_dir"], "pred_space": pred_space,
              "suffixes": list(suffixes), "summary": os.path.relpath(out / "summary.json", bench.root),
              "scored_at": summary["scored_at"], "run": run_info}

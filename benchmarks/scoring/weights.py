@@ -31,11 +31,11 @@ from urllib.parse import urlparse
 
 from rawsynth.errors import ConfigError
 
-from ..errors import DownloadRefusedError, MissingDependencyError, MissingWeightsError
+from ..errors import DownloadRefusedError, MissingDependencyError, MissingWeightsError, UnsafeWeightsError
 from ..files import sha256_file
 
 __all__ = ["ENV_VAR", "WeightFile", "WeightStatus", "WeightsReport", "resolve_weights_dir", "required_weights",
-           "check_weights", "offline_hub", "import_clip", "download_weights"]
+           "check_weights", "check_loadable", "offline_hub", "import_clip", "download_weights"]
 
 #: Environment variable naming the weights folder (a ``TORCH_HOME``).
 ENV_VAR = "RAWSYNTH_WEIGHTS_DIR"
@@ -114,6 +114,8 @@ class WeightsReport:
             elif s.verified is False:
                 state += ", sha256 MISMATCH (not the published file: scores will not be comparable)"
             lines.append(f"  {s.file.metric:8s} {state:9s} {s.path}")
+            if not s.present:
+                lines.append(f"  {'':8s} {'':9s} download: {s.file.url}")
         if not self.files:
             lines.append("  (the chosen metrics need no weight files)")
         lines += [f"  note: {n}" for n in self.notes]
@@ -154,7 +156,7 @@ def required_weights(metrics: Iterable[str]) -> list[WeightFile]:
     installed pyiqa and torchvision. PSNR and SSIM need none."""
     out: list[WeightFile] = []
     for m in metrics:
-        if m in ("psnr", "ssim"):
+        if m in ("psnr", "ssim", "psnr_y", "ssim_y"):
             continue
         elif m == "lpips":
             from pyiqa.archs.lpips_arch import default_model_urls
@@ -227,10 +229,48 @@ def check_weights(metrics: Iterable[str], weights_dir: str | os.PathLike | None 
     return report
 
 
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive (``torch.jit.save``): a zip with a ``code/`` folder, read by TorchScript's own
+    loader, which runs no Python pickle code."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any("/code/" in n for n in z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def check_loadable(path: str | os.PathLike) -> None:
+    """Refuse a weight file that is not plain data: ``torch.load(path, weights_only=True)`` must read it (or it is
+    a TorchScript archive, as OpenAI's CLIP ``RN50.pt``, or a MATLAB ``.mat`` read by scipy).
+
+    Raises:
+        UnsafeWeightsError: the restricted unpickler refuses the file (it names a global that is not a tensor
+            type: loading it with ``weights_only=False``, as pyiqa does, could run code).
+    """
+    import torch
+
+    path = Path(path)
+    if path.suffix.lower() == ".mat" or _is_torchscript(path):
+        return
+    try:
+        try:
+            torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e):
+                raise
+            torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+    except Exception as e:  # noqa: BLE001 - every refusal is reported the same way
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UnsafeWeightsError(path, f"torch.load(weights_only=True): {first[:200]}") from None
+
+
 def require_weights(metrics: Iterable[str], weights_dir: str | os.PathLike | None = None,
                     verify: bool = False) -> WeightsReport:
-    """:func:`check_weights`, raising :class:`MissingWeightsError` (listing every missing file) if any is absent
-    and :class:`MissingDependencyError` if the ``clip`` package cannot be imported for CLIP-IQA."""
+    """:func:`check_weights`, raising :class:`MissingWeightsError` (listing every missing file) if any is absent,
+    :class:`UnsafeWeightsError` if one is not plain weights (:func:`check_loadable`, run on every file before
+    pyiqa sees it) and :class:`MissingDependencyError` if the ``clip`` package cannot be imported for CLIP-IQA."""
     report = check_weights(metrics, weights_dir, verify)
     if report.missing:
         raise MissingWeightsError(
@@ -240,6 +280,8 @@ def require_weights(metrics: Iterable[str], weights_dir: str | os.PathLike | Non
             "that has them, or pass --allow-download")
     if report.notes:
         raise MissingDependencyError(report.notes[0])
+    for st in report.files:
+        check_loadable(st.path)
     return report
 
 
@@ -280,8 +322,10 @@ def offline_hub(weights_dir: str | os.PathLike | None = None, allow_download: bo
 
     Inside the block ``torch.hub.get_dir()`` is ``WEIGHTS/hub`` and pyiqa's cache ``WEIGHTS/hub/pyiqa``; the
     download functions of torch.hub, pyiqa and pyiqa's CLIP loader raise
-    :class:`~benchmarks.errors.DownloadRefusedError`. Everything is restored on exit.
+    :class:`~benchmarks.errors.DownloadRefusedError`; and ``torch.load`` runs with ``weights_only=True`` whatever
+    its caller asks (pyiqa asks for ``False``), so no pickle code runs. Everything is restored on exit.
     """
+    import torch
     import torch.hub
 
     import pyiqa.archs.clip_model as clip_model
@@ -293,6 +337,14 @@ def offline_hub(weights_dir: str | os.PathLike | None = None, allow_download: bo
     saved = [(du, "DEFAULT_CACHE_DIR", du.DEFAULT_CACHE_DIR)]
     torch.hub.set_dir(str(hub))
     du.DEFAULT_CACHE_DIR = str(hub / "pyiqa")
+    real_load = torch.load
+
+    def weights_only_load(*args, **kwargs):
+        kwargs["weights_only"] = True
+        return real_load(*args, **kwargs)
+
+    saved.append((torch, "load", real_load))
+    torch.load = weights_only_load
     if not allow_download:
         def refuse(url, dst="", *args, **kwargs):
             raise DownloadRefusedError(str(url), str(dst))

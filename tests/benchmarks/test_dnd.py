@@ -63,7 +63,7 @@ def test_build_cuts_boxes_with_their_own_pattern(dnd_src, tmp_path):
     assert m["crop"] == {"top": 33, "left": 50, "height": 96, "width": 96, "policy": "dnd-box"}
     assert m["pattern"] == Pattern.GRBG.shifted(33, 50).value == "BGGR"
     assert m["dnd"]["pattern"] == "GRBG" and m["noise"]["lambda_shot"] == 1.5e-3
-    assert m["noise"]["sigma_raw"] == [[0.006, 0.007], [0.004, 0.005]]  # rows re-indexed to the crop's phase
+    assert m["noise"]["sigma_raw"] == [[0.004, 0.005], [0.006, 0.007]]  # per box and crop phase, as DND's kit
     sensor = m["sensor"]
     x = (b.raw_dn("0001_02").astype(np.float64) - sensor["black_level"]) / (sensor["white_level"] -
                                                                            sensor["black_level"])

@@ -61,7 +61,8 @@ def test_ssim_is_the_three_channel_variant():
 
 
 def test_parse_metrics_and_device():
-    assert M.parse_metrics(None) == list(M.METRICS)
+    assert M.parse_metrics(None) == list(M.DEFAULT_METRICS)  # the paper's columns
+    assert M.parse_metrics("all") == list(M.METRICS) and {"psnr_y", "ssim_y"} <= set(M.METRICS)
     assert M.parse_metrics("SSIM, psnr") == ["psnr", "ssim"]  # table order
     with pytest.raises(ConfigError, match="unknown metric"):
         M.parse_metrics("psnr,ssimc")

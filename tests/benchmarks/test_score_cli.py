@@ -60,8 +60,8 @@ def test_rescoring_replaces_the_entry_and_table_marks_best(bench_copy, isp_dir, 
     capsys.readouterr()
     assert main(["table", "--bench", str(bench_copy)]) == 0
     md = capsys.readouterr().out
-    assert md.startswith("### DIV2K-Val (4 images, INCOMPLETE build)")
-    assert "| Method | Source | PSNR↑ | SSIM↑ | LPIPS↓ | DISTS↓ | FID↓ | NIQE↓ | MUSIQ↑ | CLIPIQA↑ |" in md
+    assert md.startswith("### DIV2K-Val (4 images, official download, INCOMPLETE build)")
+    assert "| Method | Source | PSNR↑ | SSIM↑ | LPIPS↓ | DISTS↓ | FID↓ | NIQE↓ | MUSIQ↑ | CLIPIQA↑ | Convention |" in md
     assert "| ISP | ours, n=4 |" in md and "| RDDM (Ours-s1) | published, Table 1 | 23.7416 |" in md
     for col, best in ((2, max), (3, max), (4, min)):  # PSNR, SSIM (higher is better), LPIPS (lower): bold = best
         cells = [line.split(" | ")[col] for line in md.splitlines() if line.startswith("| ") and "Source" not in line
