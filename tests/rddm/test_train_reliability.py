@@ -33,11 +33,14 @@ def _copy_shards(shards: Path, dst: Path) -> Path:
 
 def _spoil_every_meta(folder: Path, how: str) -> None:
     """In place, same size: ``"json"``: every meta.json stops being JSON; ``"bit"``: one digit of each changes
-    (still valid JSON, so only the member checksums can tell)."""
+    (still valid JSON, so only the member checksums can tell); ``"tar"``: every shard is garbage."""
     from rawsynth.shards import iter_shard
 
     for tar in sorted(folder.glob("shard-*.tar")):
         data = bytearray(tar.read_bytes())
+        if how == "tar":
+            tar.write_bytes(bytes(range(256)) * (len(data) // 256))
+            continue
         for sample in list(iter_shard(tar)):
             meta = sample["meta.json"]
             i = data.find(meta)
@@ -54,11 +57,12 @@ def _base(tmp_path: Path, shards: Path, **over) -> list[str]:
     return ["train-ddnet", "--config", str(cfg), "--shards", str(shards), "--device", "cpu", "--no-progress"]
 
 
-@pytest.mark.parametrize("how", ["json", "bit"])
+@pytest.mark.parametrize("how", ["tar", "json", "bit"])
 def test_training_on_all_bad_samples_is_a_one_line_error(shards, tmp_path, capsys, how):
     bad = _copy_shards(shards, tmp_path / "bad")
     _spoil_every_meta(bad, how)
-    with pytest.warns(RuntimeWarning, match="checksum mismatch" if how == "bit" else "meta.json"):
+    with pytest.warns(RuntimeWarning, match={"tar": "skipping bad data", "json": "meta.json",
+                                             "bit": "checksum mismatch"}[how]):
         assert main([*_base(tmp_path, bad), "--out", str(tmp_path / "o")]) == 2
     err = _err(capsys)
     assert "no full batch of 2 samples" in err and "Traceback" not in err and "No samples found" not in err
