@@ -384,7 +384,8 @@ def generate(sources: Sequence[Source], out_dir: str | os.PathLike, config: Synt
                     bar.close()
                     _write_manifest(out, identity, plan, results)
             finally:
-                if runner.kind == "local":  # its workers are stopped by now: what is left is of dead writers
+                runner.close()  # (again at the end of `with runner`: closing twice is harmless)
+                if runner.owns_workers:  # every worker is stopped now: what is left is of dead writers
                     _remove_tmp(out)
         if len(results) == len(plan):  # leftovers of workers killed mid-write, now all redone
             _remove_tmp(out)

@@ -82,6 +82,7 @@ class LocalBackend(ShardBackend):
     """
 
     kind = BackendKind.LOCAL
+    owns_workers = True
 
     def __init__(self, workers: int = 1):
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
