@@ -17,8 +17,8 @@
   (``config.json`` + ``diffusion_pytorch_model.safetensors``), ``training_state.pt`` (optimizers, schedulers,
   scaler), ``rng_states.pt``, ``config.yaml`` and, written last, ``trainer_state.json`` (step, data positions).
   A checkpoint is written under ``step-NNNNNN.tmp`` and renamed when complete; a step saved again replaces the
-  old copy atomically, and a full disk is one ``CheckpointError`` (:mod:`rddm.train.checkpoint_io`). ``.pt`` files are read with
-  ``torch.load(weights_only=True)``. A model loads back through :func:`load_model_weights` (its own
+  old copy atomically, and a full disk is one ``CheckpointError`` (:mod:`rddm.train.checkpoint_io`). ``.pt``
+  files are read with ``torch.load(weights_only=True)``. A model loads back through :func:`load_model_weights` (its own
   ``load_checkpoint_weights(folder)`` when it has one, so models that save only their LoRA groups resume exactly).
 * **Logging** (:class:`TrainLogger`): TensorBoard under ``OUT/logs``, ``OUT/metrics.jsonl`` (one JSON line per
   logged step, values averaged over ranks) and a tqdm bar, on rank 0.
