@@ -1,9 +1,11 @@
 """One run at a time per output folder: ``OUT/.rawsynth.lock``.
 
-The lock is a file created with ``O_CREAT | O_EXCL`` holding ``{"pid", "host", "started"}`` (JSON), plus an
-advisory ``flock`` on it held for the whole run, so the kernel releases the ``flock`` the moment the holder
-dies. A second run finds the file and is refused with a :class:`~rawsynth.errors.ConfigError` naming the
-holder's PID and host. A *stale* lock (the holder was killed, so the file stayed) is detected when its host is
+The lock is a file holding ``{"pid", "host", "started"}`` (JSON) with an advisory ``flock`` on it held for the
+whole run, so the kernel releases the ``flock`` the moment the holder dies. It is written and locked under a
+temporary name first and then published with :func:`os.link`, which fails if a lock is there: it never
+appears empty or unlocked (``O_CREAT | O_EXCL`` is the fallback where hard links are not supported).
+A second run finds the file and is refused with a :class:`~rawsynth.errors.ConfigError` naming the holder's
+PID and host. A *stale* lock (the holder was killed, so the file stayed) is detected when its host is
 this machine, its ``flock`` is free and its PID is no longer alive: it is taken over, and a one-line note says
 so. A lock from another host cannot be checked from here; the error says how to remove it once no run on that
 host uses the folder.
@@ -18,6 +20,7 @@ import os
 import socket
 import sys
 import time
+import uuid
 from contextlib import suppress
 from pathlib import Path
 
@@ -70,23 +73,45 @@ class RunLock:
         return ConfigError(f"{self.path.parent} is in use by another {self.what} run (PID {pid} on host {host}"
                            f"{since}){why}")
 
-    def acquire(self) -> RunLock:
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": round(time.time(), 3)}
-        for _ in range(3):
+    def _create(self, me: dict) -> int | None:
+        """Create the lock file, locked and filled in; ``None`` if one is there already."""
+        tmp = self.path.with_name(f"{LOCK_NAME}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(fd, json.dumps(me).encode())
+            os.fsync(fd)
+            try:
+                os.link(tmp, self.path)
+                return fd
+            except FileExistsError:
+                os.close(fd)
+                return None
+            except OSError:  # no hard links here (some network or FUSE file systems): create it exclusively
+                os.close(fd)
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
+                return None
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(fd, json.dumps(me).encode())
+            os.fsync(fd)
+            return fd
+        except BaseException:
+            with suppress(OSError):
+                os.close(fd)
+            raise
+        finally:
+            with suppress(OSError):
+                os.unlink(tmp)
+
+    def acquire(self) -> RunLock:
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": round(time.time(), 3)}
+        for _ in range(3):
+            fd = self._create(me)
+            if fd is None:
                 self._check_holder()  # raises, or removed a stale lock: try again
                 continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                os.write(fd, json.dumps(me).encode())
-                os.fsync(fd)
-            except OSError:
-                os.close(fd)
-                with suppress(OSError):
-                    os.unlink(self.path)
-                raise
             self._fd = fd
             return self
         raise self._refuse(self._read(), "; wait for it to finish")
@@ -107,8 +132,9 @@ class RunLock:
             # nobody holds the flock: the holder is gone, or it is on another host (flock may not cross hosts)
             pid, host = holder.get("pid"), holder.get("host")
             if host == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid) or not holder:
-                if os.path.samestat(os.fstat(fd), os.stat(self.path)):
-                    os.unlink(self.path)  # stale: its holder died (SIGKILL, power loss) without releasing it
+                with suppress(FileNotFoundError):  # (another run may have removed it meanwhile)
+                    if os.path.samestat(os.fstat(fd), os.stat(self.path)):
+                        os.unlink(self.path)  # stale: its holder died (SIGKILL, power loss) without releasing it
                 self.took_over = holder
                 print(f"{self.what}: removed the stale lock of process {pid} on {host} (it is no longer "
                       f"running): {self.path}", file=sys.stderr)

@@ -92,6 +92,20 @@ def test_a_lock_from_another_host_is_reported_with_the_fix(src, tmp_path):
         generate(collect_sources([src]), out, CFG, progress=False)
 
 
+def test_of_many_concurrent_lockers_exactly_one_wins(tmp_path):
+    code = ("import sys, time\nfrom rawsynth.runlock import RunLock\ntry:\n    RunLock(sys.argv[1]).acquire()\n"
+            "    print('won', flush=True)\n    time.sleep(3)\nexcept Exception as e:\n    print(type(e).__name__)")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], env=_env(), stdout=subprocess.PIPE,
+                              text=True) for _ in range(6)]
+    assert sorted(p.communicate(timeout=60)[0].strip() for p in procs) == ["ConfigError"] * 5 + ["won"]
+    # the winner exited without releasing: its lock is stale and the next run takes it over
+    from rawsynth.runlock import LOCK_NAME, RunLock
+
+    with RunLock(tmp_path) as lock:
+        assert lock.took_over and json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+    assert not list(tmp_path.iterdir())
+
+
 # ------------------------------------------------------------------------------- resume adopts only good shards
 
 
