@@ -357,36 +357,38 @@ def generate(sources: Sequence[Source], out_dir: str | os.PathLike, config: Synt
     with terminate_as_interrupt(), runner:
         _make_out_dir(out)
         with RunLock(out):  # held until every worker is stopped and the manifest is written
+            _prepare_out_dir(out, identity, resume, overwrite)
+            results: dict[str, dict] = {}
+            todo, redone = [], 0
+            for t in plan:
+                done = _done(out, t) if resume else None
+                if done is not None:
+                    results[t.name] = done
+                else:
+                    todo.append(t)
+                    redone += resume and _has_stats(out, t)
+            skipped = len(results)
+            _write_manifest(out, identity, plan, results)
+            t0 = time.perf_counter()
+            bar = tqdm(total=sum(len(t.refs) for t in todo), unit="sample", disable=not progress,
+                       dynamic_ncols=True, desc="rawsynth generate")
             try:
-                _prepare_out_dir(out, identity, resume, overwrite)
-                results: dict[str, dict] = {}
-                todo, redone = [], 0
-                for t in plan:
-                    done = _done(out, t) if resume else None
-                    if done is not None:
-                        results[t.name] = done
-                    else:
-                        todo.append(t)
-                        redone += resume and _has_stats(out, t)
-                skipped = len(results)
-                _write_manifest(out, identity, plan, results)
                 if todo:
                     _check_workers(runner, out.absolute(), todo[0].refs[0].source.path)
-                total = sum(len(t.refs) for t in todo)
-                t0 = time.perf_counter()
-                bar = tqdm(total=total, unit="sample", disable=not progress, dynamic_ncols=True,
-                           desc="rawsynth generate")
-                try:
-                    # the job never adopts a shard the client did not: shards on disk were checked above
-                    for t, stats in runner.run(ShardJob(config, seed, str(out.absolute())), todo, bar.update):
-                        results[t.name] = stats
-                finally:
-                    bar.close()
-                    _write_manifest(out, identity, plan, results)
+                # the job never adopts a shard the client did not: shards on disk were checked above
+                for t, stats in runner.run(ShardJob(config, seed, str(out.absolute())), todo, bar.update):
+                    results[t.name] = stats
             finally:
+                bar.close()
                 runner.close()  # (again at the end of `with runner`: closing twice is harmless)
-                if runner.owns_workers:  # every worker is stopped now: what is left is of dead writers
+                if runner.owns_workers and len(results) < len(plan):
+                    # interrupted: every worker is stopped now. Shards they finished that the client had not
+                    # heard of yet are recorded (if intact), and what is left of dead writers is removed
+                    for t in todo:
+                        if t.name not in results and (done := _done(out, t)) is not None:
+                            results[t.name] = done
                     _remove_tmp(out)
+                _write_manifest(out, identity, plan, results)
         if len(results) == len(plan):  # leftovers of workers killed mid-write, now all redone
             _remove_tmp(out)
     seconds = time.perf_counter() - t0

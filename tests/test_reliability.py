@@ -221,15 +221,17 @@ def straight(src, tmp_path_factory) -> dict:
     return shard_tree(out)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_a_killed_run_with_two_workers_leaves_no_orphan_and_resumes_identical(src, tmp_path, straight, sig):
+@pytest.mark.parametrize("sig,workers", [(signal.SIGTERM, 2), (signal.SIGKILL, 2), (signal.SIGTERM, 1)],
+                         ids=["SIGTERM-2", "SIGKILL-2", "SIGTERM-1"])
+def test_a_killed_run_leaves_no_orphan_and_resumes_identical(src, tmp_path, straight, sig, workers):
     out = tmp_path / "out"
-    args = _cli(str(src), "--crop", "128", "--crops-per-image", "8", "--shard-size", "2", "--workers", "2",
+    args = _cli(str(src), "--crop", "128", "--crops-per-image", "8", "--shard-size", "2", "--workers", str(workers),
                 "--seed", "5", "--out", str(out))
     with open(tmp_path / "stderr", "wb") as err_file:  # not a pipe: orphaned workers would hold it open
         proc = subprocess.Popen(args, env=_env(), stdout=subprocess.DEVNULL, stderr=err_file)
     try:
-        _wait_for(lambda: len(list(out.glob("*.stats.json"))) >= 1 and len(_descendants(proc.pid)) >= 2, proc)
+        children = workers if workers > 1 else 0
+        _wait_for(lambda: len(list(out.glob("*.stats.json"))) >= 1 and len(_descendants(proc.pid)) >= children, proc)
         workers = _descendants(proc.pid)
         os.kill(proc.pid, sig)
         proc.wait(timeout=30)
