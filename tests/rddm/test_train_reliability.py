@@ -83,6 +83,15 @@ def test_a_flipped_meta_byte_is_caught_in_training_unless_verify_is_off(shards, 
     assert "checksum mismatch" in _err(capsys)
 
 
+@pytest.fixture(scope="module")
+def trained(shards, tmp_path_factory) -> tuple[list[str], Path]:
+    """A finished tiny DDNet run (4 steps, checkpoints at 2 and 4) and the arguments that made it."""
+    d = tmp_path_factory.mktemp("trained")
+    base = _base(d, shards, max_steps=4, save_every=2)
+    assert main([*base, "--out", str(d / "o")]) == 0
+    return base, d / "o"
+
+
 def _safetensor_error(*a, **k):
     from safetensors import SafetensorError
 
@@ -101,13 +110,13 @@ def _oserror(*a, **k):
 @pytest.mark.parametrize("where,fail", [("safetensors.torch.save_file", _safetensor_error),
                                         ("torch.save", _torch_error), ("torch.save", _oserror)],
                          ids=["safetensors", "torch-inline-container", "oserror"])
-def test_a_full_disk_while_saving_a_checkpoint_is_one_typed_error(shards, tmp_path, capsys, monkeypatch, where,
+def test_a_full_disk_while_saving_a_checkpoint_is_one_typed_error(trained, tmp_path, capsys, monkeypatch, where,
                                                                    fail):
     import importlib
 
-    base = _base(tmp_path, shards, max_steps=4, save_every=2)
+    base, done = trained
     out = tmp_path / "o"
-    assert main([*base, "--out", str(out)]) == 0
+    shutil.copytree(done, out)
     capsys.readouterr()
     shutil.rmtree(out / "checkpoints" / "step-000004")
     mod, name = where.rsplit(".", 1)
@@ -147,10 +156,10 @@ _KILLER = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("mode", ["rmtree", "replace"])
-def test_a_kill_while_a_step_is_saved_again_keeps_a_complete_copy(shards, tmp_path, capsys, mode):
-    base = _base(tmp_path, shards, max_steps=4, save_every=2)
+def test_a_kill_while_a_step_is_saved_again_keeps_a_complete_copy(trained, tmp_path, capsys, mode):
+    base, done = trained
     out = tmp_path / "o"
-    assert main([*base, "--out", str(out)]) == 0
+    shutil.copytree(done, out)
     first = (out / "checkpoints" / "step-000004" / "ddnet" / "diffusion_pytorch_model.safetensors").read_bytes()
     (tmp_path / "killer.py").write_text(_KILLER)
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
