@@ -289,3 +289,28 @@ def test_a_flipped_meta_byte_is_flagged_by_the_reader(src, tmp_path):
         keys = [s["key"] for s in make_dataset(str(tar), flips=False, handler="warn")]
     assert keys == ["0000001_0000", "0000002_0000"] and key == "0000000_0000"
     assert len(list(make_dataset(str(tar), flips=False, verify=False))) == 3  # the check is what catches it
+
+
+def test_member_checksums_match_gnu_tar_and_sha256sum(src, tmp_path):
+    """The recorded member checksums, checked with tools we did not write: GNU tar extracts, coreutils hashes."""
+    import shutil
+
+    if not (shutil.which("tar") and shutil.which("sha256sum")):
+        pytest.skip("needs GNU tar and coreutils sha256sum")
+    out = tmp_path / "out"
+    generate(collect_sources([src]), out, SynthConfig(crop=64, save_srgb=True), shard_size=3, progress=False)
+    stats = json.loads((out / "shard-000000.stats.json").read_text())
+    x = tmp_path / "x"
+    x.mkdir()
+    subprocess.run(["tar", "-xf", str(out / "shard-000000.tar"), "-C", str(x)], check=True)
+    names = sorted(p.name for p in x.iterdir())
+    lines = subprocess.run(["sha256sum", *names], cwd=x, check=True, capture_output=True, text=True).stdout
+    theirs = {}
+    for line in lines.splitlines():
+        digest, name = line.split(maxsplit=1)
+        key, _, field = name.partition(".")
+        theirs.setdefault(key, {})[field] = digest
+    assert theirs == stats["member_sha256"] and len(theirs) == 3
+    whole = subprocess.run(["sha256sum", str(out / "shard-000000.tar")], check=True, capture_output=True, text=True)
+    assert whole.stdout.split()[0] == stats["sha256"]  # what --resume compares a finished shard with
+    assert {f for fields in theirs.values() for f in fields} == {"raw.png", "hq.png", "meta.json", "lq.png", "gt.png"}
