@@ -4,8 +4,11 @@ Built on img2dataset's model: a shard is the unit of work, retry and resume. A s
 function of (sorted sources, crops per image, seed, shard size, config): sample ``k`` of the run is crop
 ``k mod crops_per_image`` of source ``k div crops_per_image`` and lands in shard ``k div shard_size``, and every
 draw of a sample derives from (seed, key). Each shard is written to ``shard-NNNNNN.tar.<pid>.<random>.tmp`` and renamed;
-``shard-NNNNNN.stats.json`` is written last and marks it done. A failed sample becomes a row in the stats, not
-an exception. ``manifest.json`` records the config, seed, version, inputs and every shard.
+``shard-NNNNNN.stats.json`` is written last and marks it done (``--resume`` adopts a shard only if its tar still
+has the size and SHA-256 recorded there; the stats also record every member's SHA-256 for the reader). A failed
+sample becomes a row in the stats, not an exception. ``manifest.json`` records the config, seed, version, inputs
+and every shard. One run at a time holds ``--out`` (:mod:`rawsynth.runlock`); SIGTERM stops a run like Ctrl-C
+(:mod:`rawsynth.signals`).
 
 Where the shard tasks run is a backend (:mod:`rawsynth.backends`: this machine, or a Dask cluster); each runs
 the same :class:`ShardJob`, so the bytes never depend on it.
@@ -29,10 +32,10 @@ from .backends import ShardBackend, make_backend
 from .backends.local import worker_init
 from .errors import ConfigError, InputError, RawsynthError
 from .io.atomic import atomic_output
-from .shards.checksums import MEMBER_CHECKSUMS, member_checksums
 from .pipeline import SynthConfig, apply_crop, sample_crop, synthesize
 from .rng import numpy_rng
 from .runlock import RunLock
+from .shards.checksums import MEMBER_CHECKSUMS, member_checksums
 from .signals import terminate_as_interrupt
 from .sources import Source, is_escaped, read_regular_file
 
