@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import CheckpointError
 
-__all__ = ["write_checkpoint_dir", "recover_checkpoints", "is_storage_error", "estimate_bytes", "folder_bytes"]
+__all__ = ["write_checkpoint_dir", "recover_checkpoints", "is_storage_error", "estimate_bytes", "folder_bytes",
+           "storage_errors"]
 
 _COMPLETE = "trainer_state.json"  # written last: a folder holding it is complete
 
@@ -104,13 +106,25 @@ def write_checkpoint_dir(root: Path, name: str, write: Callable[[Path], None],
         if old.exists() and not final.exists():
             os.replace(old, final)
         if isinstance(e, Exception) and is_storage_error(e):
-            raise _storage_error(root, name, e, needed) from None
+            raise _storage_error(root, f"checkpoint {name}", e, needed) from None
         raise
     shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def _storage_error(root: Path, name: str, e: BaseException, needed: Callable[[], int]) -> CheckpointError:
+@contextmanager
+def storage_errors(folder: Path, what: str, needed: Callable[[], int]) -> Iterator[None]:
+    """Within the block, a storage failure (:func:`is_storage_error`) becomes the same one-line
+    :class:`~rddm.errors.CheckpointError` as in :func:`write_checkpoint_dir` (``what``: what was being written)."""
+    try:
+        yield
+    except Exception as e:
+        if is_storage_error(e):
+            raise _storage_error(folder, what, e, needed) from None
+        raise
+
+
+def _storage_error(root: Path, what: str, e: BaseException, needed: Callable[[], int]) -> CheckpointError:
     cause = (getattr(e, "strerror", None) if isinstance(e, OSError) else None) or str(e).strip().splitlines()[0]
     try:
         free = shutil.disk_usage(root if root.exists() else root.parent).free
@@ -121,7 +135,7 @@ def _storage_error(root: Path, name: str, e: BaseException, needed: Callable[[],
         need_text = f"; it needs about {_gib(needed())}{free_text}"
     except Exception:  # noqa: BLE001 - the estimate is a courtesy; the error must still come out
         need_text = free_text and f";{free_text[1:]}"
-    return CheckpointError(f"cannot write checkpoint {name} ({type(e).__name__}: {cause}){need_text}", path=root,
+    return CheckpointError(f"cannot write {what} ({type(e).__name__}: {cause}){need_text}", path=root,
                            fix="free disk space there (or point --out elsewhere), then rerun with --resume: "
                                "training continues from the newest complete checkpoint")
 

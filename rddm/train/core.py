@@ -886,8 +886,12 @@ class Run:
         memory = _all_gather(env, peak_memory(env))
         out = dict(summary)
         if env.is_main:
-            for name, model in models.items():
-                model.save_pretrained(self.out / name)
+            from .checkpoint_io import estimate_bytes, storage_errors
+
+            with storage_errors(self.out, "the final models", lambda: estimate_bytes(
+                    [m.state_dict() for m in models.values()])):
+                for name, model in models.items():
+                    model.save_pretrained(self.out / name)
             out.update(step=step, world_size=env.world_size, device=str(env.device),
                        seconds=round(time.time() - self.t0, 2), rank_digests=digests, peak_memory=memory,
                        ranks_identical=all(d == digests[0] for d in digests), version=__version__)

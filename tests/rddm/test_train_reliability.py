@@ -178,3 +178,26 @@ def test_a_kill_while_a_step_is_saved_again_keeps_a_complete_copy(trained, tmp_p
     assert (ckpt / "ddnet" / "diffusion_pytorch_model.safetensors").read_bytes() == first
     assert not list((out / "checkpoints").glob("*.old")) and not list((out / "checkpoints").glob("*.tmp"))
     torch.load(ckpt / "training_state.pt", weights_only=True)
+
+
+def test_a_full_disk_while_saving_the_final_models_is_one_typed_error(trained, tmp_path, capsys, monkeypatch):
+    import safetensors.torch
+
+    base, done = trained
+    out = tmp_path / "o"
+    shutil.copytree(done, out)
+    shutil.rmtree(out / "checkpoints" / "step-000004")
+    real = safetensors.torch.save_file
+
+    def save_file(tensors, filename, *a, **k):  # the checkpoint fits, the final copy does not
+        if "checkpoints" in str(filename):
+            return real(tensors, filename, *a, **k)
+        _safetensor_error()
+
+    monkeypatch.setattr(safetensors.torch, "save_file", save_file)
+    capsys.readouterr()
+    assert main([*base, "--out", str(out), "--resume"]) == 2
+    err = _err(capsys)
+    assert f"{out}: cannot write the final models (SafetensorError" in err and "GiB free there" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert (out / "checkpoints" / "step-000004" / "trainer_state.json").is_file()  # the run can be resumed
