@@ -24,7 +24,8 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None, hints: 
         name: how messages name the program (default ``parser.prog``).
 
     Typed errors (:class:`~rawsynth.errors.RawsynthError`, which every package's errors derive from) and
-    ``OSError`` (e.g. a full disk) print ``PROG COMMAND: error: ...`` and return 2; Ctrl-C returns 130.
+    ``OSError`` (e.g. a full disk) print ``PROG COMMAND: error: ...`` and return 2; Ctrl-C returns 130, SIGTERM
+    (when the command turns it into :class:`rawsynth.signals.Terminated`) 143.
     """
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -43,9 +44,11 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None, hints: 
         if hint:
             print(f"{prefix}: {hint}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{prefix}: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", None)  # rawsynth.signals.Terminated: SIGTERM
+        what = "terminated (SIGTERM)" if signum else "interrupted"
+        print(f"{prefix}: {what}" + (f"; {hint}" if hint else ""), file=sys.stderr)
+        return 128 + int(signum) if signum else 130
     except Exception as e:
         if traceback_env is None or os.environ.get(traceback_env):
             raise

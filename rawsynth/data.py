@@ -267,6 +267,35 @@ class _OpenShards:
                 stream.close()
 
 
+class _VerifySamples:
+    """Check each encoded sample against the member checksums recorded in its shard's stats sidecar
+    (:mod:`rawsynth.shards.checksums`); a mismatch goes to the handler. Shards without recorded checksums
+    (no sidecar, remote URLs) pass unchecked. Runs before the shuffle buffer, so samples arrive shard by shard
+    and one table is held at a time."""
+
+    def __init__(self, handler):
+        self.handler = handler
+
+    def __call__(self, src):
+        from .shards.checksums import load_member_checksums, verify_sample
+
+        url, table = None, None
+        for s in src:
+            try:
+                if s.get("__url__") != url:
+                    url, table = s.get("__url__"), None
+                    parsed = urlparse(url or "")
+                    if url and parsed.scheme in ("", "file"):
+                        table = load_member_checksums(parsed.path)
+                if table is not None:
+                    verify_sample(s, table, f"{url}:{s.get('__key__', '?')}")
+            except Exception as e:  # noqa: BLE001 - the handler decides (raise, warn or skip)
+                if self.handler(e):
+                    continue
+                break
+            yield s
+
+
 class _ShuffleSamples:
     """Buffer shuffle of encoded samples (``bufsize`` samples), seeded from (seed, epoch, rank, worker)."""
 
@@ -344,13 +373,13 @@ class RawPairDataset(wds.WebDataset):
     """A ``webdataset.WebDataset`` of decoded, augmented training samples (build it with :func:`make_dataset`).
 
     The pipeline: shard list (shuffled per epoch, or resampled) → ``split_by_node`` → ``split_by_worker`` →
-    open → tar members → samples grouped by key → shuffle buffer → :func:`decode_pair` +
-    :func:`bayer_crop_flip`.
+    open → tar members → samples grouped by key → member checksums (``verify``) → shuffle buffer →
+    :func:`decode_pair` + :func:`bayer_crop_flip`.
     """
 
     def __init__(self, urls, *, crop: int | None = None, flips: bool = True, seed: int = 0, shuffle: int = 0,
                  split_by_node: bool = True, split_by_worker: bool = True, handler: str = "raise",
-                 resampled: bool = False):
+                 resampled: bool = False, verify: bool = True):
         if handler not in HANDLERS:
             raise ConfigError(f"handler must be one of {sorted(HANDLERS)}, got {handler!r}")
         crop = _check_int("crop", crop, 1, allow_none=True)
@@ -362,17 +391,23 @@ class RawPairDataset(wds.WebDataset):
         self._clock = _EpochClock()
         self._source = _ShardList(urls, seed, shuffle > 0, bool(resampled), self._clock)
         h = HANDLERS[handler]
+        # empty_check=False: a worker whose samples are all bad yields nothing, and the caller says so in one line
+        # (webdataset's check would raise "No samples found in dataset; perhaps you have fewer shards than workers")
         super().__init__(urls, handler=h, resampled=bool(resampled), shardshuffle=False, seed=seed,
                          nodesplitter=wds.split_by_node if split_by_node and not resampled else None,
-                         workersplitter=wds.split_by_worker if split_by_worker and not resampled else None)
+                         workersplitter=wds.split_by_worker if split_by_worker and not resampled else None,
+                         empty_check=False)
         # webdataset's opener never closes its files; ours closes each shard once read
         self.pipeline = [_OpenShards(h) if isinstance(st, wds.cache.StreamingOpen) else st for st in self.pipeline]
+        if verify:
+            self.append(_VerifySamples(h))
         if shuffle > 0:
             self.append(_ShuffleSamples(shuffle, seed, self._clock))
         self.append(_DecodeAugment(crop, bool(flips), seed, self._clock, h))
         self.urls, self.crop, self.flips, self.seed, self.shuffle, self.handler_name = (
             urls, crop, bool(flips), seed, shuffle, handler)
         self.resampled, self.split_by_node, self.split_by_worker = bool(resampled), split_by_node, split_by_worker
+        self.verify = bool(verify)
 
     def create_url_iterator(self, args):  # webdataset hook: our seeded shard list replaces its own
         self.append(self._source)
@@ -389,7 +424,7 @@ class RawPairDataset(wds.WebDataset):
 
 def make_dataset(urls: str | Sequence[str], *, crop: int | None = None, flips: bool = True, seed: int = 0,
                  shuffle: int = 0, split_by_node: bool = True, split_by_worker: bool = True, handler: str = "raise",
-                 resampled: bool = False, epoch_size: int | None = None) -> RawPairDataset:
+                 resampled: bool = False, epoch_size: int | None = None, verify: bool = True) -> RawPairDataset:
     """A webdataset pipeline yielding training samples (see the module docstring) from rawsynth shards.
 
     Args:
@@ -413,6 +448,11 @@ def make_dataset(urls: str | Sequence[str], *, crop: int | None = None, flips: b
             needed: every rank and worker draws its own stream). Use with ``epoch_size``.
         epoch_size: samples per epoch **per worker process** (``webdataset``'s ``with_epoch``); the default
             ``None`` is one pass over the shards, or an endless stream when ``resampled``.
+        verify: check every sample against the SHA-256 of its members recorded in its shard's stats sidecar
+            (``shard-NNNNNN.stats.json``, written by ``rawsynth generate``); a mismatch is a corrupt sample
+            (``InputError`` reason ``"checksum mismatch"``) handled by ``handler``. Local shards without
+            recorded checksums, and remote URLs, are read unchecked. Cost: hashing the sample's bytes once
+            (measured in ``docs/reliability.md``).
 
     Returns:
         A :class:`RawPairDataset` (a ``webdataset.WebDataset``); call ``.set_epoch(e)`` before each epoch.
@@ -421,7 +461,7 @@ def make_dataset(urls: str | Sequence[str], *, crop: int | None = None, flips: b
         ConfigError: invalid argument, no shards, or a local shard that does not exist.
     """
     ds = RawPairDataset(urls, crop=crop, flips=flips, seed=seed, shuffle=shuffle, split_by_node=split_by_node,
-                        split_by_worker=split_by_worker, handler=handler, resampled=resampled)
+                        split_by_worker=split_by_worker, handler=handler, resampled=resampled, verify=verify)
     epoch_size = _check_int("epoch_size", epoch_size, 1, allow_none=True)
     if epoch_size is not None:
         ds = ds.with_epoch(epoch_size)

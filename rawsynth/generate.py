@@ -4,8 +4,11 @@ Built on img2dataset's model: a shard is the unit of work, retry and resume. A s
 function of (sorted sources, crops per image, seed, shard size, config): sample ``k`` of the run is crop
 ``k mod crops_per_image`` of source ``k div crops_per_image`` and lands in shard ``k div shard_size``, and every
 draw of a sample derives from (seed, key). Each shard is written to ``shard-NNNNNN.tar.<pid>.<random>.tmp`` and renamed;
-``shard-NNNNNN.stats.json`` is written last and marks it done. A failed sample becomes a row in the stats, not
-an exception. ``manifest.json`` records the config, seed, version, inputs and every shard.
+``shard-NNNNNN.stats.json`` is written last and marks it done (``--resume`` adopts a shard only if its tar still
+has the size and SHA-256 recorded there; the stats also record every member's SHA-256 for the reader). A failed
+sample becomes a row in the stats, not an exception. ``manifest.json`` records the config, seed, version, inputs
+and every shard. One run at a time holds ``--out`` (:mod:`rawsynth.runlock`); SIGTERM stops a run like Ctrl-C
+(:mod:`rawsynth.signals`).
 
 Where the shard tasks run is a backend (:mod:`rawsynth.backends`: this machine, or a Dask cluster); each runs
 the same :class:`ShardJob`, so the bytes never depend on it.
@@ -31,7 +34,10 @@ from .errors import ConfigError, InputError, RawsynthError
 from .io.atomic import atomic_output
 from .pipeline import SynthConfig, apply_crop, sample_crop, synthesize
 from .rng import numpy_rng
-from .sources import Source
+from .runlock import RunLock
+from .shards.checksums import MEMBER_CHECKSUMS, member_checksums
+from .signals import terminate_as_interrupt
+from .sources import Source, is_escaped, read_regular_file
 
 __all__ = ["SampleRef", "ShardTask", "ShardJob", "plan_shards", "run_shard", "generate", "GenerateSummary", "MANIFEST",
            "FORMAT_VERSION", "shard_name", "load_manifest"]
@@ -93,11 +99,7 @@ def _load_source(src: Source) -> tuple[np.ndarray, str]:
 
     from .io.images import decode_srgb
 
-    try:
-        with open(src.path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise InputError(src.name, "unreadable", e.strerror or str(e)) from None
+    data = read_regular_file(src.path, src.name)
     img = decode_srgb(data, name=src.name).image
     # = np.clip(np.rint(img * 255), 0, 255).astype(np.uint8) (float32 product, round half to even, saturate) on
     # decode_srgb's finite, non-negative values (checked exhaustively over [0, 1]; above 1 both give 255), in one
@@ -112,8 +114,10 @@ def _make_sample(ref: SampleRef, image: np.ndarray, digest: str, config: SynthCo
 
     box = sample_crop(numpy_rng(seed, ref.key, "crop"), image.shape[:2], config.crop, config.small_policy,
                       ref.source.name)
-    s = synthesize(apply_crop(image, box), ref.key, seed, config,
-                   source={"path": ref.source.name, "sha256": digest}, crop=box)
+    source = {"path": ref.source.name, "sha256": digest}
+    if is_escaped(ref.source):  # a file name that is not valid UTF-8 (see rawsynth.sources.name_to_bytes)
+        source["path_escaped"] = True
+    s = synthesize(apply_crop(image, box), ref.key, seed, config, source=source, crop=box)
     dng = None
     if config.save_dng:
         cam = s.meta.get("camera") or {}  # a sampled camera's make and model (sensor and matrix are in s)
@@ -160,7 +164,7 @@ def run_shard(task: ShardTask, config: SynthConfig, seed: int, out_dir: str | os
     shard = write_shard(out / f"{task.name}.tar", samples)
     stats = {"shard": task.name, "count": shard.count, "failures": failures, "bytes": shard.bytes,
              "sha256": shard.sha256, "seconds": round(time.perf_counter() - t0, 3),
-             "keys": [r.key for r in task.refs]}
+             "keys": [r.key for r in task.refs], MEMBER_CHECKSUMS: member_checksums(samples)}
     with atomic_output(out / f"{task.name}.stats.json") as tmp, open(tmp, "w") as f:
         json.dump(stats, f, indent=1, sort_keys=True)
     return stats
@@ -170,24 +174,28 @@ def run_shard(task: ShardTask, config: SynthConfig, seed: int, out_dir: str | os
 class ShardJob:
     """The task every backend runs for one shard (picklable; idempotent).
 
-    ``job(task)`` returns the stats of ``task``'s shard: if the shard is already complete in ``out_dir`` (its
-    stats file is there and its tar has the recorded size) they are read back and nothing is written;
-    otherwise :func:`run_shard` makes it. Running a job twice, or again after its worker died at any point,
-    therefore leaves the same bytes. Sets one torch and one OpenCV thread in the process that runs it.
+    ``job(task)`` returns the stats of ``task``'s shard. With ``resume``, a shard already complete in ``out_dir``
+    (its stats file is there and its tar has the recorded size and SHA-256) is adopted: its stats are read
+    back and nothing is written. Otherwise :func:`run_shard` makes it (again). Running a job twice, or again
+    after its worker died at any point, therefore leaves the same bytes. Sets one torch and one OpenCV thread
+    in the process that runs it.
 
     Attributes:
         config: what to synthesise.
         seed: run seed.
         out_dir: the output folder, absolute (workers elsewhere must see it at this path).
+        resume: adopt shards that are already complete and intact (``--resume``); without it, never: a shard
+            found there was not made by this run.
     """
 
     config: SynthConfig
     seed: int
     out_dir: str
+    resume: bool = False
 
     def __call__(self, task: ShardTask, on_sample: Callable[[], None] | None = None) -> dict:
         worker_init()
-        done = _done(Path(self.out_dir), task)
+        done = _done(Path(self.out_dir), task) if self.resume else None
         if done is not None:
             return done
         # importing basicsr runs np.seterr(divide="ignore", invalid="ignore"), which numpy scopes to the importing
@@ -213,18 +221,23 @@ def _identity(config: SynthConfig, seed: int, shard_size: int, plan: list[ShardT
             "num_samples": sum(len(t.refs) for t in plan), "inputs": [s.name for s in sources]}
 
 
-def _prepare_out_dir(out: Path, identity: dict, resume: bool, overwrite: bool) -> None:
+def _make_out_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a folder")
     if not out.exists():
-        if not out.parent.exists():
-            raise ConfigError(f"--out {out}: the parent folder {out.parent} does not exist; create it first")
         try:
-            out.mkdir()
+            out.mkdir(parents=True)
+        except FileExistsError:  # made meanwhile by someone else: fine if it is a folder
+            if not out.is_dir():
+                raise ConfigError(f"--out {out} exists and is not a folder") from None
         except OSError as e:
             raise ConfigError(f"--out {out} cannot be created: {e.strerror or e}") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {out} is not writable; choose another folder or fix its permissions")
+
+
+def _prepare_out_dir(out: Path, identity: dict, resume: bool, overwrite: bool) -> None:
+    """Check (and with ``overwrite`` empty) the locked output folder for this run."""
     existing = load_manifest(out)
     ours = list(out.glob("shard-*.tar")) + list(out.glob("shard-*.stats.json"))
     if overwrite:
@@ -247,15 +260,24 @@ def _prepare_out_dir(out: Path, identity: dict, resume: bool, overwrite: bool) -
 
 
 def _done(out: Path, task: ShardTask) -> dict | None:
-    """The stats of a finished shard (stats file present, tar present with the recorded size), else None."""
+    """The stats of a finished, intact shard (stats file present, tar present with the recorded size and
+    SHA-256), else None."""
+    from .shards import sha256_file
+
     sp, tp = out / f"{task.name}.stats.json", out / f"{task.name}.tar"
     if not (sp.exists() and tp.exists()):
         return None
     try:
         stats = json.loads(sp.read_text())
-    except (OSError, json.JSONDecodeError):
+        if stats.get("bytes") != tp.stat().st_size or stats.get("sha256") != sha256_file(tp):
+            return None
+    except (OSError, json.JSONDecodeError, AttributeError):
         return None
-    return stats if stats.get("bytes") == tp.stat().st_size else None
+    return stats
+
+
+def _has_stats(out: Path, task: ShardTask) -> bool:
+    return (out / f"{task.name}.stats.json").exists()
 
 
 def _write_manifest(out: Path, identity: dict, plan: list[ShardTask], results: dict[str, dict]) -> None:
@@ -280,11 +302,15 @@ class GenerateSummary:
     skipped_shards: int
     seconds: float
     bytes: int
+    #: shards found finished by ``--resume`` but redone because their tar did not match their stats (a changed
+    #: size or SHA-256: a bit flip, a truncation, a shard of another run)
+    redone_shards: int = 0
 
     def line(self) -> str:
         rate = self.samples / self.seconds if self.seconds > 0 else float("nan")
+        redone = f", {self.redone_shards} redone: tar did not match its stats" if self.redone_shards else ""
         return (f"{self.samples} samples, {self.failures} failures, {self.shards} shards "
-                f"({self.skipped_shards} already done), {rate:.2f} samples/s, {self.bytes / 2**20:.1f} MiB")
+                f"({self.skipped_shards} already done{redone}), {rate:.2f} samples/s, {self.bytes / 2**20:.1f} MiB")
 
 
 def generate(sources: Sequence[Source], out_dir: str | os.PathLike, config: SynthConfig, *, seed: int = 0,
@@ -295,14 +321,15 @@ def generate(sources: Sequence[Source], out_dir: str | os.PathLike, config: Synt
 
     Args:
         sources: sorted sources (:func:`rawsynth.sources.collect_sources`).
-        out_dir: output folder (created if its parent exists).
+        out_dir: output folder (created with its parents); locked for the run (:mod:`rawsynth.runlock`).
         config: what to synthesise.
         seed: run seed.
         shard_size: samples per shard.
         num_samples: keep the first ``num_samples`` planned samples.
         workers: processes (1 = in this process); one shard per task. With ``backend="dask"`` and no
             ``scheduler``: the worker processes of the ``LocalCluster`` started for the run.
-        resume: skip shards already done, redo unfinished ones (whichever backend wrote them).
+        resume: skip shards already done and intact (size and SHA-256 as in their stats), redo the others
+            (whichever backend wrote them); :attr:`GenerateSummary.redone_shards` counts finished ones redone.
         overwrite: delete an existing dataset in ``out_dir`` first.
         progress: show a tqdm bar in samples/s.
         backend: ``"local"``, ``"dask"`` or a :class:`rawsynth.backends.ShardBackend` (e.g.
@@ -312,8 +339,11 @@ def generate(sources: Sequence[Source], out_dir: str | os.PathLike, config: Synt
         scheduler_timeout: ``dask``: seconds to try to connect to ``scheduler``.
 
     Raises:
-        ConfigError: bad options, an unusable ``out_dir``, a conflicting existing dataset, an unreachable
-            scheduler or workers that cannot see ``out_dir`` (all before any shard is written).
+        ConfigError: bad options, an unusable ``out_dir``, a conflicting existing dataset, another run using
+            ``out_dir`` (its PID and host named), an unreachable scheduler or workers that cannot see
+            ``out_dir`` (all before any shard is written).
+        KeyboardInterrupt: SIGINT, or SIGTERM (as :class:`rawsynth.signals.Terminated`, when called from the
+            main thread): workers are stopped, tmp files removed, the manifest records the finished shards.
         OSError: writing failed (e.g. disk full); finished shards stay, rerun with ``resume=True``.
         WorkerLostError: ``dask``: a shard's workers kept dying; finished shards stay, rerun with ``resume=True``.
     """
@@ -330,37 +360,54 @@ def generate(sources: Sequence[Source], out_dir: str | os.PathLike, config: Synt
     plan = plan_shards(sources, config.crops_per_image, shard_size, num_samples)
     out = Path(out_dir)
     identity = _identity(config, seed, shard_size, plan, sources)
-    with runner:  # connects first: an unreachable cluster fails before the output folder is touched
-        _prepare_out_dir(out, identity, resume, overwrite)
-        results: dict[str, dict] = {}
-        todo = []
-        for t in plan:
-            done = _done(out, t) if resume else None
-            if done is not None:
-                results[t.name] = done
-            else:
-                todo.append(t)
-        skipped = len(results)
-        _write_manifest(out, identity, plan, results)
-        if todo:
-            _check_workers(runner, out.absolute(), todo[0].refs[0].source.path)
-        total = sum(len(t.refs) for t in todo)
-        t0 = time.perf_counter()
-        bar = tqdm(total=total, unit="sample", disable=not progress, dynamic_ncols=True, desc="rawsynth generate")
-        try:
-            for t, stats in runner.run(ShardJob(config, seed, str(out.absolute())), todo, bar.update):
-                results[t.name] = stats
-        finally:
-            bar.close()
+    # SIGTERM raises like Ctrl-C; connect first: an unreachable cluster fails before the output folder is touched
+    with terminate_as_interrupt(), runner:
+        _make_out_dir(out)
+        with RunLock(out):  # held until every worker is stopped and the manifest is written
+            _prepare_out_dir(out, identity, resume, overwrite)
+            results: dict[str, dict] = {}
+            todo, redone = [], 0
+            for t in plan:
+                done = _done(out, t) if resume else None
+                if done is not None:
+                    results[t.name] = done
+                else:
+                    todo.append(t)
+                    redone += resume and _has_stats(out, t)
+            skipped = len(results)
             _write_manifest(out, identity, plan, results)
-    if len(results) == len(plan):  # leftovers of workers killed mid-write, now all redone
-        for p in list(out.glob("shard-*.tmp")) + list(out.glob(".shard-*.tmp")):
-            p.unlink(missing_ok=True)
+            t0 = time.perf_counter()
+            bar = tqdm(total=sum(len(t.refs) for t in todo), unit="sample", disable=not progress,
+                       dynamic_ncols=True, desc="rawsynth generate")
+            try:
+                if todo:
+                    _check_workers(runner, out.absolute(), todo[0].refs[0].source.path)
+                # the job never adopts a shard the client did not: shards on disk were checked above
+                for t, stats in runner.run(ShardJob(config, seed, str(out.absolute())), todo, bar.update):
+                    results[t.name] = stats
+            finally:
+                bar.close()
+                runner.close()  # (again at the end of `with runner`: closing twice is harmless)
+                if runner.owns_workers and len(results) < len(plan):
+                    # interrupted: every worker is stopped now. Shards they finished that the client had not
+                    # heard of yet are recorded (if intact), and what is left of dead writers is removed
+                    for t in todo:
+                        if t.name not in results and (done := _done(out, t)) is not None:
+                            results[t.name] = done
+                    _remove_tmp(out)
+                _write_manifest(out, identity, plan, results)
+        if len(results) == len(plan):  # leftovers of workers killed mid-write, now all redone
+            _remove_tmp(out)
     seconds = time.perf_counter() - t0
     new = [results[t.name] for t in todo]
     return GenerateSummary(samples=sum(r["count"] for r in new), failures=sum(len(r["failures"]) for r in new),
                            shards=len(plan), skipped_shards=skipped, seconds=seconds,
-                           bytes=sum(r["bytes"] for r in results.values()))
+                           bytes=sum(r["bytes"] for r in results.values()), redone_shards=redone)
+
+
+def _remove_tmp(out: Path) -> None:
+    for p in list(out.glob("shard-*.tmp")) + list(out.glob(".shard-*.tmp")):
+        p.unlink(missing_ok=True)
 
 
 def _check_workers(runner: ShardBackend, out: Path, source_path: str) -> None:

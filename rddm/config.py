@@ -90,6 +90,8 @@ class DataConfig:
         num_workers: DataLoader worker processes per rank; each reads its own shards (world size × workers shards
             at least).
         handler: what to do with a corrupt sample: ``raise``, ``warn`` (skip it with a warning) or ``skip``.
+        verify: check every sample against the member checksums its shard's stats record (``rawsynth.data``,
+            ``verify=``); a mismatch is a corrupt sample for ``handler``. Costs hashing each sample once.
         onthefly: :class:`OnTheFlyConfig`: synthesise the pairs while training instead of reading ``shards``.
             Set exactly one of ``shards`` and ``onthefly``. With it, ``shuffle > 0`` draws a new order of the
             samples every epoch (0: plan order), ``num_workers`` loader processes decode the sources, and
@@ -103,6 +105,7 @@ class DataConfig:
     shuffle: int = 1000
     num_workers: int = 4
     handler: Literal["raise", "warn", "skip"] = "warn"
+    verify: bool = True
     onthefly: OnTheFlyConfig | None = None
 
     def __post_init__(self):

@@ -211,11 +211,14 @@ def test_resume_dask_run_locally(cluster, reference, tmp_path):
 def test_shard_job_is_idempotent(tmp_path, reference):
     (tmp_path / "out").mkdir()
     task = plan_shards(sorted(bundled_sources()), 2, 1)[4]
-    job = ShardJob(CFG, SEED, str(tmp_path / "out"))
+    job = ShardJob(CFG, SEED, str(tmp_path / "out"), resume=True)
     stats = job(task)
     tar = tmp_path / "out" / "shard-000004.tar"
     before = os.stat(tar)
     assert job(task) == stats and os.stat(tar).st_mtime_ns == before.st_mtime_ns  # not rewritten
+    assert tar.read_bytes() == reference["shard-000004.tar"]
+    fresh = ShardJob(CFG, SEED, str(tmp_path / "out"))  # not resuming: never adopts, rewrites the same bytes
+    assert fresh(task)["sha256"] == stats["sha256"] and os.stat(tar).st_mtime_ns != before.st_mtime_ns
     assert tar.read_bytes() == reference["shard-000004.tar"]
     (tmp_path / "out" / "shard-000004.stats.json").unlink()  # a worker died between the tar and its stats
     assert {k: v for k, v in job(task).items() if k != "seconds"} == reference["shard-000004.stats.json"]

@@ -121,11 +121,11 @@ def test_existing_dataset_conflicts_resume_and_overwrite(src, tmp_path):
 
 def test_unusable_out_dirs(src, tmp_path):
     srcs = collect_sources([src])
-    with pytest.raises(ConfigError, match="parent folder"):
-        generate(srcs, tmp_path / "no" / "such", CFG, progress=False)
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="not a folder"):
         generate(srcs, tmp_path / "file", CFG, progress=False)
+    with pytest.raises(ConfigError, match="cannot be created"):  # missing parents are created, not a file's
+        generate(srcs, tmp_path / "file" / "out", CFG, progress=False)
 
 
 def test_full_disk_leaves_no_half_shard(src, tmp_path, monkeypatch, capsys):

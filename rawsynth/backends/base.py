@@ -56,6 +56,9 @@ class ShardBackend(ABC):
     """
 
     kind: ClassVar[BackendKind]
+    #: Whether :meth:`close` stops every worker that may still write into the output folder (a local pool, a
+    #: ``LocalCluster`` started for the run), so that the client may then remove their temporary files.
+    owns_workers: bool = False
 
     def __enter__(self) -> ShardBackend:
         self.open()
@@ -83,7 +86,8 @@ class ShardBackend(ABC):
         """
 
     def close(self) -> None:
-        """Release the workers (a cluster the backend started is shut down; an external one is left running)."""
+        """Release the workers (a cluster the backend started is shut down; an external one is left running).
+        May be called more than once."""
         return None
 
     def describe(self) -> str:

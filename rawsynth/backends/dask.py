@@ -139,6 +139,7 @@ class DaskBackend(ShardBackend):
                                       f"({type(e).__name__}: {e}; the workers' own errors are printed above); fix "
                                       "that, or run with --backend local") from None
                 self.client = distributed.Client(self.cluster, set_as_default=False)
+                self.owns_workers = True
         try:
             self.client.wait_for_workers(1, timeout=self.worker_timeout)
         except (TimeoutError, OSError):

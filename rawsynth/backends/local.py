@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -20,15 +22,67 @@ def worker_init() -> None:
     cv2.setNumThreads(1)
 
 
+_in_job = False
+
+
+def _on_sigterm(signum, frame):
+    from ..signals import Terminated
+
+    if _in_job:
+        raise Terminated()  # unwinds through the shard writer, which removes its temporary file
+    os._exit(128 + signum)
+
+
+def _pool_worker_init(parent_pid: int) -> None:
+    """A pool worker: dies with its parent (SIGTERM, however the parent ended) and on SIGTERM removes the
+    temporary file of the shard it is writing before exiting."""
+    from ..signals import die_with_parent
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    die_with_parent(parent_pid)
+    worker_init()
+
+
+def _run_job(job: ShardJobLike, task: ShardLike) -> dict:
+    global _in_job
+    from ..signals import Terminated
+
+    _in_job = True
+    try:
+        return job(task)
+    except Terminated:
+        os._exit(128 + signal.SIGTERM)  # cleaned up on the way here; the pool is going away
+    finally:
+        _in_job = False
+
+
+def _stop_workers(pool: ProcessPoolExecutor, timeout: float = 10.0) -> None:
+    """Terminate the pool's worker processes (each removes its temporary file) and wait for them."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout)
+        if p.is_alive():
+            p.kill()
+            p.join(timeout)
+
+
 class LocalBackend(ShardBackend):
     """Shard jobs on this machine.
 
     Args:
         workers: processes. ``1`` (or a single task) runs the jobs in this process, with per-sample progress;
-            more runs a ``ProcessPoolExecutor`` (``spawn`` context), one shard per task.
+            more runs a ``ProcessPoolExecutor`` (``spawn`` context), one shard per task. Its workers die with
+            this process (:func:`rawsynth.signals.die_with_parent`), also when it is SIGKILLed; on an error or
+            an interruption here they are terminated (each removes the temporary file of its shard) before
+            :meth:`run` returns.
     """
 
     kind = BackendKind.LOCAL
+    owns_workers = True
 
     def __init__(self, workers: int = 1):
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -48,8 +102,8 @@ class LocalBackend(ShardBackend):
         import multiprocessing as mp
 
         with ProcessPoolExecutor(max_workers=min(self.workers, len(tasks)), mp_context=mp.get_context("spawn"),
-                                 initializer=worker_init) as pool:
-            pending = {pool.submit(job, t): t for t in tasks}
+                                 initializer=_pool_worker_init, initargs=(os.getpid(),)) as pool:
+            pending = {pool.submit(_run_job, job, t): t for t in tasks}
             try:
                 while pending:
                     finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -59,5 +113,5 @@ class LocalBackend(ShardBackend):
                         progress(len(t.refs))
                         yield t, stats
             finally:
-                for fut in pending:  # an error or an interruption: start nothing new
-                    fut.cancel()
+                if pending:  # an error or an interruption (also SIGTERM): start nothing new, stop what runs
+                    _stop_workers(pool)

@@ -16,8 +16,9 @@
 * **Checkpoints** (:class:`Run`): ``OUT/checkpoints/step-NNNNNN/`` holds each model as a diffusers folder
   (``config.json`` + ``diffusion_pytorch_model.safetensors``), ``training_state.pt`` (optimizers, schedulers,
   scaler), ``rng_states.pt``, ``config.yaml`` and, written last, ``trainer_state.json`` (step, data positions).
-  A checkpoint is written under ``step-NNNNNN.tmp`` and renamed when complete. ``.pt`` files are read with
-  ``torch.load(weights_only=True)``. A model loads back through :func:`load_model_weights` (its own
+  A checkpoint is written under ``step-NNNNNN.tmp`` and renamed when complete; a step saved again replaces the
+  old copy atomically, and a full disk is one ``CheckpointError`` (:mod:`rddm.train.checkpoint_io`). ``.pt``
+  files are read with ``torch.load(weights_only=True)``. A model loads back through :func:`load_model_weights` (its own
   ``load_checkpoint_weights(folder)`` when it has one, so models that save only their LoRA groups resume exactly).
 * **Logging** (:class:`TrainLogger`): TensorBoard under ``OUT/logs``, ``OUT/metrics.jsonl`` (one JSON line per
   logged step, values averaged over ranks) and a tqdm bar, on rank 0.
@@ -58,7 +59,7 @@ __all__ = ["DistEnv", "setup_distributed", "cleanup_distributed", "resolve_shard
 
 #: Config keys that may change when a run is resumed (everything else must match the checkpoint's config).
 MUTABLE_KEYS = ("max_steps", "log_every", "save_every", "keep_checkpoints", "tensorboard", "data.num_workers",
-                "data.shards", "data.handler", "data.onthefly.sources")
+                "data.shards", "data.handler", "data.verify", "data.onthefly.sources")
 #: The files of a checkpoint folder besides the model folders.
 CHECKPOINT_FILES = ("config.yaml", "rng_states.pt", "trainer_state.json", "training_state.pt")
 
@@ -213,7 +214,8 @@ class BatchStream:
         self.data = data
         self.batch_size = batch_size
         self.loader = make_loader(shards, batch_size, data.num_workers, drop_last=True, crop=data.crop,
-                                  flips=data.flips, seed=seed, shuffle=data.shuffle, handler=data.handler)
+                                  flips=data.flips, seed=seed, shuffle=data.shuffle, handler=data.handler,
+                                  verify=data.verify)
         self.epoch, self.index = position if position is not None else (0, 0)
         self._it: Iterator | None = None
 
@@ -746,6 +748,11 @@ class Run:
         out = Path(out)
         if out.exists() and not out.is_dir():
             raise CheckpointError("--out exists and is not a folder", path=out)
+        if env.is_main:  # a kill while a step was saved again: put the set-aside copy back
+            from .checkpoint_io import recover_checkpoints
+
+            recover_checkpoints(out / "checkpoints")
+        env.barrier()
         ckpts = cls.checkpoints(out)
         resume_from = None
         if resume is None:
@@ -802,21 +809,23 @@ class Run:
         rngs = _all_gather(env, rng)
         final = self.ckpt_root / _step_dir_name(step)
         if env.is_main:
-            tmp = self.ckpt_root / f"{final.name}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            for name, model in models.items():
-                model.save_pretrained(tmp / name)
-            torch.save({k: v.state_dict() for k, v in states.items()}, tmp / "training_state.pt")
-            torch.save({f"rank{r}": s for r, s in enumerate(rngs)}, tmp / "rng_states.pt")
-            save_config(self.cfg, tmp / "config.yaml")
-            state = {"step": step, "positions": positions, "world_size": env.world_size,
-                     "num_workers": self.cfg.data.num_workers, "seed": self.cfg.seed, "version": __version__,
-                     "models": sorted(models), "time": round(time.time() - self.t0, 2), **(extra or {})}
-            (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1, sort_keys=True))
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            from .checkpoint_io import estimate_bytes, write_checkpoint_dir
+
+            def write(tmp: Path) -> None:
+                for name, model in models.items():
+                    model.save_pretrained(tmp / name)
+                torch.save({k: v.state_dict() for k, v in states.items()}, tmp / "training_state.pt")
+                torch.save({f"rank{r}": s for r, s in enumerate(rngs)}, tmp / "rng_states.pt")
+                save_config(self.cfg, tmp / "config.yaml")
+                state = {"step": step, "positions": positions, "world_size": env.world_size,
+                         "num_workers": self.cfg.data.num_workers, "seed": self.cfg.seed, "version": __version__,
+                         "models": sorted(models), "time": round(time.time() - self.t0, 2), **(extra or {})}
+                (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1, sort_keys=True))
+
+            ckpts = self.checkpoints(self.out)
+            write_checkpoint_dir(self.ckpt_root, final.name, write, lambda: estimate_bytes(
+                [m.state_dict() for m in models.values()] + [v.state_dict() for v in states.values()],
+                ckpts[-1] if ckpts else None))
             keep = self.cfg.keep_checkpoints
             if keep > 0:
                 for old in self.checkpoints(self.out)[:-keep]:
@@ -877,8 +886,12 @@ class Run:
         memory = _all_gather(env, peak_memory(env))
         out = dict(summary)
         if env.is_main:
-            for name, model in models.items():
-                model.save_pretrained(self.out / name)
+            from .checkpoint_io import estimate_bytes, storage_errors
+
+            with storage_errors(self.out, "the final models", lambda: estimate_bytes(
+                    [m.state_dict() for m in models.values()])):
+                for name, model in models.items():
+                    model.save_pretrained(self.out / name)
             out.update(step=step, world_size=env.world_size, device=str(env.device),
                        seconds=round(time.time() - self.t0, 2), rank_digests=digests, peak_memory=memory,
                        ranks_identical=all(d == digests[0] for d in digests), version=__version__)
