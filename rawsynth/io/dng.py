@@ -86,6 +86,7 @@ _GLOBAL_TAGS = {
     "CalibrationIlluminant1": (_CALIBRATION_ILLUMINANT1, "int"),
     "CalibrationIlluminant2": (_CALIBRATION_ILLUMINANT2, "int"),
     "AsShotNeutral": (_AS_SHOT_NEUTRAL, "floats"),
+    "AsShotWhiteXY": (50729, "floats"),
     "AnalogBalance": (_ANALOG_BALANCE, "floats"),
     "CameraCalibration1": (_CAMERA_CALIBRATION1, "matrix"),
     "CameraCalibration2": (_CAMERA_CALIBRATION2, "matrix"),
