@@ -3,7 +3,8 @@
 Only the four 2×2 Bayer layouts of R, G, B are supported; X-Trans, Quad Bayer, Foveon, linear
 (demosaicked) DNG, monochrome and CMYG sensors raise :class:`~rawsynth.errors.UnsupportedCFAError`.
 Every failure to read raises :class:`~rawsynth.errors.InputError` with one of the reasons
-``"empty file"``, ``"truncated"``, ``"not a RAW file"``, ``"unreadable"`` or ``"too large"``.
+``"empty file"``, ``"truncated"``, ``"not a RAW file"``, ``"unreadable"``, ``"too large"`` or
+``"unsupported compression"``.
 
 What cameras write and is honoured here (checked against LibRaw on DNGs from an independent writer):
 
@@ -41,6 +42,10 @@ from .orientation import LIBRAW_FLIP_TO_EXIF, orient
 __all__ = ["RawImage", "read_raw"]
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+#: TIFF Compression codes of DNG raw data LibRaw decodes: none, lossless JPEG, lossy JPEG (Deflate, 8, is only
+#: for floating-point data, which rawsynth does not read; JPEG XL, 52546, LibRaw cannot decode).
+_DNG_COMPRESSIONS = (1, 7, 34892)
+_DNG_COMPRESSIONS_TEXT = "1 uncompressed, 7 lossless JPEG and 34892 lossy JPEG"
 _UNSUPPORTED_HINT = "rawsynth handles 2x2 Bayer (RGGB/BGGR/GRBG/GBRG) sensors only; skip this file"
 
 
@@ -142,6 +147,11 @@ def _check_dng(path: str, tags: dict) -> None:
         if end > tags["file_size"]:
             raise InputError(path, "truncated", detail=f"raw image data needs {end} bytes, the file has "
                              f"{tags['file_size']}", hint="the file was cut short; re-copy or re-export it")
+    comp = tags.get("Compression", 1)
+    if comp not in _DNG_COMPRESSIONS:
+        raise InputError(path, "unsupported compression", detail=f"DNG raw data with TIFF Compression {comp} "
+                         f"({_DNG_COMPRESSIONS_TEXT} are read)", hint="re-save it uncompressed or with lossless "
+                         "JPEG, e.g. with Adobe DNG Converter")
     dim = tags.get("CFARepeatPatternDim")
     if dim is not None and tuple(dim) != (2, 2):
         raise UnsupportedCFAError(path, "unsupported CFA", detail=f"{dim[0]}x{dim[1]} CFA repeat pattern "
@@ -358,7 +368,8 @@ def read_raw(path: str | os.PathLike) -> RawImage:
 
     Raises:
         InputError: missing/unreadable (``"unreadable"``), empty (``"empty file"``), cut short
-            (``"truncated"``), not a RAW file (``"not a RAW file"``), or too large for LibRaw (``"too large"``).
+            (``"truncated"``), not a RAW file (``"not a RAW file"``), too large for LibRaw (``"too large"``),
+            or a DNG whose raw data uses a compression LibRaw cannot decode (``"unsupported compression"``).
         UnsupportedCFAError: anything but a 2×2 R/G/B Bayer layout.
     """
     name = os.fspath(path)
