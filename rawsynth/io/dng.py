@@ -254,8 +254,9 @@ def _extratags(shape: tuple[int, int], pattern: Pattern, sensor: SensorParams, i
             (_BASELINE_EXPOSURE, "2i", 1, _rational(math.log2(isp.rgb_gain), True, "BaselineExposure"), True),
         ]
     if iso is not None:
-        # ISO goes into an EXIF IFD only (exiftool -validate: "Wrong IFD for 0x8827 ISO" in IFD0); tifffile will not write tag 34665 itself: reserve the entry under the next (unassigned) code, which
-        # sorts to the same place, and let _append_exif_iso rename it and fill in the offset.
+        # ISO goes into an EXIF IFD only (exiftool -validate: "Wrong IFD for 0x8827 ISO" in IFD0). tifffile will
+        # not write tag 34665 itself: reserve the entry under the next (unassigned) code, which sorts to the same
+        # place, and let _append_exif_iso rename it and fill in the offset.
         tags.append((_EXIF_IFD_PLACEHOLDER, "I", 1, 0, True))
     return sorted(tags, key=lambda t: t[0])
 
