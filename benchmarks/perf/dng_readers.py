@@ -207,7 +207,8 @@ def run(args) -> dict:
                         ok = (ref_lin < 0.9) & (t_lin < 0.9) & (ref_lin > 0.02)
                         ratios = [float(t_lin[..., c][ok[..., c]].sum() / ref_lin[..., c][ok[..., c]].sum())
                                   for c in range(3)]
-                        entry[name] = {"psnr": round(p, 2), "psnr_8x8": round(_psnr(_blocks(fin), _blocks(ours[sl])), 2),
+                        p8 = _psnr(_blocks(fin), _blocks(ours[sl]))
+                        entry[name] = {"psnr": round(p, 2), "psnr_8x8": round(p8, 2),
                                        "cast": round(max(ratios) / min(ratios) - 1, 4), "gain": round(gain, 4),
                                        "shift": list(shift)}
                         full = np.zeros_like(ours)
