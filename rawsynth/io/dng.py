@@ -391,8 +391,11 @@ def read_dng_tags(path: str | os.PathLike) -> dict:
         ``CFAPattern``/``CFAPlaneColor``/``BlackLevelRepeatDim``/``WhiteLevel``/``Strip*``/``Tile*`` tuples of int;
         ``Make``/``Model``/``UniqueCameraModel`` str; ``Orientation``/``CalibrationIlluminant1|2``/
         ``ISOSpeedRatings``/``NewSubfileType``/``ImageWidth``/``ImageLength``/``BitsPerSample``/
-        ``Compression``/``PhotometricInterpretation`` int; ``BlackLevel``/``AsShotNeutral`` tuples of float;
-        ``BaselineExposure`` float; ``ColorMatrix1|2`` ``(N, 3)`` float64 arrays (XYZ → camera).
+        ``Compression``/``PhotometricInterpretation`` int; ``BlackLevel``/``BlackLevelDeltaH|V``/
+        ``AsShotNeutral``/``AsShotWhiteXY``/``AnalogBalance``/``DefaultCropOrigin``/``DefaultCropSize`` tuples of
+        float; ``ActiveArea`` tuple of int; ``BaselineExposure`` float; ``ColorMatrix1|2`` (XYZ → camera),
+        ``CameraCalibration1|2``, ``ForwardMatrix1|2`` (white-balanced camera → XYZ D50) ``(N, 3)`` float64
+        arrays.
         ``file_size`` (bytes) is added for size checks.
 
     Raises:
