@@ -227,8 +227,9 @@ def _black_map(raw, tags: dict | None, colors: np.ndarray, per: tuple[int, ...],
     """``(H, W)`` float64 black level of every visible sample, in sensor order.
 
     A DNG's ``BlackLevel`` repeat pattern and ``BlackLevelDeltaH/V`` when their sizes fit the visible area
-    (LibRaw's visible area starts at the ``ActiveArea`` origin, where the pattern and the deltas start too);
-    otherwise LibRaw's per-channel levels by colour.
+    (LibRaw's visible area starts at the ``ActiveArea`` origin, where the pattern and the deltas start too) and
+    their per-colour means agree with LibRaw's per-channel levels within 1 DN; otherwise LibRaw's per-channel
+    levels by colour (and a note).
     """
     h, w = colors.shape
     if tags and tags.get("BlackLevel"):
@@ -243,7 +244,10 @@ def _black_map(raw, tags: dict | None, colors: np.ndarray, per: tuple[int, ...],
                 out = out + np.asarray(dv, dtype=np.float64)[:, None]
             if dh is not None:
                 out = out + np.asarray(dh, dtype=np.float64)[None, :]
-            return out
+            # LibRaw's per-channel levels are the per-colour means of the same tags: a disagreement means the
+            # visible area does not start where the pattern does (a margin we do not know about)
+            if all(abs(float(out[colors == c].mean()) - per[c]) <= 1.0 for c in np.unique(colors) if c < len(per)):
+                return out
         notes.append("DNG black level tags do not fit the visible area; used LibRaw's per-channel levels")
     return np.asarray(per, dtype=np.float64)[np.minimum(colors, len(per) - 1)]
 

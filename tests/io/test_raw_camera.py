@@ -236,3 +236,16 @@ def test_bad_files_from_the_independent_writer(tmp_path):
     with pytest.raises(InputError) as e:
         read_raw(tmp_path / "cut.dng")
     assert type(e.value) is InputError and e.value.reason == "truncated"
+
+
+def test_black_tags_that_do_not_fit_fall_back_to_libraw(tmp_path):
+    """BlackLevelDeltaH of the wrong length: LibRaw's per-channel levels are used, and a note says so."""
+    path = tmp_path / "bad-delta.dng"
+    write_camera_dng(path, _mosaic(), "RGGB", black=BLACK4, black_dim=(2, 2), white=WHITE,
+                     black_delta_h=np.zeros(W + 2), color_matrix=CM, neutral=_neutral())
+    r = read_raw(path)
+    with rawpy.imread(str(path)) as raw:
+        per = np.asarray(raw.black_level_per_channel, dtype=np.float64)
+        colours = raw.raw_colors_visible
+    assert np.array_equal(r.black_map, per[colours])
+    assert any("do not fit" in n for n in r.notes)
