@@ -246,10 +246,14 @@ def _black_map(raw, tags: dict | None, colors: np.ndarray, per: tuple[int, ...],
                 out = out + np.asarray(dh, dtype=np.float64)[None, :]
             # LibRaw's per-channel levels are the per-colour means of the same tags: a disagreement means the
             # visible area does not start where the pattern does (a margin we do not know about)
-            if all(abs(float(out[colors == c].mean()) - per[c]) <= 1.0 for c in np.unique(colors) if c < len(per)):
+            masks = [(c, colors == c) for c in range(len(per))]
+            if all(abs(float(out[m].mean()) - per[c]) <= 1.0 for c, m in masks if m.any()):
                 return out
         notes.append("DNG black level tags do not fit the visible area; used LibRaw's per-channel levels")
-    return np.asarray(per, dtype=np.float64)[np.minimum(colors, len(per) - 1)]
+    levels = list(per)
+    if raw.num_colors == 3 and per[3] == 0 and per[1] != 0:  # G2 unset (as in _sensor): green's level
+        levels[3] = per[1]
+    return np.asarray(levels, dtype=np.float64)[np.minimum(colors, len(levels) - 1)]
 
 
 def _sensor(path: str, raw, notes: list[str]) -> tuple[SensorParams, tuple[int, int, int, int]]:
