@@ -76,7 +76,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", required=True, type=Path, help="output folder (sheet.png, results.json, the DNGs)")
     p.add_argument("--photos", type=int, default=3, help=f"how many of {', '.join(PHOTOS)} (default 3)")
     p.add_argument("--size", type=int, default=512, help="centre crop side of each photo (even, default 512)")
+    p.add_argument("--readers", default="LibRaw,darktable,RawTherapee",
+                   help="comma-separated readers to try (default: all; those not installed are skipped)")
     a = p.parse_args(argv)
+    a.readers = [r.strip() for r in a.readers.split(",") if r.strip()]
+    if not a.readers or any(r not in READERS for r in a.readers):
+        p.error(f"--readers must name some of {', '.join(READERS)}")
     if not 1 <= a.photos <= len(PHOTOS) or a.size < 64 or a.size % 2:
         p.error(f"--photos must be 1..{len(PHOTOS)} and --size an even number >= 64")
     return a
@@ -177,8 +182,8 @@ def run(args) -> dict:
 
     sensor = SensorParams(12, 256, 4095)
     isps = {"fixed": fixed_isp_params(), "sampled": sample_isp_params(np.random.default_rng(1))}
-    readers = {k: fn for k, (exe, fn) in READERS.items() if exe is None or shutil.which(exe)}
-    missing = [k for k in READERS if k not in readers]
+    readers = {k: fn for k, (exe, fn) in READERS.items() if k in args.readers and (exe is None or shutil.which(exe))}
+    missing = [k for k in args.readers if k not in readers]
     args.out.mkdir(parents=True, exist_ok=True)
     rows, results = [], []
     with tempfile.TemporaryDirectory() as tmpd:
