@@ -44,6 +44,9 @@ test: $(VENV)/.dev
 	@command -v $(CHROMIUM) >/dev/null 2>&1 || { echo "make test: installing Debian's chromium (report test)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@command -v exiftool >/dev/null 2>&1 || { echo "make test: installing Debian's libimage-exiftool-perl (DNG validator test)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libimage-exiftool-perl; }
 	$(PY) -m pytest
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site
 

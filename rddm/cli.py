@@ -119,7 +119,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     from .restore.run import RestoreOptions, RestorePipeline, restore_files
 
     options = RestoreOptions(bits=args.bits, save_linear=args.save_linear, linear_format=args.linear_format,
-                             overwrite=args.overwrite)
+                             overwrite=args.overwrite, highlights=args.highlights)
 
     def load():
         return RestorePipeline.load(args.model, sd_model=_abs(args.sd_model), rvae_model=_abs(args.rvae),
@@ -238,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-linear", action="store_true", help="also write the 16-bit linear image to OUT/linear/")
     p.add_argument("--linear-format", choices=["png", "tiff"], default="png", help="file format of --save-linear")
     p.add_argument("--overwrite", action="store_true", help="restore images whose outputs exist (default: skip)")
+    p.add_argument("--highlights", choices=["white", "keep"], default="white",
+                   help="camera files: 2x2 blocks with a clipped sample render white (default, as LibRaw's clip mode) "
+                        "or keep the restorer's output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_restore)
 

@@ -5,12 +5,23 @@ converter needs to develop it the way :func:`rawsynth.isp.process` does:
 
 * ``CFARepeatPatternDim`` / ``CFAPattern``: the Bayer layout (:attr:`Pattern.cfa_bytes`).
 * ``BlackLevel`` / ``WhiteLevel``: :class:`~rawsynth.mns.SensorParams`.
-* ``ColorMatrix1`` (XYZ → camera, D65): ``rgb2cam @ inv(RGB2XYZ)``. LibRaw (and the DNG SDK) recover
-  ``rgb2cam`` from it as ``normalize_rows(ColorMatrix1 @ RGB2XYZ)``, exactly how
-  :func:`~rawsynth.isp.rgb2cam_from_xyz2cam` builds it, so the matrix survives the round trip.
-* ``AsShotNeutral``: ``(1/red_gain, 1, 1/blue_gain)``, i.e. the camera white balance.
-* ``BaselineExposure``: ``log2(rgb_gain)`` (LibRaw ignores it; :func:`read_dng_tags` exposes it).
-* ``ISOSpeedRatings`` when an ISO is given, in IFD0 (TIFF/EP) and in an EXIF IFD (where LibRaw reads it).
+* ``AsShotNeutral``: ``(1/red_gain, 1, 1/blue_gain)``, the camera's raw response to the scene white.
+* ``ColorMatrix1`` (XYZ → camera raw, D65): ``diag(AsShotNeutral) @ rgb2cam @ inv(RGB2XYZ)``. It maps D65 white
+  (``RGB2XYZ @ 1``) to ``AsShotNeutral``, so every DNG reader infers a D65 scene white: the DNG SDK (Lightroom,
+  Camera Raw) takes the as-shot white as ``inv(ColorMatrix1) @ AsShotNeutral`` and adapts from it, LibRaw,
+  darktable and RawTherapee normalise the rows of ``ColorMatrix1 @ RGB2XYZ`` (which removes the diagonal and
+  gives back ``rgb2cam`` exactly, :func:`~rawsynth.isp.rgb2cam_from_xyz2cam`). A matrix without the diagonal
+  maps D65 to camera ``(1, 1, 1)``; the SDK then infers a green white (xy ≈ (0.28, 0.45)) and renders a
+  yellow-green cast (measured 24–30 dB against our own development, 54–59 dB with the diagonal).
+* ``BaselineExposure``: ``log2(rgb_gain)``. Only the DNG SDK (and readers built on it) applies it; LibRaw,
+  darktable and RawTherapee ignore it, so there the image is ``rgb_gain`` times darker than
+  :func:`~rawsynth.isp.process`'s (pass ``bright=rgb_gain`` to rawpy's ``postprocess``; :func:`read_dng_tags`
+  and :func:`~rawsynth.io.raw.read_raw` read it back).
+* ``DefaultCropOrigin`` / ``DefaultCropSize``: a 2-pixel margin on each side (:data:`CROP_MARGIN`), which the
+  SDK wants for demosaicking the border (without it ``dng_validate`` warns "Too little padding"). Developers
+  render the cropped area; the file and :func:`~rawsynth.io.raw.read_raw` keep the full mosaic. Mosaics under
+  ``2 * CROP_MARGIN + 2`` pixels on a side get no crop tags.
+* ``ISOSpeedRatings`` when an ISO is given, in an EXIF IFD only (where EXIF puts it and LibRaw reads it).
 """
 
 from __future__ import annotations
@@ -31,8 +42,8 @@ from ..mns.cfa import Pattern, PatternLike
 from ..mns.sensor import SensorParams
 from .atomic import atomic_output
 
-__all__ = ["encode_dng", "write_dng", "read_dng_tags", "xyz2cam_from_rgb2cam", "PHOTOMETRIC_CFA",
-           "PHOTOMETRIC_LINEAR_RAW"]
+__all__ = ["encode_dng", "write_dng", "read_dng_tags", "xyz2cam_from_rgb2cam", "as_shot_neutral",
+           "PHOTOMETRIC_CFA", "PHOTOMETRIC_LINEAR_RAW", "CROP_MARGIN"]
 
 PHOTOMETRIC_CFA = 32803
 PHOTOMETRIC_LINEAR_RAW = 34892
@@ -42,6 +53,9 @@ ILLUMINANT_D65 = 21
 LIBRAW_MIN_SIZE = 22
 #: Largest rational denominator used when encoding floats (≈ 1e-12 relative error for typical values).
 MAX_DENOMINATOR = 1_000_000
+#: Pixels left outside ``DefaultCropOrigin``/``DefaultCropSize`` on each side (the DNG SDK wants >= 1.9; even,
+#: so the crop starts on the same Bayer phase).
+CROP_MARGIN = 2
 _INT32_MAX = 2**31 - 1
 _UINT32_MAX = 2**32 - 1
 
@@ -54,6 +68,9 @@ _DNG_VERSION, _DNG_BACKWARD_VERSION, _UNIQUE_CAMERA_MODEL = 50706, 50707, 50708
 _BLACK_LEVEL_REPEAT_DIM, _BLACK_LEVEL, _WHITE_LEVEL = 50713, 50714, 50717
 _COLOR_MATRIX1, _COLOR_MATRIX2, _AS_SHOT_NEUTRAL, _BASELINE_EXPOSURE = 50721, 50722, 50728, 50730
 _CALIBRATION_ILLUMINANT1, _CALIBRATION_ILLUMINANT2 = 50778, 50779
+_DEFAULT_CROP_ORIGIN, _DEFAULT_CROP_SIZE, _ANALOG_BALANCE = 50719, 50720, 50727
+_CAMERA_CALIBRATION1, _CAMERA_CALIBRATION2, _FORWARD_MATRIX1, _FORWARD_MATRIX2 = 50723, 50724, 50964, 50965
+_BLACK_LEVEL_DELTA_H, _BLACK_LEVEL_DELTA_V, _ACTIVE_AREA = 50715, 50716, 50829
 _RATIONAL, _SRATIONAL = 5, 10  # TIFF data types
 
 # Decoders of the tags read_dng_tags returns: name → (code, kind).
@@ -69,6 +86,12 @@ _GLOBAL_TAGS = {
     "CalibrationIlluminant1": (_CALIBRATION_ILLUMINANT1, "int"),
     "CalibrationIlluminant2": (_CALIBRATION_ILLUMINANT2, "int"),
     "AsShotNeutral": (_AS_SHOT_NEUTRAL, "floats"),
+    "AsShotWhiteXY": (50729, "floats"),
+    "AnalogBalance": (_ANALOG_BALANCE, "floats"),
+    "CameraCalibration1": (_CAMERA_CALIBRATION1, "matrix"),
+    "CameraCalibration2": (_CAMERA_CALIBRATION2, "matrix"),
+    "ForwardMatrix1": (_FORWARD_MATRIX1, "matrix"),
+    "ForwardMatrix2": (_FORWARD_MATRIX2, "matrix"),
     "BaselineExposure": (_BASELINE_EXPOSURE, "float"),
     "ISOSpeedRatings": (_ISO_SPEED_RATINGS, "int"),
 }
@@ -84,7 +107,12 @@ _RAW_IFD_TAGS = {
     "CFAPlaneColor": (_CFA_PLANE_COLOR, "ints"),
     "BlackLevelRepeatDim": (_BLACK_LEVEL_REPEAT_DIM, "ints"),
     "BlackLevel": (_BLACK_LEVEL, "floats"),
+    "BlackLevelDeltaH": (_BLACK_LEVEL_DELTA_H, "floats"),
+    "BlackLevelDeltaV": (_BLACK_LEVEL_DELTA_V, "floats"),
     "WhiteLevel": (_WHITE_LEVEL, "ints"),
+    "DefaultCropOrigin": (_DEFAULT_CROP_ORIGIN, "floats"),
+    "DefaultCropSize": (_DEFAULT_CROP_SIZE, "floats"),
+    "ActiveArea": (_ACTIVE_AREA, "ints"),
     "StripOffsets": (_STRIP_OFFSETS, "ints"),
     "StripByteCounts": (_STRIP_BYTE_COUNTS, "ints"),
     "TileOffsets": (_TILE_OFFSETS, "ints"),
@@ -95,20 +123,33 @@ _RAW_IFD_TAGS = {
 # --------------------------------------------------------------------------------------------- writing
 
 
-def xyz2cam_from_rgb2cam(rgb2cam: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
-    """The DNG ``ColorMatrix`` (XYZ → camera) of a linear-sRGB → camera matrix: ``rgb2cam @ inv(RGB2XYZ)``.
+def as_shot_neutral(isp: ISPParams) -> np.ndarray:
+    """The DNG ``AsShotNeutral`` of ``isp``: ``(1/red_gain, 1, 1/blue_gain)`` (camera raw of the scene white,
+    green 1), ``(3,)`` float64."""
+    return np.array([1.0 / isp.red_gain, 1.0, 1.0 / isp.blue_gain])
 
-    With rows of ``rgb2cam`` summing to 1 it maps D65 white (``RGB2XYZ @ 1``) to camera ``(1, 1, 1)``,
-    the DNG convention of a largest neutral component of 1. Inverse of
-    :func:`~rawsynth.isp.rgb2cam_from_xyz2cam` up to its row normalisation.
+
+def xyz2cam_from_rgb2cam(rgb2cam: np.ndarray | Sequence[Sequence[float]],
+                         neutral: np.ndarray | Sequence[float] | None = None) -> np.ndarray:
+    """The DNG ``ColorMatrix`` (XYZ → camera raw) of a linear-sRGB → camera matrix:
+    ``diag(neutral) @ rgb2cam @ inv(RGB2XYZ)``.
+
+    With rows of ``rgb2cam`` summing to 1 it maps D65 white (``RGB2XYZ @ 1``) to ``neutral`` (the
+    ``AsShotNeutral``), so a reader that infers the scene white from the matrix and the neutral (the DNG SDK)
+    finds D65. Row normalisation (:func:`~rawsynth.isp.rgb2cam_from_xyz2cam`, LibRaw) removes the diagonal
+    and gives ``rgb2cam`` back.
 
     Args:
         rgb2cam: ``(3, 3)``.
+        neutral: ``(3,)`` camera neutral (:func:`as_shot_neutral`); ``None`` for ``(1, 1, 1)``.
 
     Returns:
         ``(3, 3)`` float64.
     """
-    return np.asarray(rgb2cam, dtype=np.float64) @ np.linalg.inv(np.asarray(RGB2XYZ, dtype=np.float64))
+    m = np.asarray(rgb2cam, dtype=np.float64) @ np.linalg.inv(np.asarray(RGB2XYZ, dtype=np.float64))
+    if neutral is not None:
+        m = np.diag(np.asarray(neutral, dtype=np.float64)) @ m
+    return m
 
 
 def _rational(v: float, signed: bool, what: str) -> tuple[int, int]:
@@ -183,8 +224,8 @@ def _check_args(sensor, isp, iso, make, model) -> None:
             raise ConfigError(f"write_dng: {name} must be a non-empty ASCII string, got {v!r}")
 
 
-def _extratags(pattern: Pattern, sensor: SensorParams, isp: ISPParams | None, iso, make: str,
-               model: str) -> list[tuple]:
+def _extratags(shape: tuple[int, int], pattern: Pattern, sensor: SensorParams, isp: ISPParams | None, iso,
+               make: str, model: str) -> list[tuple]:
     """tifffile ``extratags`` ``(code, dtype, count, value, writeonce)`` of the DNG."""
     tags = [
         (_CFA_REPEAT_PATTERN_DIM, "H", 2, (2, 2), True),
@@ -199,8 +240,12 @@ def _extratags(pattern: Pattern, sensor: SensorParams, isp: ISPParams | None, is
         (_BLACK_LEVEL, "I", 1, sensor.black_level, True),
         (_WHITE_LEVEL, "I", 1, sensor.white_level, True),
     ]
+    h, w = shape
+    if min(h, w) >= 2 * CROP_MARGIN + 2:
+        tags += [(_DEFAULT_CROP_ORIGIN, "I", 2, (CROP_MARGIN, CROP_MARGIN), True),
+                 (_DEFAULT_CROP_SIZE, "I", 2, (w - 2 * CROP_MARGIN, h - 2 * CROP_MARGIN), True)]
     if isp is not None:
-        xyz2cam = xyz2cam_from_rgb2cam(isp.rgb2cam)
+        xyz2cam = xyz2cam_from_rgb2cam(isp.rgb2cam, as_shot_neutral(isp))
         neutral = _reciprocal(isp.red_gain, "1/red_gain") + (1, 1) + _reciprocal(isp.blue_gain, "1/blue_gain")
         tags += [
             (_COLOR_MATRIX1, "2i", 9, _rationals(xyz2cam.ravel(), True, "ColorMatrix1"), True),
@@ -209,9 +254,9 @@ def _extratags(pattern: Pattern, sensor: SensorParams, isp: ISPParams | None, is
             (_BASELINE_EXPOSURE, "2i", 1, _rational(math.log2(isp.rgb_gain), True, "BaselineExposure"), True),
         ]
     if iso is not None:
-        tags.append((_ISO_SPEED_RATINGS, "H", 1, int(round(float(iso))), True))
-        # tifffile will not write tag 34665 itself: reserve the entry under the next (unassigned) code, which
-        # sorts to the same place, and let _append_exif_iso rename it and fill in the offset.
+        # ISO goes into an EXIF IFD only (exiftool -validate: "Wrong IFD for 0x8827 ISO" in IFD0). tifffile will
+        # not write tag 34665 itself: reserve the entry under the next (unassigned) code, which sorts to the same
+        # place, and let _append_exif_iso rename it and fill in the offset.
         tags.append((_EXIF_IFD_PLACEHOLDER, "I", 1, 0, True))
     return sorted(tags, key=lambda t: t[0])
 
@@ -220,8 +265,8 @@ def _append_exif_iso(buf: bytearray, iso: int) -> None:
     """Append an EXIF IFD holding ``ISOSpeedRatings`` to a little-endian TIFF (in ``buf``) written with the
     ``_EXIF_IFD_PLACEHOLDER`` entry, and turn that entry into an ``ExifIFD`` pointer to it.
 
-    TIFF/EP allows ISO in IFD0 (where it is also written), but LibRaw, like most RAW readers, only looks for it
-    in the EXIF IFD, which tifffile cannot write.
+    EXIF (and exiftool's validator) wants ISO in the EXIF IFD, the only place LibRaw, like most RAW readers,
+    looks for it; tifffile cannot write one.
     """
     (ifd0,) = struct.unpack_from("<I", buf, 4)
     (n,) = struct.unpack_from("<H", buf, ifd0)
@@ -243,7 +288,7 @@ def encode_dng(mosaic_dn: np.ndarray, pattern: PatternLike, sensor: SensorParams
     _check_args(sensor, isp, iso, make, model)
     mosaic_dn = _check_mosaic(mosaic_dn, sensor)
     pattern = _check_pattern(pattern)
-    tags = _extratags(pattern, sensor, isp, iso, make, model)
+    tags = _extratags(mosaic_dn.shape, pattern, sensor, isp, iso, make, model)
     f = io.BytesIO()
     tifffile.imwrite(f, mosaic_dn, photometric=PHOTOMETRIC_CFA, compression=None, metadata=None,
                      subfiletype=0, software=False, extratags=tags, byteorder="<")
@@ -256,8 +301,12 @@ def encode_dng(mosaic_dn: np.ndarray, pattern: PatternLike, sensor: SensorParams
 def write_dng(path: str | os.PathLike, mosaic_dn: np.ndarray, pattern: PatternLike, sensor: SensorParams,
               isp: ISPParams | None = None, iso: float | None = None, make: str = "rawsynth",
               model: str = "synthetic") -> None:
-    """Atomically write a Bayer mosaic as an uncompressed CFA DNG 1.4 (tested with LibRaw/rawpy; the tags are
-    the standard DNG ones other developers read, but only LibRaw is exercised here).
+    """Atomically write a Bayer mosaic as an uncompressed CFA DNG 1.4 (see the module docstring for the tags).
+
+    Checked in the test suite against readers we did not write: ``exiftool -validate`` (no warning), Adobe's
+    DNG SDK through ``dngpy`` (no warning; tags read back; the as-shot white the tags imply is D65), LibRaw
+    (the same mosaic, levels and pattern; its development matches :func:`~rawsynth.isp.process`).
+    ``read_raw(path)`` gives back the mosaic, pattern, sensor levels, ISP parameters and ISO.
 
     Args:
         path: destination (``.dng``); written to a temporary file in the same folder, then moved.
@@ -267,8 +316,8 @@ def write_dng(path: str | os.PathLike, mosaic_dn: np.ndarray, pattern: PatternLi
         sensor: black and white level (``BlackLevel``, ``WhiteLevel``).
         isp: colour matrix, white balance and brightness to record (``ColorMatrix1``, ``AsShotNeutral``,
             ``BaselineExposure``); without it the DNG has no colour metadata.
-        iso: ``ISOSpeedRatings`` (rounded to an integer, 1–65535), or ``None`` to omit it; written to IFD0 and
-            to an EXIF IFD.
+        iso: ``ISOSpeedRatings`` (rounded to an integer, 1–65535), or ``None`` to omit it; written to an
+            EXIF IFD.
         make: ``Make`` (``UniqueCameraModel`` is ``"make model"``).
         model: ``Model``.
 
@@ -342,8 +391,11 @@ def read_dng_tags(path: str | os.PathLike) -> dict:
         ``CFAPattern``/``CFAPlaneColor``/``BlackLevelRepeatDim``/``WhiteLevel``/``Strip*``/``Tile*`` tuples of int;
         ``Make``/``Model``/``UniqueCameraModel`` str; ``Orientation``/``CalibrationIlluminant1|2``/
         ``ISOSpeedRatings``/``NewSubfileType``/``ImageWidth``/``ImageLength``/``BitsPerSample``/
-        ``Compression``/``PhotometricInterpretation`` int; ``BlackLevel``/``AsShotNeutral`` tuples of float;
-        ``BaselineExposure`` float; ``ColorMatrix1|2`` ``(N, 3)`` float64 arrays (XYZ → camera).
+        ``Compression``/``PhotometricInterpretation`` int; ``BlackLevel``/``BlackLevelDeltaH|V``/
+        ``AsShotNeutral``/``AsShotWhiteXY``/``AnalogBalance``/``DefaultCropOrigin``/``DefaultCropSize`` tuples of
+        float; ``ActiveArea`` tuple of int; ``BaselineExposure`` float; ``ColorMatrix1|2`` (XYZ → camera),
+        ``CameraCalibration1|2``, ``ForwardMatrix1|2`` (white-balanced camera → XYZ D50) ``(N, 3)`` float64
+        arrays.
         ``file_size`` (bytes) is added for size checks.
 
     Raises:

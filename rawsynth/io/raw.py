@@ -3,7 +3,21 @@
 Only the four 2×2 Bayer layouts of R, G, B are supported; X-Trans, Quad Bayer, Foveon, linear
 (demosaicked) DNG, monochrome and CMYG sensors raise :class:`~rawsynth.errors.UnsupportedCFAError`.
 Every failure to read raises :class:`~rawsynth.errors.InputError` with one of the reasons
-``"empty file"``, ``"truncated"``, ``"not a RAW file"``, ``"unreadable"`` or ``"too large"``.
+``"empty file"``, ``"truncated"``, ``"not a RAW file"``, ``"unreadable"``, ``"too large"`` or
+``"unsupported compression"``.
+
+What cameras write and is honoured here (checked against LibRaw on DNGs from an independent writer):
+
+* **Orientation** (LibRaw's ``sizes.flip``, i.e. the file's EXIF/DNG ``Orientation``) is applied to the mosaic,
+  its black map and its colour layout alike, so :attr:`RawImage.mosaic` is in display order and
+  :attr:`RawImage.pattern` is the pattern of that oriented mosaic; :attr:`RawImage.orientation` keeps the code.
+* **Black level per sample**: per colour channel (LibRaw's ``black_level_per_channel``) and, for DNGs, the
+  ``BlackLevel`` repeat pattern (``BlackLevelRepeatDim``) plus ``BlackLevelDeltaH``/``BlackLevelDeltaV``
+  exactly (LibRaw folds the deltas into their mean). :meth:`RawImage.normalized` subtracts it sample by sample.
+* **Clipped highlights**: :meth:`RawImage.saturated` marks samples at or above the white level.
+* **Colour**: a DNG's ``ColorMatrix1/2``, ``CameraCalibration``, ``AnalogBalance``, ``ForwardMatrix``,
+  ``AsShotNeutral``/``AsShotWhiteXY`` and ``BaselineExposure`` through the DNG colour model
+  (:func:`rawsynth.io.dng_color.isp_from_dng_tags`); other cameras through LibRaw's matrix and white balance.
 """
 
 from __future__ import annotations
@@ -22,24 +36,31 @@ from ..isp.params import ISPParams, rgb2cam_from_xyz2cam
 from ..mns.cfa import Pattern
 from ..mns.sensor import SensorParams
 from .dng import ILLUMINANT_D65, LIBRAW_MIN_SIZE, read_dng_tags
+from .dng_color import isp_from_dng_tags
+from .orientation import LIBRAW_FLIP_TO_EXIF, orient
 
 __all__ = ["RawImage", "read_raw"]
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+#: TIFF Compression codes of DNG raw data LibRaw decodes: none, lossless JPEG, lossy JPEG (Deflate, 8, is only
+#: for floating-point data, which rawsynth does not read; JPEG XL, 52546, LibRaw cannot decode).
+_DNG_COMPRESSIONS = (1, 7, 34892)
+_DNG_COMPRESSIONS_TEXT = "1 uncompressed, 7 lossless JPEG and 34892 lossy JPEG"
 _UNSUPPORTED_HINT = "rawsynth handles 2x2 Bayer (RGGB/BGGR/GRBG/GBRG) sensors only; skip this file"
 
 
 @dataclass(frozen=True, eq=False)
 class RawImage:
-    """One RAW image as rawsynth uses it.
+    """One RAW image as rawsynth uses it, in display orientation.
 
     Attributes:
-        mosaic: ``(H, W)`` uint16 DN of the visible area (LibRaw's ``raw_image_visible``), ``H`` and ``W``
-            even (an odd last row/column is dropped and noted in :attr:`notes`). Values are as stored:
-            under the black level and, for some cameras, above ``white_level``.
-        pattern: Bayer layout of ``mosaic``'s top-left 2×2 block.
+        mosaic: ``(H, W)`` uint16 DN of the visible area (LibRaw's ``raw_image_visible``, including any DNG
+            ``DefaultCrop`` margin), ``H`` and ``W`` even (an odd last row/column of the sensor is dropped and
+            noted in :attr:`notes`), then turned by :attr:`orientation` into display order. Values are as
+            stored: under the black level and, for some cameras, above ``white_level``.
+        pattern: Bayer layout of ``mosaic``'s top-left 2×2 block (after orientation).
         sensor: ``bit_depth = ceil(log2(white + 1))`` (clamped to 8..16), ``black_level`` (the rounded mean
-            of the per-channel levels when they differ), ``white_level``.
+            of the per-channel levels when they differ; :attr:`black_map` has them all), ``white_level``.
         black_level_per_channel: LibRaw's black level per colour, indexed like rawpy's ``color_desc``
             (``R, G, B, G2`` for ``b"RGBG"``).
         isp: colour matrix and white balance of the file (``rgb_gain = 2**BaselineExposure`` for a DNG,
@@ -48,6 +69,10 @@ class RawImage:
         path: the file read.
         notes: human-readable remarks on adjustments made while reading (crop to even size, differing
             black levels, ignored metadata).
+        orientation: the file's EXIF orientation code (1 as stored, 6 rotated 90° clockwise for display, ...;
+            :func:`rawsynth.io.orientation.orient`), already applied to :attr:`mosaic` and :attr:`pattern`.
+        black_map: ``(H, W)`` float32 black level of every sample, aligned with :attr:`mosaic`, when it is not
+            one number (per-channel levels, DNG black deltas); ``None`` when ``sensor.black_level`` is exact.
     """
 
     mosaic: np.ndarray
@@ -58,11 +83,27 @@ class RawImage:
     iso: float | None
     path: str
     notes: tuple[str, ...] = ()
+    orientation: int = 1
+    black_map: np.ndarray | None = None
+
+    def black(self) -> np.ndarray | float:
+        """The black level to subtract: :attr:`black_map` when there is one, else ``sensor.black_level``."""
+        return self.black_map if self.black_map is not None else float(self.sensor.black_level)
 
     def normalized(self) -> np.ndarray:
-        """``(H, W)`` float32 ``(mosaic − black) / (white − black)`` (not clipped: read noise dips below 0)."""
-        s = self.sensor
-        return ((self.mosaic.astype(np.float32) - np.float32(s.black_level)) / np.float32(s.range)).astype(np.float32)
+        """``(H, W)`` float32 ``(mosaic − black) / (white − black)`` with the black of every sample
+        (:meth:`black`); not clipped: read noise dips below 0, clipped highlights may exceed 1."""
+        x = self.mosaic.astype(np.float32)
+        if self.black_map is None:
+            s = self.sensor
+            return ((x - np.float32(s.black_level)) / np.float32(s.range)).astype(np.float32)
+        black = self.black_map.astype(np.float32)
+        return ((x - black) / (np.float32(self.sensor.white_level) - black)).astype(np.float32)
+
+    def saturated(self) -> np.ndarray:
+        """``(H, W)`` bool: samples at or above ``sensor.white_level`` (clipped highlights, whose true value is
+        unknown)."""
+        return self.mosaic >= self.sensor.white_level
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -106,6 +147,11 @@ def _check_dng(path: str, tags: dict) -> None:
         if end > tags["file_size"]:
             raise InputError(path, "truncated", detail=f"raw image data needs {end} bytes, the file has "
                              f"{tags['file_size']}", hint="the file was cut short; re-copy or re-export it")
+    comp = tags.get("Compression", 1)
+    if comp not in _DNG_COMPRESSIONS:
+        raise InputError(path, "unsupported compression", detail=f"DNG raw data with TIFF Compression {comp} "
+                         f"({_DNG_COMPRESSIONS_TEXT} are read)", hint="re-save it uncompressed or with lossless "
+                         "JPEG, e.g. with Adobe DNG Converter")
     dim = tags.get("CFARepeatPatternDim")
     if dim is not None and tuple(dim) != (2, 2):
         raise UnsupportedCFAError(path, "unsupported CFA", detail=f"{dim[0]}x{dim[1]} CFA repeat pattern "
@@ -143,8 +189,8 @@ def _libraw_error(path: str, e: Exception, tags: dict | None = None) -> InputErr
     return InputError(path, reason, detail=detail, hint=hints.get(reason))
 
 
-def _pattern(path: str, raw) -> Pattern:
-    """The Bayer :class:`Pattern` of ``raw_image_visible``, or :class:`UnsupportedCFAError`."""
+def _colors(path: str, raw) -> tuple[np.ndarray, str]:
+    """``(raw_colors_visible, color_desc)`` of a 2×2 R/G/B Bayer sensor, or :class:`UnsupportedCFAError`."""
     desc = bytes(raw.color_desc).decode("ascii", "replace")
     try:
         rp = raw.raw_pattern
@@ -168,7 +214,46 @@ def _pattern(path: str, raw) -> Pattern:
     if not np.array_equal(colors, tiled):
         raise UnsupportedCFAError(path, "unsupported CFA", detail="colour layout is not 2x2-periodic",
                                   hint=_UNSUPPORTED_HINT)
-    return Pattern(letters)
+    return np.asarray(colors), desc
+
+
+def _pattern_of(colors: np.ndarray, desc: str) -> Pattern:
+    """The :class:`Pattern` of a (possibly oriented) colour layout's top-left 2×2 block."""
+    return Pattern("".join(desc[int(c)] for c in colors[:2, :2].ravel()))
+
+
+def _black_map(raw, tags: dict | None, colors: np.ndarray, per: tuple[int, ...],
+               notes: list[str]) -> np.ndarray:
+    """``(H, W)`` float64 black level of every visible sample, in sensor order.
+
+    A DNG's ``BlackLevel`` repeat pattern and ``BlackLevelDeltaH/V`` when their sizes fit the visible area
+    (LibRaw's visible area starts at the ``ActiveArea`` origin, where the pattern and the deltas start too) and
+    their per-colour means agree with LibRaw's per-channel levels within 1 DN; otherwise LibRaw's per-channel
+    levels by colour (and a note).
+    """
+    h, w = colors.shape
+    if tags and tags.get("BlackLevel"):
+        dim = tuple(tags.get("BlackLevelRepeatDim", (1, 1)))
+        levels = tags["BlackLevel"]
+        dh, dv = tags.get("BlackLevelDeltaH"), tags.get("BlackLevelDeltaV")
+        if len(dim) == 2 and dim[0] * dim[1] == len(levels) and (dh is None or len(dh) == w) \
+                and (dv is None or len(dv) == h):
+            block = np.asarray(levels, dtype=np.float64).reshape(dim)
+            out = np.tile(block, (-(-h // dim[0]), -(-w // dim[1])))[:h, :w]
+            if dv is not None:
+                out = out + np.asarray(dv, dtype=np.float64)[:, None]
+            if dh is not None:
+                out = out + np.asarray(dh, dtype=np.float64)[None, :]
+            # LibRaw's per-channel levels are the per-colour means of the same tags: a disagreement means the
+            # visible area does not start where the pattern does (a margin we do not know about)
+            masks = [(c, colors == c) for c in range(len(per))]
+            if all(abs(float(out[m].mean()) - per[c]) <= 1.0 for c, m in masks if m.any()):
+                return out
+        notes.append("DNG black level tags do not fit the visible area; used LibRaw's per-channel levels")
+    levels = list(per)
+    if raw.num_colors == 3 and per[3] == 0 and per[1] != 0:  # G2 unset (as in _sensor): green's level
+        levels[3] = per[1]
+    return np.asarray(levels, dtype=np.float64)[np.minimum(colors, len(levels) - 1)]
 
 
 def _sensor(path: str, raw, notes: list[str]) -> tuple[SensorParams, tuple[int, int, int, int]]:
@@ -177,7 +262,8 @@ def _sensor(path: str, raw, notes: list[str]) -> tuple[SensorParams, tuple[int, 
     used = per[:3] if raw.num_colors == 3 and per[3] == 0 and per[1] != 0 else per  # G2 unset: ignore it
     black = int(round(float(np.mean(used))))
     if len(set(used)) > 1:
-        notes.append(f"per-channel black levels {per} differ; sensor.black_level is their rounded mean {black}")
+        notes.append(f"per-channel black levels {per} differ; sensor.black_level is their rounded mean {black}, "
+                     "black_map holds each sample's")
     white = int(raw.white_level)
     bits = min(16, max(8, math.ceil(math.log2(white + 1)))) if white > 0 else 16
     try:
@@ -213,6 +299,16 @@ def _xyz2cam(raw, tags: dict | None) -> np.ndarray | None:
 
 
 def _isp(raw, tags: dict | None, notes: list[str]) -> ISPParams | None:
+    if tags and any(tags.get(f"ColorMatrix{i}") is not None for i in (1, 2)):
+        neutral = None
+        if tags.get("AsShotNeutral") is None and tags.get("AsShotWhiteXY") is None:
+            wb = _white_balance(raw, notes)
+            neutral = None if wb is None else (1.0 / wb[0], 1.0, 1.0 / wb[1])
+        if neutral is not None or tags.get("AsShotNeutral") is not None or tags.get("AsShotWhiteXY") is not None:
+            try:
+                return isp_from_dng_tags(tags, neutral)
+            except (ConfigError, np.linalg.LinAlgError) as e:
+                notes.append(f"unusable DNG colour metadata ({e}); used LibRaw's")
     xyz2cam = _xyz2cam(raw, tags)
     if xyz2cam is None:
         notes.append("no colour matrix (unknown camera): isp is None")
@@ -280,7 +376,8 @@ def read_raw(path: str | os.PathLike) -> RawImage:
 
     Raises:
         InputError: missing/unreadable (``"unreadable"``), empty (``"empty file"``), cut short
-            (``"truncated"``), not a RAW file (``"not a RAW file"``), or too large for LibRaw (``"too large"``).
+            (``"truncated"``), not a RAW file (``"not a RAW file"``), too large for LibRaw (``"too large"``),
+            or a DNG whose raw data uses a compression LibRaw cannot decode (``"unsupported compression"``).
         UnsupportedCFAError: anything but a 2×2 R/G/B Bayer layout.
     """
     name = os.fspath(path)
@@ -297,14 +394,26 @@ def read_raw(path: str | os.PathLike) -> RawImage:
         raise InputError(name, "unreadable", detail=e.strerror or str(e)) from None
     with raw:
         try:
-            pattern = _pattern(name, raw)
+            colors, desc = _colors(name, raw)
             mosaic = _mosaic(raw, notes)
+            h, w = mosaic.shape
+            colors = colors[:h, :w]
             sensor, per = _sensor(name, raw, notes)
+            black = _black_map(raw, tags, colors, per, notes)
             isp = _isp(raw, tags, notes)
             iso = _iso(name, raw, tags)
+            orientation = LIBRAW_FLIP_TO_EXIF.get(int(raw.sizes.flip), 1)
         except rawpy.LibRawError as e:
             raise _libraw_error(name, e, tags) from None
+    if orientation != 1:
+        mosaic = np.ascontiguousarray(orient(mosaic, orientation))
+        colors = orient(colors, orientation)
+        black = orient(black, orientation)
+        notes.append(f"orientation {orientation} applied: mosaic and pattern are in display order")
+    black_map = None if np.all(black == black.flat[0]) and black.flat[0] == sensor.black_level \
+        else np.ascontiguousarray(black, dtype=np.float32)
     for note in notes:
         if "cropped" in note:
             warnings.warn(f"{name}: {note}", stacklevel=2)
-    return RawImage(mosaic, pattern, sensor, per, isp, iso, name, tuple(notes))
+    return RawImage(mosaic, _pattern_of(colors, desc), sensor, per, isp, iso, name, tuple(notes), orientation,
+                    black_map)

@@ -5,9 +5,10 @@ ISP parameters):
 
 ``raw``
     DNG or camera RAW (CR2, NEF, ARW, ...), read by :func:`rawsynth.io.read_raw` (rawpy/LibRaw): pattern,
-    black/white level, white balance and colour matrix from the file. X-Trans, Quad Bayer and other non-Bayer
-    sensors raise :class:`~rawsynth.errors.UnsupportedCFAError`; empty, truncated and non-RAW files
-    :class:`~rawsynth.errors.InputError`.
+    black level of every sample, white level, white balance and colour matrix from the file, the mosaic turned
+    to the camera's display orientation, and the mask of clipped samples (:mod:`rddm.restore.highlights`).
+    X-Trans, Quad Bayer and other non-Bayer sensors raise :class:`~rawsynth.errors.UnsupportedCFAError`; empty,
+    truncated and non-RAW files :class:`~rawsynth.errors.InputError`.
 ``png16``
     ``KEY.png`` (16-bit grey mosaic in DN) next to ``KEY.json`` (its metadata: ``pattern``, ``sensor``, ``isp``),
     the ``raw/`` folder of a benchmark built by ``python -m benchmarks build``.
@@ -60,6 +61,7 @@ class RawInput:
         isp: the file's PTP parameters (white balance, colour matrix, brightness), or ``None`` when the file has
             none (an unknown camera).
         notes: remarks made while reading (e.g. an odd size cropped).
+        saturated: ``(H, W)`` bool samples at or above the white level (camera files only), else ``None``.
     """
 
     name: str
@@ -68,6 +70,7 @@ class RawInput:
     pattern: Pattern
     isp: ISPParams | None
     notes: tuple[str, ...] = ()
+    saturated: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,9 @@ def _read_raw(path: Path) -> RawInput:
     from rawsynth.io.raw import read_raw
 
     img = read_raw(path)
-    return RawInput(path.stem, str(path), img.normalized(), img.pattern, img.isp, img.notes)
+    sat = img.saturated()
+    return RawInput(path.stem, str(path), img.normalized(), img.pattern, img.isp, img.notes,
+                    sat if sat.any() else None)
 
 
 def _read_shard(path: Path) -> Iterator[RawInput | InputError]:

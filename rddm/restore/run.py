@@ -24,6 +24,7 @@ from rawsynth.isp import ISPParams
 from rawsynth.mns import Pattern, pack, unpack
 
 from ..errors import ConfigError
+from .highlights import HIGHLIGHT_POLICIES, apply_highlight_policy
 from .inputs import RawInput, find_inputs, read_source
 from .outputs import LINEAR_FORMATS, neutral_isp, output_paths, write_linear, write_srgb
 from .pipeline import DEFAULT_NORM_STATS, DEFAULT_TILE, Restorer
@@ -165,18 +166,23 @@ class RestoreOptions:
         save_linear: also write the linear image to ``OUT/linear/``.
         linear_format: ``png`` or ``tiff`` (16-bit, :data:`~rddm.restore.outputs.LINEAR_FORMATS`).
         overwrite: restore images whose outputs exist (default: skip them).
+        highlights: what happens where a camera file clipped (:mod:`rddm.restore.highlights`): ``white``
+            (default) or ``keep``.
     """
 
     bits: int = 8
     save_linear: bool = False
     linear_format: str = "png"
     overwrite: bool = False
+    highlights: str = "white"
 
     def __post_init__(self):
         if self.bits not in (8, 16):
             raise ConfigError(f"--bits must be 8 or 16, got {self.bits}")
         if self.linear_format not in LINEAR_FORMATS:
             raise ConfigError(f"--linear-format must be one of {sorted(LINEAR_FORMATS)}, got {self.linear_format!r}")
+        if self.highlights not in HIGHLIGHT_POLICIES:
+            raise ConfigError(f"--highlights must be one of {', '.join(HIGHLIGHT_POLICIES)}, got {self.highlights!r}")
 
 
 @dataclass
@@ -283,6 +289,7 @@ def restore_files(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike
                        "matrix and unit white balance"
                 report.notes.append(note)
                 log(f"note: {note}")
+            linear = apply_highlight_policy(linear, item.saturated, isp, options.highlights)
             write_srgb(paths_out.srgb, linear, isp, options.bits)
             if paths_out.linear is not None:
                 write_linear(paths_out.linear, linear)

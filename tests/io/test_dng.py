@@ -21,7 +21,7 @@ from rawsynth.io.dng import read_dng_tags, write_dng, xyz2cam_from_rgb2cam
 from rawsynth.io.png16 import write_png16
 from rawsynth.io.raw import RawImage, read_raw
 from rawsynth.isp.iptp import unprocess
-from rawsynth.isp.params import fixed_isp_params, rgb2cam_from_xyz2cam, sample_isp_params
+from rawsynth.isp.params import RGB2XYZ, fixed_isp_params, rgb2cam_from_xyz2cam, sample_isp_params
 from rawsynth.isp.ptp import gamma, process, tone
 from rawsynth.mns.cfa import Pattern, demosaic_bilinear, mosaic
 from rawsynth.mns.sensor import SensorParams, normalize, quantize
@@ -150,10 +150,16 @@ def test_dng_tags(tmp_path, srgb, isp_name):
     assert t["Orientation"] == 1 and t["CalibrationIlluminant1"] == 21 and t["ISOSpeedRatings"] == 1600
     assert t["BaselineExposure"] == pytest.approx(math.log2(isp.rgb_gain), abs=1e-9)
     np.testing.assert_allclose(t["AsShotNeutral"], (1 / isp.red_gain, 1.0, 1 / isp.blue_gain), rtol=1e-9)
-    np.testing.assert_allclose(t["ColorMatrix1"], xyz2cam_from_rgb2cam(isp.rgb2cam), atol=1e-6)
-    # LibRaw's row normalisation of ColorMatrix1 @ RGB2XYZ gives rgb2cam back
+    neutral = (1 / isp.red_gain, 1.0, 1 / isp.blue_gain)
+    np.testing.assert_allclose(t["ColorMatrix1"], xyz2cam_from_rgb2cam(isp.rgb2cam, neutral), atol=1e-6)
+    # ColorMatrix1 maps D65 (sRGB white in XYZ) to AsShotNeutral, so the SDK's as-shot white is D65 ...
+    np.testing.assert_allclose(t["ColorMatrix1"] @ np.sum(RGB2XYZ, axis=1), neutral, atol=1e-6)
+    # ... and LibRaw's row normalisation of ColorMatrix1 @ RGB2XYZ removes the diagonal: rgb2cam comes back
     np.testing.assert_allclose(rgb2cam_from_xyz2cam(t["ColorMatrix1"]), isp.rgb2cam, atol=1e-6)
+    assert t["DefaultCropOrigin"] == (2.0, 2.0) and t["DefaultCropSize"] == (508.0, 508.0)
     assert (t["ImageLength"], t["ImageWidth"], t["BitsPerSample"]) == (512, 512, 16)
+    with tifffile.TiffFile(path) as tif:
+        assert 34855 not in tif.pages.first.tags  # ISO only in the EXIF IFD
     assert sum(t["StripByteCounts"]) == mn.nbytes
 
 
@@ -162,6 +168,7 @@ def test_dng_without_isp_or_iso(tmp_path):
     write_dng(tmp_path / "x.dng", mn, "BGGR", SENSOR)
     t = read_dng_tags(tmp_path / "x.dng")
     assert not {"ColorMatrix1", "AsShotNeutral", "BaselineExposure", "ISOSpeedRatings"} & set(t)
+    assert t["DefaultCropSize"] == (26.0, 20.0)  # (width, height) inside a 2-pixel margin
     r = read_raw(tmp_path / "x.dng")
     assert r.isp is None and r.iso is None and r.pattern is Pattern.BGGR
     assert np.array_equal(r.mosaic, mn)
