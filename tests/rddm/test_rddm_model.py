@@ -78,7 +78,10 @@ def test_one_step_formula_against_independent_oracles(model, sd21_folder):
         ref = sched.step(eps, 999, z, generator=torch.Generator().manual_seed(0)).pred_original_sample  # diffusers
         lin = (rvae.decode(z0 / rvae.config.scaling_factor).sample + 1) / 2
     assert torch.allclose(model.encode(raw, pats), z, atol=1e-6)
-    assert torch.allclose(out.latent, z0, atol=1e-4) and torch.allclose(out.latent, ref, atol=1e-4)
+    # x0 = (z - sqrt(1-a)·eps)/sqrt(a) with a = alpha_bar_999 ~ 0.0047 magnifies float32 rounding in eps 14.6x and
+    # latents reach |14|: compare with the amplified float32 error (1e-5/sqrt(a) + 1e-5 relative), not a bare 1e-4
+    tol = dict(atol=1e-5 / a.sqrt().item(), rtol=1e-5)
+    assert torch.allclose(out.latent, z0, **tol) and torch.allclose(out.latent, ref, **tol)
     assert torch.allclose(out.linear, lin, atol=1e-5)
     assert out.linear.shape == (4, 3, 16, 16) and out.latent.shape == (4, 4, 8, 8)
     assert torch.equal(model.alpha_bar, sched.alphas_cumprod[999].float())
