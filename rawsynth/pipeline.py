@@ -16,13 +16,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
 from ._version import __version__
+from ._config import ConfigMixin, from_mapping, load_yaml, to_dict
+from .degrade import DegradationConfig, sample_degradation
 from .errors import ConfigError, InputError, ShapeError
 from .isp import ISPConfig, ISPParams, sample_isp_params
 from .isp.iptp import apply_matrix, inverse_white_balance
@@ -50,14 +51,8 @@ class SmallPolicy(str, Enum):
     REFLECT = "reflect"
 
 
-def _degradation_config_cls():
-    from .degrade import DegradationConfig
-
-    return DegradationConfig
-
-
 @dataclass(frozen=True)
-class SynthConfig:
+class SynthConfig(ConfigMixin):
     """Everything that decides a sample's content besides ``(seed, key)`` and the source image.
 
     Attributes:
@@ -84,7 +79,7 @@ class SynthConfig:
     iso_range: tuple[float, float] | None = None
     sensor: SensorParams = field(default_factory=SensorParams)
     isp: ISPConfig = field(default_factory=ISPConfig)
-    degradation: object = field(default_factory=lambda: _degradation_config_cls()())
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
     save_srgb: bool = False
     save_dng: bool = False
 
@@ -111,10 +106,9 @@ class SynthConfig:
             setf("sensor", SensorParams.from_dict(self.sensor))
         if isinstance(self.isp, dict):
             setf("isp", ISPConfig.from_dict(self.isp))
-        deg_cls = _degradation_config_cls()
         if isinstance(self.degradation, dict):
-            setf("degradation", deg_cls.from_dict(self.degradation))
-        if not isinstance(self.degradation, deg_cls):
+            setf("degradation", DegradationConfig.from_dict(self.degradation))
+        if not isinstance(self.degradation, DegradationConfig):
             raise ConfigError(f"SynthConfig.degradation must be a DegradationConfig, got {type(self.degradation)}")
         if self.mode is Mode.RDDM and self.crop % self.degradation.scale:
             raise ConfigError(f"SynthConfig.crop ({self.crop}) must be a multiple of the degradation scale "
@@ -133,34 +127,16 @@ class SynthConfig:
 
     def to_dict(self) -> dict:
         """JSON-ready dict; ``SynthConfig.from_dict(c.to_dict()) == c``."""
-        return {
-            "mode": self.mode.value, "crop": self.crop, "crops_per_image": self.crops_per_image,
-            "small_policy": self.small_policy.value, "patterns": [p.value for p in self.patterns],
-            "noise_profile": self.noise_profile,
-            "iso_range": list(self.iso_range) if self.iso_range else None,
-            "sensor": self.sensor.to_dict(), "isp": self.isp.to_dict(), "degradation": self.degradation.to_dict(),
-            "save_srgb": self.save_srgb, "save_dng": self.save_dng,
-        }
+        return to_dict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> SynthConfig:
+    def from_dict(cls, d, where: str | None = None) -> SynthConfig:
         """Build from a mapping (YAML/JSON); unknown keys raise :class:`ConfigError` naming them."""
-        if not isinstance(d, dict):
-            raise ConfigError(f"a synthesis config must be a mapping, got {type(d).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"unknown config key(s) {unknown}; valid keys are {sorted(names)}")
-        d = dict(d)
-        if d.get("iso_range") is not None:
-            d["iso_range"] = tuple(d["iso_range"])
-        if "patterns" in d:
-            d["patterns"] = tuple(d["patterns"])
-        return cls(**d)
+        return from_mapping(cls, d, where)
 
 
 @dataclass(frozen=True)
-class CropBox:
+class CropBox(ConfigMixin):
     """Where a sample's HQ crop lies in its source image.
 
     ``top``/``left`` are even, so the crop keeps the source's pixel grid phase; ``pad_bottom``/``pad_right``
@@ -174,9 +150,6 @@ class CropBox:
     policy: str = "skip"
     pad_bottom: int = 0
     pad_right: int = 0
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def sample_crop(rng: np.random.Generator, size: tuple[int, int], crop: int, policy: SmallPolicy | str,
@@ -246,8 +219,6 @@ def sample_recipe(seed: int, key: str, config: SynthConfig, size: tuple[int, int
     noise = sample_noise_params(numpy_rng(seed, key, "noise"), config.profile())
     deg = None
     if config.mode is Mode.RDDM:
-        from .degrade import sample_degradation
-
         deg = sample_degradation(numpy_rng(seed, key, "degradation"), config.degradation, tuple(size))
     elif config.mode is not Mode.DDNET:
         raise ConfigError(f"unknown mode {config.mode!r}")
@@ -400,19 +371,5 @@ def synthesize(srgb_hq: np.ndarray, key: str, seed: int, config: SynthConfig,
                   lq8 if config.save_srgb else None, hq8 if config.save_srgb else None)
 
 
-def load_config(path: str | Path) -> dict:
-    """Read a YAML/JSON config file into a dict (no object construction), with typed errors naming it."""
-    import yaml
-
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise InputError(p, "unreadable", e.strerror or str(e)) from None
-    try:
-        d = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise InputError(p, "invalid YAML", str(e)) from None
-    if not isinstance(d, dict):
-        raise InputError(p, "invalid config", f"top level must be a mapping, got {type(d).__name__}")
-    return d
+#: Deprecated alias of :func:`rawsynth._config.load_yaml` (every fault is a :class:`ConfigError` naming the file).
+load_config = load_yaml

@@ -267,10 +267,6 @@ class BatchStream:
                                 f", or set data.mode: any in the config")
 
 
-#: The run keys of a ``rawsynth config`` YAML (``rawsynth generate`` options, not synthesis keys): ignored here.
-_SYNTH_RUN_KEYS = ("seed", "shard_size", "num_samples", "workers")
-
-
 @dataclasses.dataclass(frozen=True)
 class DataSource:
     """A :class:`~rddm.config.DataConfig` with its inputs resolved (:func:`resolve_data`).
@@ -296,19 +292,14 @@ def _synth_config(data: DataConfig):
     """The :class:`rawsynth.pipeline.SynthConfig` of ``data.onthefly``: defaults < its YAML < the stage's mode and
     ``data.crop`` where the YAML leaves them open."""
     from rawsynth.errors import RawsynthError
+    from rawsynth.generate_config import GenerateConfig
     from rawsynth.pipeline import SynthConfig
-    from rawsynth.pipeline import load_config as load_synth_yaml
 
     path = data.onthefly.synth_config
     d: dict = {}
     if path is not None:
-        try:
-            d = load_synth_yaml(path)
-        except RawsynthError as e:
-            raise ConfigError(f"cannot read the synthesis config ({e})", path=path,
-                              fix="check data.onthefly.synth_config (a `rawsynth config` YAML)") from None
-        for k in _SYNTH_RUN_KEYS:
-            d.pop(k, None)
+        # the run keys (seed, shard_size, ...) of a `rawsynth config` YAML are rawsynth generate's: ignored here
+        d, _ = GenerateConfig.split(load_yaml(path, fix="check data.onthefly.synth_config (a `rawsynth config` YAML)"))
     stage = "rddm" if data.mode == "any" else data.mode
     if d.get("mode", stage) != stage and data.mode != "any":
         raise ConfigError(f"the synthesis config makes {d['mode']!r}-mode pairs; this stage trains on "
@@ -386,7 +377,6 @@ class OnTheFlyStream:
     def __init__(self, data: DataConfig | DataSource, batch_size: int, seed: int,
                  position: tuple[int, int] | None = None, *, rank: int = 0, world_size: int = 1,
                  device: str | torch.device = "cpu"):
-        from rawsynth.errors import ConfigError as RawsynthConfigError
         from rawsynth.onthefly import OnTheFlySynth, SourceCrops
 
         src = data if isinstance(data, DataSource) else resolve_data(data)
@@ -403,9 +393,11 @@ class OnTheFlyStream:
             self.dataset = SourceCrops(list(src.sources), src.synth, seed=self.synth_seed, num_samples=otf.samples,
                                        handler=src.data.handler)
             self.synth = OnTheFlySynth(src.synth, self.synth_seed, self.device, jpeg=otf.jpeg)
-        except RawsynthConfigError as e:
-            raise ConfigError(str(e), fix="lower data.onthefly.samples, add sources or raise crops_per_image in the "
-                                          "synthesis config") from None
+        except ConfigError as e:
+            if e.fix:
+                raise
+            raise ConfigError(e.message, path=e.path, fix="lower data.onthefly.samples, add sources or raise "
+                                                          "crops_per_image in the synthesis config") from None
         self.per_rank = len(self.dataset) // world_size
         if self.per_rank < batch_size:
             raise DataError(f"the on-the-fly epoch ({len(self.dataset)} samples) gives each of the {world_size} "
