@@ -46,6 +46,12 @@ def _required(f: dataclasses.Field) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
+def _default(f: dataclasses.Field):
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
+
+
 def _label(where: str | None) -> str:
     return f"section '{where}'" if where else "the config"
 
@@ -104,12 +110,13 @@ def from_mapping(cls, mapping, where: str | None = None, *, base=None, convert: 
         base = cls()
     hints = _hints(cls)
     kwargs = {}
-    for name in names:
+    for f in fields:
+        name = f.name
         if name not in mapping:
             continue
         key = f"{where}.{name}" if where else name
         value, tp = mapping[name], hints.get(name)
-        current = getattr(base, name) if base is not None else None
+        current = getattr(base, name) if base is not None else _default(f)
         sub = _dataclass_type(tp) if tp is not None else None
         if sub is None and dataclasses.is_dataclass(current):
             sub = type(current)

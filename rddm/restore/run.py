@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from rawsynth.device import resolve_device
 from rawsynth.errors import InputError, RawsynthError
 from rawsynth.isp import ISPParams
 from rawsynth.mns import Pattern, pack, unpack
@@ -37,23 +38,6 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PROMPT_MAX_SIDE = 1024
 
 PromptFn = Callable[[torch.Tensor, Pattern, ISPParams], torch.Tensor]
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto``/``None`` → ``cuda`` when available, else ``cpu``; other names as given.
-
-    Raises:
-        ConfigError: CUDA asked for but not available, or an unknown device name.
-    """
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ConfigError(f"unknown device {device!r} ({e})", fix="use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available here", fix="use --device cpu (or auto)")
-    return dev
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:

@@ -44,6 +44,7 @@ import torch.distributed as dist
 from torch import nn
 
 from rawsynth._version import __version__
+from rawsynth.device import check_device, resolve_device
 from rawsynth.io.atomic import atomic_output
 from rawsynth.rng import torch_generator
 
@@ -110,23 +111,12 @@ def setup_distributed(device: str = "auto") -> DistEnv:
     world = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local = _env_int("LOCAL_RANK", rank)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {device}: CUDA is not available on this machine", fix="use --device cpu")
-        if device == "cuda":
-            dev = torch.device("cuda", local % torch.cuda.device_count())
-        else:
-            if world > 1:
-                raise ConfigError(f"--device {device} with {world} processes: each process takes cuda:LOCAL_RANK",
-                                  fix="use --device cuda")
-            dev = torch.device(device)
+    if world > 1 and check_device(device).startswith("cuda:"):
+        raise ConfigError(f"--device {device} with {world} processes: each process takes cuda:LOCAL_RANK",
+                          fix="use --device cuda")
+    dev = resolve_device(device, local_rank=local)
+    if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    elif device == "cpu":
-        dev = torch.device("cpu")
-    else:
-        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
     here = False
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
