@@ -29,8 +29,11 @@ from .backends import ShardBackend, make_backend
 from .backends.local import worker_init
 from .errors import ConfigError, InputError, RawsynthError
 from .io.atomic import atomic_output
+from .io.dng import encode_dng
+from .io.images import decode_srgb
 from .pipeline import SynthConfig, apply_crop, sample_crop, synthesize
 from .rng import numpy_rng
+from .shards import encode_sample, write_shard
 from .sources import Source
 
 __all__ = ["SampleRef", "ShardTask", "ShardJob", "plan_shards", "run_shard", "generate", "GenerateSummary", "MANIFEST",
@@ -91,8 +94,6 @@ def plan_shards(sources: Sequence[Source], crops_per_image: int, shard_size: int
 def _load_source(src: Source) -> tuple[np.ndarray, str]:
     import cv2
 
-    from .io.images import decode_srgb
-
     try:
         with open(src.path, "rb") as f:
             data = f.read()
@@ -107,9 +108,6 @@ def _load_source(src: Source) -> tuple[np.ndarray, str]:
 
 
 def _make_sample(ref: SampleRef, image: np.ndarray, digest: str, config: SynthConfig, seed: int) -> dict:
-    from .io.dng import encode_dng
-    from .shards import encode_sample
-
     box = sample_crop(numpy_rng(seed, ref.key, "crop"), image.shape[:2], config.crop, config.small_policy,
                       ref.source.name)
     s = synthesize(apply_crop(image, box), ref.key, seed, config,
@@ -136,7 +134,6 @@ def run_shard(task: ShardTask, config: SynthConfig, seed: int, out_dir: str | os
     ``stats["failures"]``. Only I/O errors on the output (e.g. a full disk) raise, leaving no file under
     the shard's final name.
     """
-    from .shards import write_shard
 
     t0 = time.perf_counter()
     out = Path(out_dir)

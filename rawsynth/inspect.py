@@ -11,6 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .generate import load_manifest
+from .isp import ISPParams, process
+from .mns import Pattern, SensorParams, demosaic_bilinear, normalize
+from .shards import decode_sample, iter_shard, sha256_file
 
 __all__ = ["InspectReport", "inspect_dataset", "preview_dataset", "jpeg_qualities"]
 
@@ -86,8 +90,6 @@ def _iso_bin(iso: float) -> str:
 def inspect_dataset(out_dir: str | Path) -> InspectReport:
     """Verify ``manifest.json`` against every shard (presence, sha256, sample count, stats) and histogram the
     samples' patterns, ISOs and JPEG qualities."""
-    from .generate import load_manifest
-    from .shards import iter_shard, sha256_file
 
     out = Path(out_dir)
     manifest = load_manifest(out)
@@ -144,10 +146,6 @@ def preview_dataset(out_dir: str | Path, out_png: str | Path, n: int = 8, size: 
     PTP, the HQ linear through PTP, and the sRGB LQ (if saved), each scaled to ``size`` pixels high."""
     import cv2
     import torch
-
-    from .isp import ISPParams, process
-    from .mns import Pattern, SensorParams, demosaic_bilinear, normalize
-    from .shards import decode_sample, iter_shard
 
     out = Path(out_dir)
     tars = sorted(out.glob("shard-*.tar"))

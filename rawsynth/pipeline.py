@@ -1,7 +1,6 @@
 """Pair synthesis (paper Fig. 5, Eq. 7): one sRGB HQ crop → (RAW LQ mosaic, linear HQ) with its metadata.
 
 Two modes (:class:`Mode`):
-
 * ``rddm``: detail degradation → IPTP of HQ and LQ with the same ISP parameters → MNS on the LQ.
   The pair is (noisy RAW mosaic of the degraded image, linear HQ), same ``H×W``.
 * ``ddnet``: IPTP of the HQ → MNS, no detail degradation: (noisy RAW mosaic, its clean linear image).
@@ -21,11 +20,11 @@ import cv2
 import numpy as np
 import torch
 
-from ._version import __version__
 from ._config import ConfigMixin, from_mapping, load_yaml, to_dict
+from ._version import __version__
 from .degrade import DegradationConfig, sample_degradation
 from .errors import ConfigError, InputError, ShapeError
-from .isp import ISPConfig, ISPParams, sample_isp_params
+from .isp import ISPConfig, ISPParams, inverse_gamma, inverse_tone, sample_isp_params
 from .isp.iptp import apply_matrix, inverse_white_balance
 from .isp.params import ISPBatch
 from .mns import (NoiseParams, NoiseProfile, Pattern, SensorParams, add_noise, load_noise_profile, mosaic, quantize,
@@ -299,8 +298,6 @@ def _srgb_to_linear(srgb: np.ndarray, isp: ISPParams, channels_last: bool = Fals
 
 
 def _linear_lut() -> np.ndarray:
-    from .isp import inverse_gamma, inverse_tone
-
     levels = torch.arange(256, dtype=torch.float64) / 255.0
     return inverse_gamma(inverse_tone(levels)).float().numpy()
 

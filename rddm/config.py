@@ -20,6 +20,7 @@ from typing import Literal
 
 from rawsynth._config import from_mapping, load_yaml, to_dict, with_path
 from rawsynth.errors import ConfigError
+from rawsynth.io.atomic import atomic_output
 
 __all__ = ["OnTheFlyConfig", "DataConfig", "OptimConfig", "TrainConfig", "DDNetModelConfig", "DDNetTrainConfig",
            "RVAEModelConfig", "RVAELossConfig", "RVAETrainConfig", "CalibrateConfig", "RDDMModelConfig",
@@ -556,8 +557,6 @@ def load_config(cls: type, path: str | os.PathLike | None = None, overrides: dic
 def save_config(cfg, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML (every field), atomically."""
     import yaml
-
-    from rawsynth.io.atomic import atomic_output
 
     text = f"# {type(cfg).__name__} (resolved: every field, defaults filled in)\n"
     text += yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None, width=110)

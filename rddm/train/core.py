@@ -44,9 +44,15 @@ import torch.distributed as dist
 from torch import nn
 
 from rawsynth._version import __version__
+from rawsynth.data import bayer_crop_flip, collate, make_loader
 from rawsynth.device import check_device, resolve_device
+from rawsynth.errors import InputError, RawsynthError
+from rawsynth.generate_config import GenerateConfig
 from rawsynth.io.atomic import atomic_output
-from rawsynth.rng import torch_generator
+from rawsynth.onthefly import OnTheFlySynth, SourceCrops, collate_crops
+from rawsynth.pipeline import SynthConfig
+from rawsynth.rng import numpy_rng, torch_generator
+from rawsynth.sources import collect_sources
 
 from ..config import DataConfig, OptimConfig, TrainConfig, config_diff, config_from_dict, load_yaml, save_config
 from ..errors import CheckpointError, ConfigError, DataError, WeightsError
@@ -198,8 +204,6 @@ class BatchStream:
 
     def __init__(self, shards: list[str], data: DataConfig, batch_size: int, seed: int,
                  position: tuple[int, int] | None = None):
-        from rawsynth.data import make_loader
-
         self.data = data
         self.batch_size = batch_size
         self.loader = make_loader(shards, batch_size, data.num_workers, drop_last=True, crop=data.crop,
@@ -281,9 +285,6 @@ class DataSource:
 def _synth_config(data: DataConfig):
     """The :class:`rawsynth.pipeline.SynthConfig` of ``data.onthefly``: defaults < its YAML < the stage's mode and
     ``data.crop`` where the YAML leaves them open."""
-    from rawsynth.errors import RawsynthError
-    from rawsynth.generate_config import GenerateConfig
-    from rawsynth.pipeline import SynthConfig
 
     path = data.onthefly.synth_config
     d: dict = {}
@@ -324,8 +325,6 @@ def resolve_data(data: DataConfig) -> DataSource:
                             "(data.onthefly)", fix="pass --shards DIR (a `rawsynth generate` output folder), set "
                                                    "data.shards in the config, or set data.onthefly.sources")
         return DataSource(data, shards=tuple(resolve_shards(data.shards)))
-    from rawsynth.errors import InputError
-    from rawsynth.sources import collect_sources
 
     try:
         sources = tuple(collect_sources(list(otf.sources)))
@@ -367,8 +366,6 @@ class OnTheFlyStream:
     def __init__(self, data: DataConfig | DataSource, batch_size: int, seed: int,
                  position: tuple[int, int] | None = None, *, rank: int = 0, world_size: int = 1,
                  device: str | torch.device = "cpu"):
-        from rawsynth.onthefly import OnTheFlySynth, SourceCrops
-
         src = data if isinstance(data, DataSource) else resolve_data(data)
         if not src.onthefly:
             raise ConfigError("OnTheFlyStream needs data.onthefly (use BatchStream for shards)")
@@ -410,8 +407,6 @@ class OnTheFlyStream:
         """This rank's samples of ``epoch`` (indices into :attr:`dataset`, in reading order)."""
         import numpy as np
 
-        from rawsynth.rng import numpy_rng
-
         n = len(self.dataset)
         order = np.arange(n)
         if self.data.shuffle > 0:
@@ -420,8 +415,6 @@ class OnTheFlyStream:
 
     def _start_epoch(self) -> None:
         from torch.utils.data import DataLoader
-
-        from rawsynth.onthefly import collate_crops
 
         mine, b = self.epoch_indices(self.epoch), self.batch_size
         batches = [mine[i * b:(i + 1) * b] for i in range(self.index, self.batches_per_epoch)]
@@ -451,9 +444,6 @@ class OnTheFlyStream:
             return self._augment(self.synth(crops))
 
     def _augment(self, batch: dict) -> dict:
-        from rawsynth.data import bayer_crop_flip, collate
-        from rawsynth.rng import numpy_rng
-
         flips = self.data.flips
         out = []
         for i, key in enumerate(batch["key"]):
