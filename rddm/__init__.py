@@ -22,8 +22,9 @@ from .errors import CheckpointError, ConfigError, DataError, RddmError, WeightsE
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (type checkers read it as True)
 if TYPE_CHECKING:  # what the lazy names are, for IDEs and type checkers
-    from . import cli, config, lora, losses, lpips, models, prompts, restore, train, vsd
+    from . import cli, config, lora, losses, lpips, models, prompts, restore, schedule, train, vsd
 
 __getattr__, __dir__, __all__ = lazy_exports(
-    __name__, submodules=("models", "losses", "lpips", "lora", "prompts", "vsd", "restore", "train", "config", "cli"),
+    __name__, submodules=("models", "losses", "lpips", "lora", "prompts", "vsd", "restore", "train", "config", "cli",
+                          "schedule"),
     eager=("__version__", "RddmError", "ConfigError", "WeightsError", "DataError", "CheckpointError"))

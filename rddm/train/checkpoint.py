@@ -22,7 +22,6 @@ from ..errors import CheckpointError, ConfigError, WeightsError
 from .distributed import DistEnv, _all_gather
 from .logger import peak_memory
 
-
 #: Config keys that may change when a run is resumed (everything else must match the checkpoint's config).
 MUTABLE_KEYS = ("max_steps", "log_every", "save_every", "keep_checkpoints", "tensorboard", "data.num_workers",
                 "data.shards", "data.handler", "data.onthefly.sources")

@@ -10,7 +10,6 @@ import time
 import torch
 import torch.distributed as dist
 
-
 from ..errors import ConfigError
 from .distributed import DistEnv
 
