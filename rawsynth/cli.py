@@ -91,7 +91,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from .inspect import inspect_dataset
+    from .dataset_check import inspect_dataset
 
     report = inspect_dataset(args.dir)
     print(report.text())
@@ -99,7 +99,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_preview(args: argparse.Namespace) -> int:
-    from .inspect import preview_dataset
+    from .dataset_check import preview_dataset
 
     path = preview_dataset(args.dir, args.out, n=args.n, size=args.size)
     print(f"wrote {path}")

@@ -23,6 +23,7 @@ import torch
 from ._config import ConfigMixin, from_mapping, load_yaml, to_dict
 from ._version import __version__
 from .degrade import DegradationConfig, sample_degradation
+from .degrade.ops import apply_degradation_u8
 from .errors import ConfigError, InputError, ShapeError
 from .isp import ISPConfig, ISPParams, inverse_gamma, inverse_tone, sample_isp_params
 from .isp.iptp import apply_matrix, inverse_white_balance
@@ -31,8 +32,8 @@ from .mns import (NoiseParams, NoiseProfile, Pattern, SensorParams, add_noise, l
                   sample_noise_params)
 from .rng import derive_seed, numpy_rng, torch_generator
 
-__all__ = ["Mode", "SmallPolicy", "SynthConfig", "CropBox", "Sample", "Recipe", "sample_recipe", "recipe_meta",
-           "sample_crop", "apply_crop", "synthesize", "srgb_to_linear_lut"]
+__all__ = ["Mode", "SmallPolicy", "SynthConfig", "CropBox", "Sample", "SampleRecipe", "Recipe", "sample_recipe",
+           "recipe_meta", "sample_crop", "apply_crop", "synthesize", "srgb_to_linear_lut"]
 
 
 class Mode(str, Enum):
@@ -173,7 +174,7 @@ def apply_crop(img: np.ndarray, box: CropBox) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Recipe:
+class SampleRecipe:
     """Every parameter of one sample, drawn from ``(seed, key)`` alone by :func:`sample_recipe`.
 
     :func:`synthesize` (the shards) and :class:`rawsynth.onthefly.OnTheFlySynth` (training on the GPU) both
@@ -197,7 +198,11 @@ class Recipe:
     noise_seed: int
 
 
-def sample_recipe(seed: int, key: str, config: SynthConfig, size: tuple[int, int]) -> Recipe:
+#: Deprecated name of :class:`SampleRecipe` (``benchmarks.builders.Recipe`` is a benchmark's recipe, another thing).
+Recipe = SampleRecipe
+
+
+def sample_recipe(seed: int, key: str, config: SynthConfig, size: tuple[int, int]) -> SampleRecipe:
     """Draw every parameter of sample ``key`` (the draws of :func:`synthesize`, without the image).
 
     Args:
@@ -207,7 +212,7 @@ def sample_recipe(seed: int, key: str, config: SynthConfig, size: tuple[int, int
         size: ``(H, W)`` of the HQ crop (the degradation is drawn for it).
 
     Returns:
-        The sample's :class:`Recipe`.
+        The sample's :class:`SampleRecipe`.
 
     Raises:
         ShapeError: ``size`` does not suit the degradation (not a multiple of its scale, or too small).
@@ -221,10 +226,10 @@ def sample_recipe(seed: int, key: str, config: SynthConfig, size: tuple[int, int
         deg = sample_degradation(numpy_rng(seed, key, "degradation"), config.degradation, tuple(size))
     elif config.mode is not Mode.DDNET:
         raise ConfigError(f"unknown mode {config.mode!r}")
-    return Recipe(isp, pattern, noise, config.sensor, deg, derive_seed(seed, key, "noise-field"))
+    return SampleRecipe(isp, pattern, noise, config.sensor, deg, derive_seed(seed, key, "noise-field"))
 
 
-def recipe_meta(recipe: Recipe, key: str, seed: int, config: SynthConfig, size: tuple[int, int],
+def recipe_meta(recipe: SampleRecipe, key: str, seed: int, config: SynthConfig, size: tuple[int, int],
                 source: dict | None = None, crop: CropBox | None = None) -> dict:
     """The metadata a shard records for a sample (``meta.json``, see ``docs/format.md``)."""
     deg = recipe.degradation
@@ -267,7 +272,7 @@ class Sample:
     gt_srgb: np.ndarray | None = None
 
 
-def srgb_to_linear_lut(srgb: np.ndarray, isp: ISPParams) -> torch.Tensor:
+def srgb_to_linear_lut(srgb: np.ndarray, isp: ISPParams, channels_last: bool = False) -> torch.Tensor:
     """IPTP of an image on the 8-bit grid through a 256-entry lookup table for the pointwise part.
 
     Inverse tone and inverse gamma act on each value alone, so for 8-bit input they are a table lookup
@@ -278,15 +283,12 @@ def srgb_to_linear_lut(srgb: np.ndarray, isp: ISPParams) -> torch.Tensor:
         srgb: ``(H, W, 3)`` uint8.
         isp: the sample's parameters.
 
+        channels_last: store the result pixel-interleaved, so that ``out[0].permute(1, 2, 0)`` is a contiguous
+            ``(H, W, 3)`` array (same values).
+
     Returns:
         ``(1, 3, H, W)`` float32 linear camera RGB in ``[0, 1]``.
     """
-    return _srgb_to_linear(srgb, isp)
-
-
-def _srgb_to_linear(srgb: np.ndarray, isp: ISPParams, channels_last: bool = False) -> torch.Tensor:
-    """:func:`srgb_to_linear_lut`; with ``channels_last`` the result is stored pixel-interleaved, so that
-    ``out[0].permute(1, 2, 0)`` is a contiguous ``(H, W, 3)`` array (same values)."""
     if srgb.dtype != np.uint8 or srgb.ndim != 3 or srgb.shape[2] != 3:
         raise ShapeError(f"srgb must be (H, W, 3) uint8, got {srgb.dtype} {srgb.shape}")
     # cv2.LUT: the same table lookup as _LINEAR_LUT[srgb] (a copy of the entries), ~4x faster
@@ -295,6 +297,9 @@ def _srgb_to_linear(srgb: np.ndarray, isp: ISPParams, channels_last: bool = Fals
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = inverse_white_balance(apply_matrix(x, p.rgb2cam), p, memory_format=fmt)
     return x.clamp_(0.0, 1.0)
+
+
+_srgb_to_linear = srgb_to_linear_lut  # the old private name (benchmarks/perf)
 
 
 def _linear_lut() -> np.ndarray:
@@ -310,6 +315,19 @@ def _to_u8(x: np.ndarray) -> np.ndarray:
     if x.dtype == np.uint8:
         return x
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def _degrade_u8(hq8: np.ndarray, recipe: SampleRecipe, config: SynthConfig) -> np.ndarray | None:
+    """The detail degradation of ``hq8`` as uint8 at the HQ size (``rddm`` mode), or ``None`` (``ddnet``)."""
+    if config.mode is Mode.DDNET:
+        return None
+    if config.mode is not Mode.RDDM:
+        raise ConfigError(f"unknown mode {config.mode!r}")
+    # apply_degradation's 8-bit result as uint8 (it is exactly k / 255 as float)
+    lq8 = apply_degradation_u8(np.divide(hq8, np.float32(255.0), dtype=np.float32), recipe.degradation)
+    if lq8.shape[:2] != hq8.shape[:2]:
+        raise ConfigError("rddm pairs need the LQ at the HQ size: set degradation.resize_back: true")
+    return lq8
 
 
 def synthesize(srgb_hq: np.ndarray, key: str, seed: int, config: SynthConfig,
@@ -340,26 +358,15 @@ def synthesize(srgb_hq: np.ndarray, key: str, seed: int, config: SynthConfig,
     h, w = srgb_hq.shape[:2]
     if h % 2 or w % 2:
         raise ShapeError(f"srgb_hq must have even height and width, got {h}x{w}")
-    hq8 = _to_u8(srgb_hq)
+    hq8 = _to_u8(srgb_hq)  # the crop (cut by the caller: sample_crop + apply_crop), on the 8-bit grid
     recipe = sample_recipe(seed, key, config, (h, w))
-    isp, pattern, noise, sensor, deg = recipe.isp, recipe.pattern, recipe.noise, recipe.sensor, recipe.degradation
+    isp, pattern, noise, sensor = recipe.isp, recipe.pattern, recipe.noise, recipe.sensor
 
-    hq_lin = _srgb_to_linear(hq8, isp, channels_last=True)  # hq_linear below is then a view, not a copy
-    lq8 = None
-    if config.mode is Mode.RDDM:
-        from .degrade.ops import _apply_degradation_u8
-
-        # apply_degradation's 8-bit result as uint8 (it is exactly k / 255 as float)
-        lq8 = _apply_degradation_u8(np.divide(hq8, np.float32(255.0), dtype=np.float32), deg)
-        if lq8.shape[:2] != (h, w):
-            raise ConfigError("rddm pairs need the LQ at the HQ size: set degradation.resize_back: true")
-        src_lin = _srgb_to_linear(lq8, isp)
-    elif config.mode is Mode.DDNET:
-        src_lin = hq_lin
-    else:
-        raise ConfigError(f"unknown mode {config.mode!r}")
-    clean = mosaic(src_lin, pattern)
-    noisy = add_noise(clean, noise, torch_generator(seed, key, "noise-field"))
+    # paper Fig. 5: crop → degrade → unprocess (IPTP) → mosaic → add_noise → quantize (MNS)
+    lq8 = _degrade_u8(hq8, recipe, config)  # None in ddnet mode
+    hq_lin = srgb_to_linear_lut(hq8, isp, channels_last=True)  # hq_linear below is then a view, not a copy
+    src_lin = hq_lin if lq8 is None else srgb_to_linear_lut(lq8, isp)
+    noisy = add_noise(mosaic(src_lin, pattern), noise, torch_generator(seed, key, "noise-field"))
     raw_dn = quantize(noisy, sensor)[0, 0].numpy()
     hq_linear = hq_lin[0].permute(1, 2, 0).numpy()
 

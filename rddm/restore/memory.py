@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from .pipeline import Restorer, reflect_pad
+    from .restorer import Restorer, reflect_pad
     from .run import resolve_device, resolve_dtype
     from .tiling import tile_starts
 

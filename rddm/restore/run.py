@@ -27,7 +27,7 @@ from rawsynth.mns import Pattern, pack, unpack
 from ..errors import ConfigError
 from .inputs import RawInput, find_inputs, read_source
 from .outputs import LINEAR_FORMATS, neutral_isp, output_paths, write_linear, write_srgb
-from .pipeline import DEFAULT_NORM_STATS, DEFAULT_TILE, Restorer
+from .restorer import DEFAULT_NORM_STATS, DEFAULT_TILE, Restorer
 
 __all__ = ["DTYPES", "RestoreOptions", "RestoreReport", "RestorePipeline", "restore_files", "resolve_device",
            "resolve_dtype", "prompt_mosaic", "PROMPT_MAX_SIDE"]
@@ -71,7 +71,7 @@ class RestorePipeline:
     """RDDM inference on one :class:`~rddm.restore.inputs.RawInput` at a time.
 
     Args:
-        restorer: the tiled model (:class:`~rddm.restore.pipeline.Restorer`).
+        restorer: the tiled model (:class:`~rddm.restore.restorer.Restorer`).
         prompt: ``(raw (1, 1, H, W), pattern, isp) -> (1, L, D)`` prompt embedding.
         device: where the mosaic is put (the model's device).
     """
@@ -99,11 +99,11 @@ class RestorePipeline:
             ddnet: DDNet folder for the RAW prompt extraction of extractors that read images (bilinear without).
             device: see :func:`resolve_device`.
             dtype: see :func:`resolve_dtype`.
-            tile: see :class:`~rddm.restore.pipeline.Restorer`.
-            overlap: see :class:`~rddm.restore.pipeline.Restorer`.
-            tile_batch: see :class:`~rddm.restore.pipeline.Restorer`.
+            tile: see :class:`~rddm.restore.restorer.Restorer`.
+            overlap: see :class:`~rddm.restore.restorer.Restorer`.
+            tile_batch: see :class:`~rddm.restore.restorer.Restorer`.
             norm_stats: GroupNorm statistics of the tiles, ``global`` or ``tile`` (``norm_stats`` of
-                :class:`~rddm.restore.pipeline.Restorer`).
+                :class:`~rddm.restore.restorer.Restorer`).
             norm_stats_size: longest side of the statistics pass in pixels (``stats_size`` there).
 
         Raises:
