@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Iterable, Mapping
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: keep `import rawsynth` to the bare minimum
+    from collections.abc import Callable, Iterable, Mapping
 
 __all__ = ["lazy_exports"]
 
