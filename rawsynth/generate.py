@@ -33,7 +33,7 @@ from .io.dng import encode_dng
 from .io.images import decode_srgb
 from .pipeline import SynthConfig, apply_crop, sample_crop, synthesize
 from .rng import numpy_rng
-from .shards import encode_sample, write_shard
+from . import shards as _shards  # looked up at call time (tests replace write_shard to simulate a full disk)
 from .sources import Source
 
 __all__ = ["SampleRef", "ShardTask", "ShardJob", "plan_shards", "run_shard", "generate", "GenerateSummary", "MANIFEST",
@@ -113,7 +113,7 @@ def _make_sample(ref: SampleRef, image: np.ndarray, digest: str, config: SynthCo
     s = synthesize(apply_crop(image, box), ref.key, seed, config,
                    source={"path": ref.source.name, "sha256": digest}, crop=box)
     dng = encode_dng(s.raw_dn, s.pattern, s.sensor, s.isp, iso=s.noise.iso) if config.save_dng else None
-    return encode_sample(s.key, s.raw_dn, s.hq_linear, s.meta, lq_srgb=s.lq_srgb, gt_srgb=s.gt_srgb, dng=dng)
+    return _shards.encode_sample(s.key, s.raw_dn, s.hq_linear, s.meta, lq_srgb=s.lq_srgb, gt_srgb=s.gt_srgb, dng=dng)
 
 
 def _failure(ref: SampleRef, e: BaseException) -> dict:
@@ -150,7 +150,7 @@ def run_shard(task: ShardTask, config: SynthConfig, seed: int, out_dir: str | os
             failures.append(_failure(ref, e))
         if on_sample is not None:
             on_sample()
-    shard = write_shard(out / f"{task.name}.tar", samples)
+    shard = _shards.write_shard(out / f"{task.name}.tar", samples)
     stats = {"shard": task.name, "count": shard.count, "failures": failures, "bytes": shard.bytes,
              "sha256": shard.sha256, "seconds": round(time.perf_counter() - t0, 3),
              "keys": [r.key for r in task.refs]}
