@@ -14,6 +14,7 @@ from rawsynth._cli import run_cli
 from rawsynth.errors import ConfigError
 
 from .builders.recipe import recipe_names
+from rawsynth.device import DEVICE_HELP, device_arg
 
 __all__ = ["build_parser", "main"]
 
@@ -220,7 +221,7 @@ def _add_score_options(p: argparse.ArgumentParser, method_required: bool = True)
                         "developed with each image's own PTP")
     p.add_argument("--allow-missing", action="store_true", help="score the images that have a prediction and "
                                                                 "report the count")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto", help="metric device (default auto)")
+    p.add_argument("--device", type=device_arg, default="auto", help=f"metric device: {DEVICE_HELP}")
     p.add_argument("--batch-size", type=int, default=8, help="images per metric call (default 8)")
     p.add_argument("--weights-dir", help=f"pyiqa weights folder, laid out like TORCH_HOME (default: "
                                          f"${'RAWSYNTH_WEIGHTS_DIR'}, else $TORCH_HOME, else ~/.cache/torch)")
@@ -266,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demosaic", choices=["bilinear", "opencv-ea"], default="bilinear",
                    help="demosaic of the classical ISP (default bilinear)")
     p.add_argument("--ddnet", help="DDNet checkpoint folder (DDNet.save_pretrained) for --isp ddnet")
-    p.add_argument("--device", help="device for DDNet (default cpu)")
+    p.add_argument("--device", type=device_arg, help="device for DDNet: auto, cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_isp)

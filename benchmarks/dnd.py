@@ -181,8 +181,8 @@ def find_dnd_root(src: str | os.PathLike) -> Path:
     sub-folder such as ``dnd_2017``."""
     src = Path(src)
     if not src.is_dir():
-        raise LayoutError(src, "no such folder; give --src the DND download (dnd_2017/ with info.mat and "
-                               "images_raw/)")
+        raise LayoutError("no such folder; give --src the DND download (dnd_2017/ with info.mat and images_raw/)",
+                          path=src)
     candidates = [src, src.parent] + sorted(p for p in src.iterdir() if p.is_dir())
     for root in candidates:
         if (root / "info.mat").is_file() and (root / "images_raw").is_dir():
@@ -190,7 +190,7 @@ def find_dnd_root(src: str | os.PathLike) -> Path:
     hint = ""
     if (src / "images_srgb").is_dir() or src.name == "images_srgb":
         hint = " (images_srgb holds the sRGB version; the RAW benchmark needs images_raw)"
-    raise LayoutError(src, f"not the DND layout: expected info.mat and images_raw/0001.mat … 0050.mat{hint}")
+    raise LayoutError(f"not the DND layout: expected info.mat and images_raw/0001.mat … 0050.mat{hint}", path=src)
 
 
 def build_dnd(src: str | os.PathLike, out: str | os.PathLike, *, recipe: DndRecipe | None = None,
@@ -208,8 +208,8 @@ def build_dnd(src: str | os.PathLike, out: str | os.PathLike, *, recipe: DndReci
     if len(infos) < recipe.images:
         missing.append(f"info.mat: {len(infos)} image entries, {recipe.images} expected")
     if missing and not allow_partial:
-        raise LayoutError(root, f"DND is incomplete: missing {compact(missing)}. Re-download dnd_2017, or pass "
-                                "--allow-partial", missing)
+        raise LayoutError(f"DND is incomplete: missing {compact(missing)}. Re-download dnd_2017, or pass "
+                          "--allow-partial", path=root, missing=missing)
     present = {p.name for p in (root / "images_raw").glob("*.mat")}
     extra = sorted(f"images_raw/{p}" for p in present - {Path(nm).name for nm in names})
     out = Path(out)

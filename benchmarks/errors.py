@@ -28,10 +28,10 @@ class LayoutError(BenchmarkError):
         missing: expected files that are absent (paths relative to the dataset root).
     """
 
-    def __init__(self, path: str | os.PathLike, message: str, missing: list[str] | None = None):
-        self.path = os.fspath(path)
+    def __init__(self, message: str = "", *, path: str | os.PathLike | None = None, missing: list[str] | None = None,
+                 fix: str | None = None):
         self.missing = list(missing or [])
-        super().__init__(f"{self.path}: {message}")
+        super().__init__(message, path=path, fix=fix)
 
 
 class PairingError(BenchmarkError):

@@ -11,19 +11,17 @@ Importing ``rawsynth`` is cheap: subpackages load on first use, and basicsr is o
 
 from __future__ import annotations
 
-import importlib
-
+from ._lazy import lazy_exports
 from ._version import __version__
 from .errors import ConfigError, InputError, RawsynthError, ShapeError, UnsupportedCFAError
 
-_SUBPACKAGES = ("isp", "mns", "io", "degrade", "pipeline", "sources", "shards", "generate", "data", "inspect", "rng",
-                "compat", "demo", "cli", "backends", "kernels", "onthefly")
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (type checkers read it as True)
+if TYPE_CHECKING:  # what the lazy names are, for IDEs and type checkers
+    from . import (backends, cli, compat, data, degrade, demo, device, generate, generate_config, inspect, io, isp,
+                   kernels, mns, onthefly, pipeline, rng, shards, sources)
 
-__all__ = ["__version__", "ConfigError", "InputError", "RawsynthError", "ShapeError", "UnsupportedCFAError",
-           *_SUBPACKAGES]
-
-
-def __getattr__(name: str):
-    if name in _SUBPACKAGES:
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module 'rawsynth' has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__, submodules=("isp", "mns", "io", "degrade", "pipeline", "sources", "shards", "generate", "data",
+                          "inspect", "rng", "compat", "demo", "cli", "backends", "kernels", "onthefly", "device",
+                          "generate_config"),
+    eager=("__version__", "ConfigError", "InputError", "RawsynthError", "ShapeError", "UnsupportedCFAError"))

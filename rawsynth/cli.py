@@ -6,9 +6,15 @@ import argparse
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from ._version import __version__
 from ._cli import run_cli
+from ._config import load_yaml, with_path
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .generate_config import GenerateConfig
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -42,15 +48,19 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-RUN_KEYS = ("seed", "shard_size", "num_samples", "workers")
+def __getattr__(name: str):
+    if name == "RUN_KEYS":  # the old name of GenerateConfig.RUN_KEYS (importing it here would load torch)
+        from .generate_config import GenerateConfig
+
+        return GenerateConfig.RUN_KEYS
+    raise AttributeError(f"module 'rawsynth.cli' has no attribute {name!r}")
 
 
-def _split_config(args: argparse.Namespace) -> tuple[dict, dict]:
-    """Merge defaults < ``--config`` file < command-line flags into (synthesis config dict, run options)."""
-    from .pipeline import load_config
+def _generate_config(args: argparse.Namespace) -> GenerateConfig:
+    """Defaults < ``--config`` file < command-line flags."""
+    from .generate_config import GenerateConfig
 
-    d = load_config(args.config) if args.config else {}
-    run = {k: d.pop(k) for k in RUN_KEYS if k in d}
+    d = load_yaml(args.config) if args.config else {}
     flags = {"mode": args.mode, "crop": args.crop, "crops_per_image": args.crops_per_image,
              "small_policy": args.small_images, "noise_profile": args.noise_profile,
              "save_srgb": args.save_srgb or None, "save_dng": args.save_dng or None}
@@ -65,11 +75,11 @@ def _split_config(args: argparse.Namespace) -> tuple[dict, dict]:
         d["iso_range"] = list(args.iso_range)
     if args.scale is not None:
         d["degradation"] = dict(d.get("degradation") or {}, scale=args.scale)
-    for k in RUN_KEYS:
-        v = getattr(args, k)
-        if v is not None:
-            run[k] = v
-    return d, run
+    d.update({k: getattr(args, k) for k in GenerateConfig.RUN_KEYS if getattr(args, k) is not None})
+    try:
+        return GenerateConfig.from_dict(d)
+    except ConfigError as e:
+        raise (with_path(e, args.config) if args.config else e) from None
 
 
 def _camera_config(text: str, ccm: str | None) -> dict:
@@ -80,17 +90,15 @@ def _camera_config(text: str, ccm: str | None) -> dict:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .generate import generate
-    from .pipeline import SynthConfig
     from .sources import collect_sources
 
-    cfg_dict, run = _split_config(args)
-    config = SynthConfig.from_dict(cfg_dict)
+    cfg = _generate_config(args)
     sources = collect_sources(args.src)
-    summary = generate(sources, args.out, config, seed=int(run.get("seed", 0)),
-                       shard_size=int(run.get("shard_size", 1000)), num_samples=run.get("num_samples"),
-                       workers=int(run.get("workers") or os.cpu_count() or 1), resume=args.resume,
-                       overwrite=args.overwrite, progress=not args.no_progress, backend=args.backend,
-                       scheduler=args.scheduler, retries=args.retries, scheduler_timeout=args.scheduler_timeout)
+    summary = generate(sources, args.out, cfg.synth, seed=cfg.seed, shard_size=cfg.shard_size,
+                       num_samples=cfg.num_samples, workers=int(cfg.workers or os.cpu_count() or 1),
+                       resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
+                       backend=args.backend, scheduler=args.scheduler, retries=args.retries,
+                       scheduler_timeout=args.scheduler_timeout)
     print(f"rawsynth generate: {summary.line()} -> {args.out}")
     return 0
 
@@ -98,16 +106,15 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
-    from .pipeline import SynthConfig
+    from .generate_config import GenerateConfig
 
-    d = SynthConfig().to_dict()
-    d.update(seed=0, shard_size=1000, workers=None, num_samples=None)
+    d = GenerateConfig().to_dict()
     print(yaml.safe_dump(d, sort_keys=False, default_flow_style=None, width=110), end="")
     return 0
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from .inspect import inspect_dataset
+    from .dataset_check import inspect_dataset
 
     report = inspect_dataset(args.dir)
     print(report.text())
@@ -115,7 +122,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_preview(args: argparse.Namespace) -> int:
-    from .inspect import preview_dataset
+    from .dataset_check import preview_dataset
 
     path = preview_dataset(args.dir, args.out, n=args.n, size=args.size)
     print(f"wrote {path}")

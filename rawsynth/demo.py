@@ -1,7 +1,6 @@
 """The ISP round-trip demo: real photos → IPTP → MNS → RAW files → back through PTP, as one picture.
 
 ``rawsynth demo --out DIR`` (and ``make demo``) writes, for each photo bundled with scikit-image:
-
 * ``<name>.dng`` — the noisy RAW as a CFA DNG any RAW developer opens;
 * ``<name>_raw.png`` + ``<name>.json`` — the same mosaic as uint16 DN with its metadata (pattern, sensor,
   ISP and noise parameters);
@@ -19,10 +18,12 @@ import numpy as np
 import torch
 
 from ._version import __version__
-from .rng import numpy_rng, torch_generator
+from .io.dng import write_dng
+from .io.png16 import write_png16
 from .isp import process, sample_isp_params, unprocess
 from .mns import (Pattern, SensorParams, add_noise, cfa_masks, demosaic_bilinear, mosaic, normalize, quantize,
                   sample_noise_params)
+from .rng import numpy_rng, torch_generator
 
 __all__ = ["DEMO_PHOTOS", "run_demo"]
 
@@ -59,8 +60,6 @@ def run_demo(out_dir: str | Path, seed: int = 0, size: int = 256, photos=DEMO_PH
     Returns:
         The path of ``isp_roundtrip.png``.
     """
-    from .io.dng import write_dng
-    from .io.png16 import write_png16
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

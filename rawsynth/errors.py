@@ -1,9 +1,7 @@
-"""Typed errors.
+"""Typed errors: the one error contract of rawsynth, rddm and benchmarks (see ``docs/architecture.md``).
 
-Every error raised on purpose by rawsynth derives from :class:`RawsynthError`, so a caller can
-catch the whole family in one place (a generator skips a bad file and records the reason; a CLI
-prints one line and exits non-zero). Messages name the file or value at fault and, where there is
-one, the fix.
+Every error raised on purpose derives from :class:`RawsynthError` ``(message, *, path=None, fix=None)`` and reads
+``"PATH: MESSAGE. Fix: FIX"``; a CLI prints it as one line and exits 2, a generator records it as a failure row.
 """
 
 from __future__ import annotations
@@ -13,34 +11,66 @@ import os
 __all__ = ["RawsynthError", "InputError", "UnsupportedCFAError", "ConfigError", "ShapeError"]
 
 
+def _rebuild(cls, args, state):
+    e = Exception.__new__(cls)
+    e.args = args
+    e.__dict__.update(state)
+    return e
+
+
 class RawsynthError(Exception):
-    """Base class of every error rawsynth raises on purpose."""
+    """Base class of every error the project raises on purpose.
+
+    Args:
+        message: what is wrong.
+        path: the file or folder at fault, if any (printed first).
+        fix: what the user can do about it, if anything (printed last, after ``Fix:``).
+    """
+
+    def __init__(self, message: str = "", *, path: str | os.PathLike | None = None, fix: str | None = None):
+        self.message = message
+        self.path = None if path is None else os.fspath(path)
+        self.fix = fix
+        text = message if self.path is None else f"{self.path}: {message}"
+        if fix:
+            text += f". Fix: {fix}"
+        super().__init__(text)
+
+    def __reduce__(self):  # picklable across process pools and torch.distributed object collectives
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
 
 
 class InputError(RawsynthError, ValueError):
     """A file could not be used as input.
 
+    ``InputError(path, reason, detail="", hint=None)`` (positional, the original form) or
+    ``InputError(message, path=..., reason=..., fix=...)`` (keywords, the base contract plus ``reason``).
+
     Attributes:
         path: the file at fault.
         reason: a short machine-friendly reason (``"empty file"``, ``"truncated"``, ``"not an image"``,
             ``"unreadable"``, ``"too large"``, ``"unsupported mode"``, ...), recorded as-is in stats.
-        hint: what the user can do about it, or ``None``.
+        detail: what exactly went wrong (may be empty).
+        fix: what the user can do about it, or ``None`` (``hint`` is the same value).
     """
 
-    def __init__(self, path: str | os.PathLike, reason: str, detail: str = "", hint: str | None = None):
-        self.path = os.fspath(path)
+    def __init__(self, *args, path: str | os.PathLike | None = None, reason: str | None = None,
+                 detail: str = "", hint: str | None = None, fix: str | None = None):
+        if reason is None:  # positional form: (path, reason, detail="", hint=None)
+            path, reason, *rest = args
+            detail = rest[0] if rest else detail
+            hint = rest[1] if len(rest) > 1 else hint
+            message = reason + (f" ({detail})" if detail else "")
+        else:
+            message = args[0] if args else reason
+            detail = detail or (args[0] if args else "")
         self.reason = reason
         self.detail = detail
-        self.hint = hint
-        msg = f"{self.path}: {reason}"
-        if detail:
-            msg += f" ({detail})"
-        if hint:
-            msg += f". {hint}"
-        super().__init__(msg)
+        super().__init__(message, path=path, fix=fix or hint)
 
-    def __reduce__(self):  # picklable across process pools
-        return (type(self), (self.path, self.reason, self.detail, self.hint))
+    @property
+    def hint(self) -> str | None:
+        return self.fix
 
 
 class UnsupportedCFAError(InputError):
@@ -49,7 +79,10 @@ class UnsupportedCFAError(InputError):
 
 
 class ConfigError(RawsynthError, ValueError):
-    """A configuration value or file is invalid (unknown key, out-of-range value, wrong type)."""
+    """A configuration value or file is invalid (unknown key, out-of-range value, wrong type, bad option).
+
+    The one ``ConfigError`` of the project: ``rddm.errors.ConfigError`` and benchmarks use this class.
+    """
 
 
 class ShapeError(RawsynthError, ValueError):

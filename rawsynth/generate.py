@@ -32,8 +32,11 @@ from .backends import ShardBackend, make_backend
 from .backends.local import worker_init
 from .errors import ConfigError, InputError, RawsynthError
 from .io.atomic import atomic_output
+from .io.dng import encode_dng
+from .io.images import decode_srgb
 from .pipeline import SynthConfig, apply_crop, sample_crop, synthesize
 from .rng import numpy_rng
+from . import shards as _shards  # looked up at call time (tests replace write_shard to simulate a full disk)
 from .runlock import RunLock
 from .shards.checksums import MEMBER_CHECKSUMS, member_checksums
 from .signals import terminate_as_interrupt
@@ -97,8 +100,6 @@ def plan_shards(sources: Sequence[Source], crops_per_image: int, shard_size: int
 def _load_source(src: Source) -> tuple[np.ndarray, str]:
     import cv2
 
-    from .io.images import decode_srgb
-
     data = read_regular_file(src.path, src.name)
     img = decode_srgb(data, name=src.name).image
     # = np.clip(np.rint(img * 255), 0, 255).astype(np.uint8) (float32 product, round half to even, saturate) on
@@ -109,9 +110,6 @@ def _load_source(src: Source) -> tuple[np.ndarray, str]:
 
 
 def _make_sample(ref: SampleRef, image: np.ndarray, digest: str, config: SynthConfig, seed: int) -> dict:
-    from .io.dng import encode_dng
-    from .shards import encode_sample
-
     box = sample_crop(numpy_rng(seed, ref.key, "crop"), image.shape[:2], config.crop, config.small_policy,
                       ref.source.name)
     source = {"path": ref.source.name, "sha256": digest}
@@ -123,7 +121,7 @@ def _make_sample(ref: SampleRef, image: np.ndarray, digest: str, config: SynthCo
         cam = s.meta.get("camera") or {}  # a sampled camera's make and model (sensor and matrix are in s)
         who = {k: cam[k] for k in ("make", "model") if cam.get(k)}
         dng = encode_dng(s.raw_dn, s.pattern, s.sensor, s.isp, iso=s.noise.iso, **who)
-    return encode_sample(s.key, s.raw_dn, s.hq_linear, s.meta, lq_srgb=s.lq_srgb, gt_srgb=s.gt_srgb, dng=dng)
+    return _shards.encode_sample(s.key, s.raw_dn, s.hq_linear, s.meta, lq_srgb=s.lq_srgb, gt_srgb=s.gt_srgb, dng=dng)
 
 
 def _failure(ref: SampleRef, e: BaseException) -> dict:
@@ -144,7 +142,6 @@ def run_shard(task: ShardTask, config: SynthConfig, seed: int, out_dir: str | os
     ``stats["failures"]``. Only I/O errors on the output (e.g. a full disk) raise, leaving no file under
     the shard's final name.
     """
-    from .shards import write_shard
 
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -161,7 +158,7 @@ def run_shard(task: ShardTask, config: SynthConfig, seed: int, out_dir: str | os
             failures.append(_failure(ref, e))
         if on_sample is not None:
             on_sample()
-    shard = write_shard(out / f"{task.name}.tar", samples)
+    shard = _shards.write_shard(out / f"{task.name}.tar", samples)
     stats = {"shard": task.name, "count": shard.count, "failures": failures, "bytes": shard.bytes,
              "sha256": shard.sha256, "seconds": round(time.perf_counter() - t0, 3),
              "keys": [r.key for r in task.refs], MEMBER_CHECKSUMS: member_checksums(samples)}

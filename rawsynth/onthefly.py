@@ -5,7 +5,8 @@ Two halves, split where the work changes hands:
 * :class:`SourceCrops` (a map-style ``torch.utils.data.Dataset``) and :func:`make_onthefly_loader`: the samples
   ``rawsynth generate`` would plan for the same sources (:func:`rawsynth.generate.plan_shards`: same keys), each
   the crop it would cut (:func:`rawsynth.pipeline.sample_crop` from stream ``"crop"``), as ``(3, H, W)`` uint8,
-  with its :class:`~rawsynth.pipeline.Recipe` drawn in the loader worker (:func:`rawsynth.pipeline.sample_recipe`).
+  with its :class:`~rawsynth.pipeline.SampleRecipe` drawn in the loader worker
+  (:func:`rawsynth.pipeline.sample_recipe`).
 * :class:`OnTheFlySynth`: ``synth(batch)`` moves the crops to its device, degrades them
   (:func:`rawsynth.degrade.degrade_batch`: the batched GPU path on CUDA, the CPU chain on the CPU) and runs
   IPTP + MNS (:func:`rawsynth.kernels.iptp_mns`: the fused Triton kernel on CUDA). It returns exactly the batch
@@ -32,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from .errors import ConfigError, RawsynthError, ShapeError
 from .generate import _load_source, plan_shards
 from .mns import normalize
-from .pipeline import CropBox, Mode, Recipe, SynthConfig, apply_crop, recipe_meta, sample_crop, sample_recipe
+from .pipeline import CropBox, Mode, SampleRecipe, SynthConfig, apply_crop, recipe_meta, sample_crop, sample_recipe
 from .rng import derive_seed, numpy_rng
 from .sources import Source
 
@@ -49,7 +50,7 @@ class SourceCrops(Dataset):
     ``k // crops_per_image``, sources sorted by name), a dict::
 
         {"key": str, "srgb": (3, crop, crop) uint8 tensor, "source": {"path": name, "sha256": hex},
-         "crop": CropBox, "recipe": Recipe}
+         "crop": CropBox, "recipe": SampleRecipe}
 
     Decoded sources are kept in a small per-process cache, so reading in order (the default sampler) decodes
     each source once for all its crops.
@@ -122,7 +123,7 @@ def collate_crops(items: Sequence[dict | None]) -> dict | None:
 
     Returns:
         ``{"srgb": (B, 3, H, W) uint8, "key": list[str], "source": list[dict], "crop": list[CropBox],
-        "recipe": list[Recipe]}``, or ``None`` if every item failed (skip that batch).
+        "recipe": list[SampleRecipe]}``, or ``None`` if every item failed (skip that batch).
     """
     items = [it for it in items if it is not None]
     if not items:
@@ -208,11 +209,11 @@ class OnTheFlySynth:
         self.config, self.seed, self.device = config, int(seed), torch.device(device)
         self.backend, self.blur, self.jpeg = backend, blur, jpeg
 
-    def recipes(self, keys: Sequence[str], size: tuple[int, int]) -> list[Recipe]:
+    def recipes(self, keys: Sequence[str], size: tuple[int, int]) -> list[SampleRecipe]:
         """The recipes of ``keys`` for crops of ``size`` (what the loader workers draw)."""
         return [sample_recipe(self.seed, k, self.config, size) for k in keys]
 
-    def degrade(self, srgb: torch.Tensor, recipes: Sequence[Recipe]) -> torch.Tensor:
+    def degrade(self, srgb: torch.Tensor, recipes: Sequence[SampleRecipe]) -> torch.Tensor:
         """The detail degradation of a uint8 batch: ``(B, 3, H, W)`` uint8 → uint8 LQ at ``(H, W)``."""
         from .degrade import degrade_batch
         from .degrade.gpu import degrade_batch_gpu
@@ -227,7 +228,7 @@ class OnTheFlySynth:
             raise ConfigError("rddm pairs need the LQ at the HQ size: set degradation.resize_back: true")
         return lq8
 
-    def pairs(self, hq8: torch.Tensor, src8: torch.Tensor, recipes: Sequence[Recipe], keys: Sequence[str],
+    def pairs(self, hq8: torch.Tensor, src8: torch.Tensor, recipes: Sequence[SampleRecipe], keys: Sequence[str],
               sources: Sequence[dict | None] | None = None, crops: Sequence[CropBox | None] | None = None) -> dict:
         """IPTP + MNS: the training batch from the HQ crops and the images to mosaic (the LQ, or the HQ itself
         in ``ddnet`` mode), both ``(B, 3, H, W)`` uint8 on the same device."""
@@ -282,8 +283,8 @@ class OnTheFlySynth:
         if h % 2 or w % 2:
             raise ShapeError(f"crops must have even height and width (whole Bayer blocks), got {h}x{w}")
         recipes = batch.get("recipe") or self.recipes(keys, (h, w))
-        if len(recipes) != b or not all(isinstance(r, Recipe) for r in recipes):
-            raise ShapeError(f"batch['recipe'] must hold {b} Recipe objects")
+        if len(recipes) != b or not all(isinstance(r, SampleRecipe) for r in recipes):
+            raise ShapeError(f"batch['recipe'] must hold {b} SampleRecipe objects")
         for r, k in zip(recipes, keys):
             if r.noise_seed != derive_seed(self.seed, k, "noise-field"):
                 raise ConfigError(f"sample {k}: its recipe was drawn with another seed than this synthesiser's "

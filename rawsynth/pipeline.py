@@ -1,7 +1,6 @@
 """Pair synthesis (paper Fig. 5, Eq. 7): one sRGB HQ crop → (RAW LQ mosaic, linear HQ) with its metadata.
 
 Two modes (:class:`Mode`):
-
 * ``rddm``: detail degradation → IPTP of HQ and LQ with the same ISP parameters → MNS on the LQ.
   The pair is (noisy RAW mosaic of the degraded image, linear HQ), same ``H×W``.
 * ``ddnet``: IPTP of the HQ → MNS, no detail degradation: (noisy RAW mosaic, its clean linear image).
@@ -16,15 +15,17 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from ._config import ConfigMixin, from_mapping, load_yaml, to_dict
 from ._version import __version__
+from .degrade import DegradationConfig, sample_degradation
+from .degrade.ops import apply_degradation_u8
 from .errors import ConfigError, InputError, ShapeError
-from .isp import ISPConfig, ISPParams, sample_isp_params
+from .isp import ISPConfig, ISPParams, inverse_gamma, inverse_tone, sample_isp_params
 from .isp.iptp import apply_matrix, inverse_white_balance
 from .isp.params import ISPBatch
 from .mns import (NoiseParams, NoiseProfile, Pattern, SensorParams, add_noise, load_noise_profile, mosaic, quantize,
@@ -32,8 +33,8 @@ from .mns import (NoiseParams, NoiseProfile, Pattern, SensorParams, add_noise, l
 from .mns.physics import PhysicsParams, PhysicsProfile, apply_physics_noise, sample_physics_params
 from .rng import derive_seed, numpy_rng, torch_generator
 
-__all__ = ["Mode", "SmallPolicy", "SynthConfig", "CropBox", "Sample", "Recipe", "sample_recipe", "recipe_meta",
-           "sample_crop", "apply_crop", "synthesize", "srgb_to_linear_lut"]
+__all__ = ["Mode", "SmallPolicy", "SynthConfig", "CropBox", "Sample", "SampleRecipe", "Recipe", "sample_recipe",
+           "recipe_meta", "sample_crop", "apply_crop", "synthesize", "srgb_to_linear_lut"]
 
 
 class Mode(str, Enum):
@@ -51,14 +52,8 @@ class SmallPolicy(str, Enum):
     REFLECT = "reflect"
 
 
-def _degradation_config_cls():
-    from .degrade import DegradationConfig
-
-    return DegradationConfig
-
-
 @dataclass(frozen=True)
-class SynthConfig:
+class SynthConfig(ConfigMixin):
     """Everything that decides a sample's content besides ``(seed, key)`` and the source image.
 
     Attributes:
@@ -88,7 +83,7 @@ class SynthConfig:
     iso_range: tuple[float, float] | None = None
     sensor: SensorParams = field(default_factory=SensorParams)
     isp: ISPConfig = field(default_factory=ISPConfig)
-    degradation: object = field(default_factory=lambda: _degradation_config_cls()())
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
     save_srgb: bool = False
     save_dng: bool = False
     cameras: object = None
@@ -116,10 +111,9 @@ class SynthConfig:
             setf("sensor", SensorParams.from_dict(self.sensor))
         if isinstance(self.isp, dict):
             setf("isp", ISPConfig.from_dict(self.isp))
-        deg_cls = _degradation_config_cls()
         if isinstance(self.degradation, dict):
-            setf("degradation", deg_cls.from_dict(self.degradation))
-        if not isinstance(self.degradation, deg_cls):
+            setf("degradation", DegradationConfig.from_dict(self.degradation))
+        if not isinstance(self.degradation, DegradationConfig):
             raise ConfigError(f"SynthConfig.degradation must be a DegradationConfig, got {type(self.degradation)}")
         if self.mode is Mode.RDDM and self.crop % self.degradation.scale:
             raise ConfigError(f"SynthConfig.crop ({self.crop}) must be a multiple of the degradation scale "
@@ -149,37 +143,21 @@ class SynthConfig:
 
     def to_dict(self) -> dict:
         """JSON-ready dict; ``SynthConfig.from_dict(c.to_dict()) == c``."""
-        d = {
-            "mode": self.mode.value, "crop": self.crop, "crops_per_image": self.crops_per_image,
-            "small_policy": self.small_policy.value, "patterns": [p.value for p in self.patterns],
-            "noise_profile": self.noise_profile,
-            "iso_range": list(self.iso_range) if self.iso_range else None,
-            "sensor": self.sensor.to_dict(), "isp": self.isp.to_dict(), "degradation": self.degradation.to_dict(),
-            "save_srgb": self.save_srgb, "save_dng": self.save_dng,
-        }
-        if self.cameras is not None:
+        d = to_dict(self)
+        if self.cameras is None:  # configs without cameras keep the manifest they always had
+            d.pop("cameras", None)
+        else:
             d["cameras"] = self.cameras.to_dict()
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> SynthConfig:
+    def from_dict(cls, d, where: str | None = None) -> SynthConfig:
         """Build from a mapping (YAML/JSON); unknown keys raise :class:`ConfigError` naming them."""
-        if not isinstance(d, dict):
-            raise ConfigError(f"a synthesis config must be a mapping, got {type(d).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"unknown config key(s) {unknown}; valid keys are {sorted(names)}")
-        d = dict(d)
-        if d.get("iso_range") is not None:
-            d["iso_range"] = tuple(d["iso_range"])
-        if "patterns" in d:
-            d["patterns"] = tuple(d["patterns"])
-        return cls(**d)
+        return from_mapping(cls, d, where)
 
 
 @dataclass(frozen=True)
-class CropBox:
+class CropBox(ConfigMixin):
     """Where a sample's HQ crop lies in its source image.
 
     ``top``/``left`` are even, so the crop keeps the source's pixel grid phase; ``pad_bottom``/``pad_right``
@@ -193,9 +171,6 @@ class CropBox:
     policy: str = "skip"
     pad_bottom: int = 0
     pad_right: int = 0
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def sample_crop(rng: np.random.Generator, size: tuple[int, int], crop: int, policy: SmallPolicy | str,
@@ -220,7 +195,7 @@ def apply_crop(img: np.ndarray, box: CropBox) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Recipe:
+class SampleRecipe:
     """Every parameter of one sample, drawn from ``(seed, key)`` alone by :func:`sample_recipe`.
 
     :func:`synthesize` (the shards) and :class:`rawsynth.onthefly.OnTheFlySynth` (training on the GPU) both
@@ -255,7 +230,11 @@ def _camera_and_profile(seed: int, key: str, config: SynthConfig):
     return sample_camera(numpy_rng(seed, key, "camera"), config.cameras, seed)
 
 
-def sample_recipe(seed: int, key: str, config: SynthConfig, size: tuple[int, int]) -> Recipe:
+#: Deprecated name of :class:`SampleRecipe` (``benchmarks.builders.Recipe`` is a benchmark's recipe, another thing).
+Recipe = SampleRecipe
+
+
+def sample_recipe(seed: int, key: str, config: SynthConfig, size: tuple[int, int]) -> SampleRecipe:
     """Draw every parameter of sample ``key`` (the draws of :func:`synthesize`, without the image).
 
     Args:
@@ -265,7 +244,7 @@ def sample_recipe(seed: int, key: str, config: SynthConfig, size: tuple[int, int
         size: ``(H, W)`` of the HQ crop (the degradation is drawn for it).
 
     Returns:
-        The sample's :class:`Recipe`.
+        The sample's :class:`SampleRecipe`.
 
     Raises:
         ShapeError: ``size`` does not suit the degradation (not a multiple of its scale, or too small).
@@ -288,15 +267,13 @@ def sample_recipe(seed: int, key: str, config: SynthConfig, size: tuple[int, int
     pattern = patterns[int(numpy_rng(seed, key, "pattern").integers(len(patterns)))]
     deg = None
     if config.mode is Mode.RDDM:
-        from .degrade import sample_degradation
-
         deg = sample_degradation(numpy_rng(seed, key, "degradation"), config.degradation, tuple(size))
     elif config.mode is not Mode.DDNET:
         raise ConfigError(f"unknown mode {config.mode!r}")
-    return Recipe(isp, pattern, noise, sensor, deg, derive_seed(seed, key, "noise-field"), camera)
+    return SampleRecipe(isp, pattern, noise, sensor, deg, derive_seed(seed, key, "noise-field"), camera)
 
 
-def recipe_meta(recipe: Recipe, key: str, seed: int, config: SynthConfig, size: tuple[int, int],
+def recipe_meta(recipe: SampleRecipe, key: str, seed: int, config: SynthConfig, size: tuple[int, int],
                 source: dict | None = None, crop: CropBox | None = None) -> dict:
     """The metadata a shard records for a sample (``meta.json``, see ``docs/format.md``)."""
     deg = recipe.degradation
@@ -342,7 +319,7 @@ class Sample:
     gt_srgb: np.ndarray | None = None
 
 
-def srgb_to_linear_lut(srgb: np.ndarray, isp: ISPParams) -> torch.Tensor:
+def srgb_to_linear_lut(srgb: np.ndarray, isp: ISPParams, channels_last: bool = False) -> torch.Tensor:
     """IPTP of an image on the 8-bit grid through a 256-entry lookup table for the pointwise part.
 
     Inverse tone and inverse gamma act on each value alone, so for 8-bit input they are a table lookup
@@ -353,15 +330,12 @@ def srgb_to_linear_lut(srgb: np.ndarray, isp: ISPParams) -> torch.Tensor:
         srgb: ``(H, W, 3)`` uint8.
         isp: the sample's parameters.
 
+        channels_last: store the result pixel-interleaved, so that ``out[0].permute(1, 2, 0)`` is a contiguous
+            ``(H, W, 3)`` array (same values).
+
     Returns:
         ``(1, 3, H, W)`` float32 linear camera RGB in ``[0, 1]``.
     """
-    return _srgb_to_linear(srgb, isp)
-
-
-def _srgb_to_linear(srgb: np.ndarray, isp: ISPParams, channels_last: bool = False) -> torch.Tensor:
-    """:func:`srgb_to_linear_lut`; with ``channels_last`` the result is stored pixel-interleaved, so that
-    ``out[0].permute(1, 2, 0)`` is a contiguous ``(H, W, 3)`` array (same values)."""
     if srgb.dtype != np.uint8 or srgb.ndim != 3 or srgb.shape[2] != 3:
         raise ShapeError(f"srgb must be (H, W, 3) uint8, got {srgb.dtype} {srgb.shape}")
     # cv2.LUT: the same table lookup as _LINEAR_LUT[srgb] (a copy of the entries), ~4x faster
@@ -372,9 +346,10 @@ def _srgb_to_linear(srgb: np.ndarray, isp: ISPParams, channels_last: bool = Fals
     return x.clamp_(0.0, 1.0)
 
 
-def _linear_lut() -> np.ndarray:
-    from .isp import inverse_gamma, inverse_tone
+_srgb_to_linear = srgb_to_linear_lut  # the old private name (benchmarks/perf)
 
+
+def _linear_lut() -> np.ndarray:
     levels = torch.arange(256, dtype=torch.float64) / 255.0
     return inverse_gamma(inverse_tone(levels)).float().numpy()
 
@@ -387,6 +362,19 @@ def _to_u8(x: np.ndarray) -> np.ndarray:
     if x.dtype == np.uint8:
         return x
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def _degrade_u8(hq8: np.ndarray, recipe: SampleRecipe, config: SynthConfig) -> np.ndarray | None:
+    """The detail degradation of ``hq8`` as uint8 at the HQ size (``rddm`` mode), or ``None`` (``ddnet``)."""
+    if config.mode is Mode.DDNET:
+        return None
+    if config.mode is not Mode.RDDM:
+        raise ConfigError(f"unknown mode {config.mode!r}")
+    # apply_degradation's 8-bit result as uint8 (it is exactly k / 255 as float)
+    lq8 = apply_degradation_u8(np.divide(hq8, np.float32(255.0), dtype=np.float32), recipe.degradation)
+    if lq8.shape[:2] != hq8.shape[:2]:
+        raise ConfigError("rddm pairs need the LQ at the HQ size: set degradation.resize_back: true")
+    return lq8
 
 
 def synthesize(srgb_hq: np.ndarray, key: str, seed: int, config: SynthConfig,
@@ -417,29 +405,18 @@ def synthesize(srgb_hq: np.ndarray, key: str, seed: int, config: SynthConfig,
     h, w = srgb_hq.shape[:2]
     if h % 2 or w % 2:
         raise ShapeError(f"srgb_hq must have even height and width, got {h}x{w}")
-    hq8 = _to_u8(srgb_hq)
+    hq8 = _to_u8(srgb_hq)  # the crop (cut by the caller: sample_crop + apply_crop), on the 8-bit grid
     recipe = sample_recipe(seed, key, config, (h, w))
-    isp, pattern, noise, sensor, deg = recipe.isp, recipe.pattern, recipe.noise, recipe.sensor, recipe.degradation
+    isp, pattern, noise, sensor = recipe.isp, recipe.pattern, recipe.noise, recipe.sensor
 
-    hq_lin = _srgb_to_linear(hq8, isp, channels_last=True)  # hq_linear below is then a view, not a copy
-    lq8 = None
-    if config.mode is Mode.RDDM:
-        from .degrade.ops import _apply_degradation_u8
-
-        # apply_degradation's 8-bit result as uint8 (it is exactly k / 255 as float)
-        lq8 = _apply_degradation_u8(np.divide(hq8, np.float32(255.0), dtype=np.float32), deg)
-        if lq8.shape[:2] != (h, w):
-            raise ConfigError("rddm pairs need the LQ at the HQ size: set degradation.resize_back: true")
-        src_lin = _srgb_to_linear(lq8, isp)
-    elif config.mode is Mode.DDNET:
-        src_lin = hq_lin
-    else:
-        raise ConfigError(f"unknown mode {config.mode!r}")
-    clean = mosaic(src_lin, pattern)
-    gen = torch_generator(seed, key, "noise-field")
-    if isinstance(noise, PhysicsParams):
+    # paper Fig. 5: crop → degrade → unprocess (IPTP) → mosaic → add_noise → quantize (MNS)
+    lq8 = _degrade_u8(hq8, recipe, config)  # None in ddnet mode
+    hq_lin = srgb_to_linear_lut(hq8, isp, channels_last=True)  # hq_linear below is then a view, not a copy
+    src_lin = hq_lin if lq8 is None else srgb_to_linear_lut(lq8, isp)
+    clean, gen = mosaic(src_lin, pattern), torch_generator(seed, key, "noise-field")
+    if isinstance(noise, PhysicsParams):  # a camera profile's physics model (rawsynth.mns.physics)
         noisy = apply_physics_noise(clean, noise, sensor, pattern, gen)
-    else:
+    else:  # paper Eq. 11
         noisy = add_noise(clean, noise, gen)
     raw_dn = quantize(noisy, sensor)[0, 0].numpy()
     hq_linear = hq_lin[0].permute(1, 2, 0).numpy()
@@ -449,19 +426,5 @@ def synthesize(srgb_hq: np.ndarray, key: str, seed: int, config: SynthConfig,
                   lq8 if config.save_srgb else None, hq8 if config.save_srgb else None)
 
 
-def load_config(path: str | Path) -> dict:
-    """Read a YAML/JSON config file into a dict (no object construction), with typed errors naming it."""
-    import yaml
-
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise InputError(p, "unreadable", e.strerror or str(e)) from None
-    try:
-        d = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise InputError(p, "invalid YAML", str(e)) from None
-    if not isinstance(d, dict):
-        raise InputError(p, "invalid config", f"top level must be a mapping, got {type(d).__name__}")
-    return d
+#: Deprecated alias of :func:`rawsynth._config.load_yaml` (every fault is a :class:`ConfigError` naming the file).
+load_config = load_yaml

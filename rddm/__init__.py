@@ -15,18 +15,16 @@ Importing ``rddm`` is cheap: subpackages (torch, diffusers, peft) load on first 
 
 from __future__ import annotations
 
-import importlib
-
+from rawsynth._lazy import lazy_exports
 from rawsynth._version import __version__
 
 from .errors import CheckpointError, ConfigError, DataError, RddmError, WeightsError
 
-_SUBMODULES = ("models", "losses", "lpips", "lora", "prompts", "vsd", "restore", "train", "config", "cli")
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (type checkers read it as True)
+if TYPE_CHECKING:  # what the lazy names are, for IDEs and type checkers
+    from . import cli, config, lora, losses, lpips, models, prompts, restore, schedule, train, vsd
 
-__all__ = ["__version__", "RddmError", "ConfigError", "WeightsError", "DataError", "CheckpointError", *_SUBMODULES]
-
-
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module 'rddm' has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__, submodules=("models", "losses", "lpips", "lora", "prompts", "vsd", "restore", "train", "config", "cli",
+                          "schedule"),
+    eager=("__version__", "RddmError", "ConfigError", "WeightsError", "DataError", "CheckpointError"))

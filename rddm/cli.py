@@ -18,6 +18,7 @@ from rawsynth._version import __version__
 from rawsynth._cli import run_cli
 
 from .errors import ConfigError
+from rawsynth.device import DEVICE_HELP, device_arg
 
 __all__ = ["main", "build_parser", "default_config_path", "STAGES"]
 
@@ -151,7 +152,7 @@ def _add_run_flags(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--shards", nargs="+", metavar="SHARDS",
                    help="training shards: `rawsynth generate` output folders, shard files or brace patterns "
                         "(replaces data.shards)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--device", type=device_arg, default="auto", help=DEVICE_HELP)
     p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], help="autocast precision (replaces "
                                                                              "mixed_precision)")
     p.add_argument("--max-steps", type=int, help="optimizer steps (replaces max_steps)")
@@ -201,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  "(replaces data.shards)")
     p.add_argument("--num-samples", type=int, help="samples to encode (replaces num_samples)")
     p.add_argument("--out", help="write the updated RVAE here (a copy) instead of updating --rvae in place")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--device", type=device_arg, default="auto", help=DEVICE_HELP)
     p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], help="autocast precision")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_calibrate)
@@ -223,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                               "python:module:Class[:PATH]")
     p.add_argument("--ddnet", metavar="DIR", help="DDNet folder for prompt extractors that read the image "
                                                   "(bilinear demosaic without)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--device", type=device_arg, default="auto", help=DEVICE_HELP)
     p.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
                    help="network precision (default auto: bf16/fp16 on a GPU, fp32 on the CPU)")
     p.add_argument("--tile", type=int, default=512, help="tile side in pixels (default 512; 0: whole image)")

@@ -13,15 +13,14 @@ Importing this module is cheap (no torch).
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .errors import ConfigError
+from rawsynth._config import from_mapping, load_yaml, to_dict, with_path
+from rawsynth.errors import ConfigError
+from rawsynth.io.atomic import atomic_output
 
 __all__ = ["OnTheFlyConfig", "DataConfig", "OptimConfig", "TrainConfig", "DDNetModelConfig", "DDNetTrainConfig",
            "RVAEModelConfig", "RVAELossConfig", "RVAETrainConfig", "CalibrateConfig", "RDDMModelConfig",
@@ -514,101 +513,6 @@ def _check(ok: bool, name: str, expected: str, value) -> None:
         raise ConfigError(f"{name} must be {expected}, got {value!r}")
 
 
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _convert(value, tp, where: str):
-    """Check and convert a YAML value to the annotated type ``tp`` (tuples from lists, ints to floats)."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _convert(value, a, where)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} is none of "
-                          f"{[_type_name(a) for a in args]}")
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{where} must be one of {list(args)}, got {value!r}")
-        return value
-    if origin is tuple:
-        if isinstance(value, str) and args == (str, Ellipsis):
-            value = [value]  # one path instead of a list of them
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(f"{where} must be a list of {len(args)} values, got {value!r}")
-        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, where, None)
-    if tp is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a mapping, got {value!r}")
-        return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be an int, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(f"{where} must be a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{where} must be a finite number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if isinstance(value, os.PathLike):
-            value = os.fspath(value)
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config type {tp!r} at {where}")  # a bug in a config class, not a user error
-
-
-def _build(cls, d, where: str | None, base):
-    """Build ``cls`` from mapping ``d``: keys missing from ``d`` come from ``base`` (or the class defaults)."""
-    label = f"section '{where}'" if where else "the config"
-    if d is None:
-        d = {}
-    if isinstance(d, cls):
-        return d
-    if not isinstance(d, dict):
-        raise ConfigError(f"{label} must be a mapping, got {type(d).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(str(k) for k in d if k not in names)
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in {label}; valid keys are {names}")
-    if base is None:
-        base = cls()
-    kwargs = {}
-    for name in names:
-        key = f"{where}.{name}" if where else name
-        if name not in d:
-            continue
-        if dataclasses.is_dataclass(hints[name]):
-            kwargs[name] = _build(hints[name], d[name], key, getattr(base, name))
-        else:
-            kwargs[name] = _convert(d[name], hints[name], key)
-    return dataclasses.replace(base, **kwargs)
-
-
 def config_from_dict(cls: type, d: dict | None, source: str | os.PathLike | None = None):
     """Build a config of class ``cls`` from a mapping, strictly.
 
@@ -621,47 +525,16 @@ def config_from_dict(cls: type, d: dict | None, source: str | os.PathLike | None
         ConfigError: an unknown key (named, with the valid ones), a wrong type or an invalid value.
     """
     try:
-        return _build(cls, d, None, None)
+        return from_mapping(cls, d, None, convert=True)
     except ConfigError as e:
         if source is not None:
-            raise ConfigError(e.message, path=source, fix=e.fix or "edit the config file") from None
+            raise with_path(e, source) from None
         raise
-
-
-def _plain(v):
-    if dataclasses.is_dataclass(v):
-        return {f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
-    if isinstance(v, (tuple, list)):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    return v
 
 
 def config_to_dict(cfg) -> dict:
     """The config as plain YAML/JSON-ready data (tuples become lists)."""
-    return _plain(cfg)
-
-
-def load_yaml(path: str | os.PathLike) -> dict:
-    """Read a YAML file holding a mapping (an empty file is ``{}``)."""
-    import yaml
-
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise ConfigError(f"cannot read the config ({e.strerror or e})", path=p,
-                          fix="check the --config path") from None
-    try:
-        d = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"invalid YAML ({e})", path=p, fix="fix the syntax") from None
-    if d is None:
-        return {}
-    if not isinstance(d, dict):
-        raise ConfigError(f"the top level must be a mapping, got {type(d).__name__}", path=p)
-    return d
+    return to_dict(cfg)
 
 
 def load_config(cls: type, path: str | os.PathLike | None = None, overrides: dict | None = None):
@@ -687,8 +560,6 @@ def load_config(cls: type, path: str | os.PathLike | None = None, overrides: dic
 def save_config(cfg, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML (every field), atomically."""
     import yaml
-
-    from rawsynth.io.atomic import atomic_output
 
     text = f"# {type(cfg).__name__} (resolved: every field, defaults filled in)\n"
     text += yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None, width=110)

@@ -1,44 +1,27 @@
 """Typed errors of the RDDM training code.
 
-Every error raised on purpose derives from :class:`RddmError`, itself a :class:`rawsynth.errors.RawsynthError`,
-so one ``except RawsynthError`` catches the errors of the shard reader and of training alike (the ``rddm``
-command prints one line and exits with status 2). Messages name the file or value at fault and the fix.
+They follow the project's one error contract (:class:`rawsynth.errors.RawsynthError`: message, path, fix);
+:class:`ConfigError` *is* :class:`rawsynth.errors.ConfigError`, re-exported here.
 """
 
 from __future__ import annotations
 
 import os
 
-from rawsynth.errors import ConfigError as _RawsynthConfigError
-from rawsynth.errors import RawsynthError
+from rawsynth.errors import ConfigError, RawsynthError
 
 __all__ = ["RddmError", "ConfigError", "WeightsError", "DataError", "CheckpointError"]
 
 
 class RddmError(RawsynthError):
-    """Base class of every error the RDDM code raises on purpose.
+    """Base class of the errors only the RDDM code raises (weights, data, checkpoints).
 
-    Args:
-        message: what is wrong.
-        path: the file or folder at fault, if any (printed first).
-        fix: what the user can do about it, if anything (printed last).
+    ``RddmError(message, path=None, fix=None)``: :class:`~rawsynth.errors.RawsynthError`'s contract (``path`` and
+    ``fix`` may also be given by position here).
     """
 
-    def __init__(self, message: str, path: str | os.PathLike | None = None, fix: str | None = None):
-        self.message = message
-        self.path = None if path is None else os.fspath(path)
-        self.fix = fix
-        text = message if self.path is None else f"{self.path}: {message}"
-        if fix:
-            text += f". Fix: {fix}"
-        super().__init__(text)
-
-    def __reduce__(self):  # picklable (multiprocessing, torch.distributed object collectives)
-        return (type(self), (self.message, self.path, self.fix))
-
-
-class ConfigError(RddmError, _RawsynthConfigError):
-    """A configuration file or value is invalid (unknown key, wrong type, out of range, conflicting options)."""
+    def __init__(self, message: str = "", path: str | os.PathLike | None = None, fix: str | None = None):
+        super().__init__(message, path=path, fix=fix)
 
 
 class WeightsError(RddmError):

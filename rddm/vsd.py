@@ -41,7 +41,7 @@ from torch import nn
 
 from . import lora as _lora
 from .errors import ConfigError, WeightsError
-from .models.rddm import PREDICTION_TYPES, add_noise, predict_x0, prediction_target
+from .schedule import PREDICTION_TYPES, add_noise, predict_x0, prediction_target
 
 __all__ = ["VSDRegularizer", "VSD_ADAPTER", "distribution_matching_loss"]
 

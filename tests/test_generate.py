@@ -173,7 +173,7 @@ def test_cli_config_file_and_overrides(src, tmp_path, capsys):
     assert cv2.imread(str(tmp_path / "p.png")).shape == (3 * 64, 4 * 64, 3)
     cfgfile.write_text("crops: 2\n")
     assert main(["generate", str(src), "--out", str(tmp_path / "x"), "--config", str(cfgfile)]) == 2
-    assert "unknown config key" in capsys.readouterr().err
+    assert "unknown key(s) ['crops']" in capsys.readouterr().err
 
 
 def test_inspect_catches_tampering(src, tmp_path, capsys):

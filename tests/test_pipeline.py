@@ -122,7 +122,7 @@ def test_config_round_trip_yaml_and_errors(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg.to_dict()))
     assert SynthConfig.from_dict(yaml.safe_load(path.read_text())) == cfg
-    with pytest.raises(ConfigError, match="unknown config key"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \[.crops.\]"):
         SynthConfig.from_dict({"crops": 3})
     with pytest.raises(ConfigError, match="multiple of the degradation scale"):
         SynthConfig(crop=130)

@@ -182,13 +182,13 @@ def build_benchmark(recipe: Recipe, src: str | os.PathLike, out: str | os.PathLi
     t0 = time.perf_counter()
     scan = scan_layout(src, recipe)
     if not scan.images:
-        raise LayoutError(src, f"none of the {recipe.expected_count} {recipe.title} images found under {scan.root}",
-                          scan.missing)
+        raise LayoutError(f"none of the {recipe.expected_count} {recipe.title} images found under {scan.root}",
+                          missing=scan.missing, path=src)
     if scan.missing and not allow_partial:
-        raise LayoutError(scan.root, f"{recipe.title} is incomplete: {len(scan.images)} of {recipe.expected_count} "
+        raise LayoutError(f"{recipe.title} is incomplete: {len(scan.images)} of {recipe.expected_count} "
                                      f"images found; missing: {compact(scan.missing_runs)}. Re-download the set, or "
                                      "pass --allow-partial to build from what is there (marked incomplete)",
-                          scan.missing)
+                          missing=scan.missing, path=scan.root)
     save_dng = recipe.save_dng if save_dng is None else bool(save_dng)
     out = Path(out)
     prepare_out_dir(out, overwrite)

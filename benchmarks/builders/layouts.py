@@ -105,7 +105,7 @@ def find_root(src: str | os.PathLike, recipe: Recipe) -> Path:
     src = Path(src)
     if not src.is_dir():
         what = "not a folder" if src.exists() else "no such folder"
-        raise LayoutError(src, f"{what}; give --src the {recipe.title} download ({_expected_hint(recipe)})")
+        raise LayoutError(f"{what}; give --src the {recipe.title} download ({_expected_hint(recipe)})", path=src)
     candidates = [src]
     resolved = src.resolve()
     for g in recipe.groups:
@@ -120,9 +120,10 @@ def find_root(src: str | os.PathLike, recipe: Recipe) -> Path:
         if any(locate_group(root, g) is not None for g in recipe.groups):
             return root
     tops = " and ".join(dict.fromkeys(f"{g.folder.split('/')[0]}/" for g in recipe.groups))
-    raise LayoutError(src, f"not the {recipe.title} layout ({recipe.layout_title}): expected "
-                           f"{_expected_hint(recipe)} under it, found {_describe(src)}. Point --src at the folder "
-                           f"that holds {tops} (or at {recipe.groups[0].folder} itself)" + _diagnose(src, recipe))
+    raise LayoutError(f"not the {recipe.title} layout ({recipe.layout_title}): expected "
+                      f"{_expected_hint(recipe)} under it, found {_describe(src)}. Point --src at the folder "
+                      f"that holds {tops} (or at {recipe.groups[0].folder} itself)" + _diagnose(src, recipe),
+                      path=src)
 
 
 def _image_size(path: Path) -> tuple[int, int] | None:
@@ -212,10 +213,10 @@ def scan_layout(src: str | os.PathLike, recipe: Recipe) -> Scan:
             try:
                 check_key(key)
             except ConfigError:
-                raise LayoutError(folder / n, f"file name gives an unusable image key {key!r} (keys are letters, "
-                                              "digits, '_' and '-'); rename the file") from None
+                raise LayoutError(f"file name gives an unusable image key {key!r} (keys are letters, "
+                                              "digits, '_' and '-'); rename the file", path=folder / n) from None
             if key in images:
-                raise LayoutError(folder / n, f"gives the same image key {key!r} as {images[key].name}")
+                raise LayoutError(f"gives the same image key {key!r} as {images[key].name}", path=folder / n)
             images[key] = SourceImage(key, f"{rel}/{n}" if rel != "." else f"{folder.name}/{n}", folder / n)
     return Scan(root, [images[k] for k in sorted(images)], missing, extra, recipe.expected_count, runs)
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from rawsynth.errors import ConfigError, InputError
 from rawsynth.mns import Pattern, SensorParams
-from rawsynth.pipeline import Mode, SynthConfig, load_config
+from rawsynth._config import load_yaml
+from rawsynth.pipeline import Mode, SynthConfig
 
 __all__ = ["CropPolicy", "Group", "Recipe", "recipe_names", "layout_recipe_names", "load_recipe",
            "load_recipe_dict"]
@@ -244,12 +245,12 @@ def load_recipe_dict(name_or_path: str | Path) -> tuple[dict, str]:
     from."""
     p = Path(name_or_path)
     if p.suffix.lower() in (".yaml", ".yml", ".json") or p.exists():
-        return load_config(p), str(p)
+        return load_yaml(p), str(p)
     bundled = _bundled(str(name_or_path))
     if not bundled.is_file():
         raise ConfigError(f"unknown benchmark {name_or_path!r}; the bundled ones are "
                           f"{', '.join((*BUILTIN, 'dnd'))} (or pass a recipe YAML file)")
-    return load_config(bundled), f"benchmarks/recipes/{name_or_path}.yaml"
+    return load_yaml(bundled), f"benchmarks/recipes/{name_or_path}.yaml"
 
 
 def load_recipe(name_or_path: str | Path, **overrides) -> Recipe:

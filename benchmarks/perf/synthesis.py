@@ -75,7 +75,7 @@ OUR_STAGES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("ISP/noise sampling", (("rawsynth.pipeline", "sample_isp_params"), ("rawsynth.pipeline", "sample_noise_params"),
                             ("rawsynth.pipeline", "numpy_rng"), ("rawsynth.pipeline", "torch_generator"),
                             ("rawsynth.pipeline", "SynthConfig.profile"))),
-    ("degradation", (("rawsynth.degrade", "sample_degradation"), ("rawsynth.degrade.ops", "_apply_degradation_u8"),
+    ("degradation", (("rawsynth.degrade", "sample_degradation"), ("rawsynth.degrade.ops", "apply_degradation_u8"),
                      ("rawsynth.degrade", "apply_degradation"))),
     ("IPTP", (("rawsynth.pipeline", "_srgb_to_linear"), ("rawsynth.pipeline", "srgb_to_linear_lut"))),
     ("MNS", (("rawsynth.pipeline", "mosaic"), ("rawsynth.pipeline", "add_noise"), ("rawsynth.pipeline", "quantize"))),

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rawsynth.device import resolve_device
 from rawsynth.errors import ConfigError
 
 from ..errors import MissingDependencyError
@@ -123,17 +124,6 @@ def parse_metrics(text: str | list[str] | None, has_gt: bool = True) -> list[str
             raise ConfigError(f"{', '.join(ref)} need ground truth, which this benchmark has not (e.g. DND); use "
                               "the no-reference metrics niqe, musiq, clipiqa")
     return [m for m in METRICS if m in names]
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``cpu``, ``cuda`` (error if unavailable) or ``auto``/``None`` (CUDA when available)."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise ConfigError(f"--device must be cpu, cuda or auto, got {device!r}")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    return torch.device(device)
 
 
 def convention(name: str, crop_border: int = 0) -> str | None:

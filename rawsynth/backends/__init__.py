@@ -10,6 +10,7 @@ shows progress and writes ``manifest.json``.
 
 from __future__ import annotations
 
+from ..errors import ConfigError
 from .base import BackendKind, ShardBackend, ShardJobLike, ShardLike, WorkerLostError
 from .dask import DaskBackend
 from .local import LocalBackend
@@ -34,7 +35,6 @@ def make_backend(backend: str | BackendKind | ShardBackend = "local", *, workers
     Raises:
         ConfigError: an unknown backend, ``scheduler`` without ``dask``, or invalid values.
     """
-    from ..errors import ConfigError
 
     if isinstance(backend, ShardBackend):
         if scheduler is not None:

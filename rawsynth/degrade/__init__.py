@@ -8,7 +8,7 @@ those parameters. basicsr (kernel constructors only) is imported lazily, on the 
 
 from .config import (REAL_ESRGAN_KERNEL_PROBS, REAL_ESRGAN_KERNELS, DegradationConfig, FinalConfig, FinalOrder,
                      KernelConfig, KernelType, ResizeDirection, ResizeMode, StageConfig)
-from .kernels import build_kernel
+from .blur_kernels import build_kernel
 from .ops import apply_degradation, degrade_batch
 from .params import DegradationParams, FinalParams, KernelParams, StageParams
 from .sample import sample_degradation

@@ -7,9 +7,7 @@ naming the field otherwise. Nothing is silently corrected.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Mapping
 from enum import Enum
 
 import numpy as np
@@ -134,40 +132,3 @@ def as_instance(cls: type, v, name: str):
         raise ConfigError(f"{name} must be a {cls.__name__}, got {type(v).__name__} (build it with "
                           f"{cls.__name__}.from_dict for a mapping)")
     return v
-
-
-def to_jsonable(v):
-    """Enum members → values, tuples → lists, nested dataclasses → dicts (recursively)."""
-    if isinstance(v, Enum):
-        return v.value
-    if isinstance(v, (tuple, list)):
-        return [to_jsonable(x) for x in v]
-    if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        return {f.name: to_jsonable(getattr(v, f.name)) for f in dataclasses.fields(v)}
-    return v
-
-
-def check_mapping(d, what: str, cls: type) -> None:
-    """Raise unless ``d`` is a mapping whose keys are all fields of ``cls``."""
-    if not isinstance(d, Mapping):
-        raise ConfigError(f"{what} must be a mapping, got {type(d).__name__}")
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(str(k) for k in d if k not in names)
-    if unknown:
-        raise ConfigError(f"{what}: unknown key(s) {unknown}; valid keys are {names}")
-
-
-def require_keys(d: Mapping, what: str, cls: type) -> None:
-    """Raise if a field of ``cls`` without a default is missing from ``d``."""
-    missing = [f.name for f in dataclasses.fields(cls) if f.name not in d
-               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    if missing:
-        raise ConfigError(f"{what}: missing key(s) {missing}")
-
-
-def build(cls: type, kwargs: dict, what: str):
-    """``cls(**kwargs)`` with the dotted path ``what`` prefixed to any ConfigError."""
-    try:
-        return cls(**kwargs)
-    except ConfigError as e:
-        raise ConfigError(f"{what}: {e}") from None

@@ -10,16 +10,13 @@ from the defaults, so a mapping only needs the keys it changes; unknown keys rai
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from ..errors import ConfigError, InputError
+from .._config import ConfigMixin
 from ._fields import (as_bool, as_enum, as_enum_tuple, as_instance, as_int, as_int_range, as_prob, as_probs,
-                      as_range, check_mapping, to_jsonable)
+                      as_range)
 
 __all__ = ["KernelType", "ResizeMode", "ResizeDirection", "FinalOrder", "KernelConfig", "StageConfig",
            "FinalConfig", "DegradationConfig", "REAL_ESRGAN_KERNELS", "REAL_ESRGAN_KERNEL_PROBS"]
@@ -85,38 +82,8 @@ REAL_ESRGAN_KERNELS = (KernelType.ISO, KernelType.ANISO, KernelType.GENERALIZED_
 REAL_ESRGAN_KERNEL_PROBS = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
 
 
-def _merge(base, d, what: str):
-    """``base`` with the keys of mapping ``d`` replaced; nested mappings merge into nested configs."""
-    cls = type(base)
-    check_mapping(d, what, cls)
-    kw = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in d:
-            continue
-        v, cur = d[f.name], getattr(base, f.name)
-        if dataclasses.is_dataclass(cur) and isinstance(v, Mapping):
-            v = _merge(cur, v, f"{what}.{f.name}")
-        kw[f.name] = v
-    try:
-        return dataclasses.replace(base, **kw)
-    except ConfigError as e:
-        raise ConfigError(f"{what}: {e}") from None
-
-
-class _ConfigMixin:
-    def to_dict(self) -> dict:
-        """JSON/YAML-ready nested dict (enums as strings, tuples as lists)."""
-        return to_jsonable(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping):
-        """Build from a (YAML/JSON) mapping; missing keys keep their defaults, unknown keys raise
-        :class:`~rawsynth.errors.ConfigError` naming them."""
-        return _merge(cls(), d, cls.__name__)
-
-
 @dataclass(frozen=True)
-class KernelConfig(_ConfigMixin):
+class KernelConfig(ConfigMixin):
     """Distribution of one order's blur kernel (Real-ESRGAN dataset + basicsr ``random_mixed_kernels``).
 
     Attributes:
@@ -173,7 +140,7 @@ def _second_kernel() -> KernelConfig:
 
 
 @dataclass(frozen=True)
-class StageConfig(_ConfigMixin):
+class StageConfig(ConfigMixin):
     """One degradation order: blur → random resize → JPEG (defaults: Real-ESRGAN's first order).
 
     Attributes:
@@ -210,7 +177,7 @@ def _second_stage() -> StageConfig:
 
 
 @dataclass(frozen=True)
-class FinalConfig(_ConfigMixin):
+class FinalConfig(ConfigMixin):
     """The final step: resize to ``(H/scale, W/scale)`` + sinc filter, and JPEG, in a random order.
 
     Attributes:
@@ -244,7 +211,7 @@ class FinalConfig(_ConfigMixin):
 
 
 @dataclass(frozen=True)
-class DegradationConfig(_ConfigMixin):
+class DegradationConfig(ConfigMixin):
     """Real-ESRGAN's two-order detail degradation without noise (defaults: ``train_realesrnet_x4plus.yml``).
 
     Attributes:
@@ -284,31 +251,3 @@ class DegradationConfig(_ConfigMixin):
     def max_kernel_size(self) -> int:
         """The largest kernel any stage can draw (21 by default): the size kernels are padded to."""
         return max(self.first.kernel.size_range[1], self.second.kernel.size_range[1], self.final.sinc_size_range[1])
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> DegradationConfig:
-        """Read a YAML mapping of overrides (an empty file means the defaults).
-
-        Raises:
-            InputError: the file cannot be read.
-            ConfigError: the YAML is malformed or not a mapping, or a key/value is invalid (the message names
-                the file and the dotted key).
-        """
-        import yaml
-
-        path = os.fspath(path)
-        try:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
-        except OSError as e:
-            raise InputError(path, "unreadable", str(e)) from None
-        try:
-            d = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e})") from None
-        if d is None:
-            d = {}
-        try:
-            return cls.from_dict(d)
-        except ConfigError as e:
-            raise ConfigError(f"{path}: {e}") from None

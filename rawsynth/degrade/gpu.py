@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from .._checks import check_bchw, per_sample
 from ..errors import ConfigError, ShapeError
 from .config import FinalOrder, ResizeMode
-from .kernels import build_kernel
+from .blur_kernels import build_kernel
 from .params import DegradationParams, KernelParams, StageParams
 
 __all__ = ["degrade_batch_gpu", "blur_batch", "resize_batch", "resize_weights", "blur_method", "FFT_MIN_KERNEL",

@@ -27,10 +27,11 @@ import torch.nn.functional as F
 from .._checks import check_bchw, per_sample
 from ..errors import ShapeError
 from .config import FinalOrder, KernelType, ResizeMode
-from .kernels import build_kernel
+from .blur_kernels import build_kernel
 from .params import DegradationParams, KernelParams, StageParams
 
-__all__ = ["apply_degradation", "degrade_batch", "blur", "blur_kernel", "resize", "resize_back", "quantize", "jpeg"]
+__all__ = ["apply_degradation", "apply_degradation_u8", "degrade_batch", "blur", "blur_kernel", "resize", "resize_back",
+           "quantize_u8", "quantize", "jpeg"]
 
 
 def blur(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -100,7 +101,7 @@ def resize_back(img: np.ndarray, mode: ResizeMode | str, size: tuple[int, int]) 
     return cv2.resize(img, (int(size[1]), int(size[0])), interpolation=_CV2_INTERP[mode])
 
 
-def quantize(img: np.ndarray) -> np.ndarray:
+def quantize_u8(img: np.ndarray) -> np.ndarray:
     """Real-ESRGAN's ``clamp((x * 255).round(), 0, 255)`` as ``(H, W, 3)`` uint8 (round half to even)."""
     # OpenCV's saturating float32 x·255 with round-half-even, after clipping to [0, 2] (beyond 1 both give 255):
     # equal to np.clip(np.rint(x * np.float32(255)), 0, 255).astype(np.uint8) for every finite float32 (checked
@@ -125,7 +126,7 @@ def _to_float(u8: np.ndarray) -> np.ndarray:
 
 def _jpeg_float(x: np.ndarray, quality: int) -> np.ndarray:
     # Real-ESRGAN clamps to [0, 1] before its JPEG; libjpeg also needs 8-bit input
-    return _to_float(jpeg(quantize(x), quality))
+    return _to_float(jpeg(quantize_u8(x), quality))
 
 
 def _stage(x: np.ndarray, sp: StageParams, by_factor: bool, what: str) -> np.ndarray:
@@ -184,10 +185,10 @@ def apply_degradation(img: np.ndarray, params: DegradationParams) -> np.ndarray:
     Raises:
         ShapeError: wrong type, shape, dtype or size, or values outside ``[0, 1]``.
     """
-    return _to_float(_apply_degradation_u8(img, params))
+    return _to_float(apply_degradation_u8(img, params))
 
 
-def _apply_degradation_u8(img: np.ndarray, params: DegradationParams) -> np.ndarray:
+def apply_degradation_u8(img: np.ndarray, params: DegradationParams) -> np.ndarray:
     """:func:`apply_degradation` returning its 8-bit result ``k`` as ``(h, w, 3)`` uint8 (not ``k / 255``)."""
     x = _check_image(img, params)
     x = _stage(x, params.first, True, "first")
@@ -197,16 +198,16 @@ def _apply_degradation_u8(img: np.ndarray, params: DegradationParams) -> np.ndar
         x = resize(x, fp.resize_mode, size=params.lq_size)
         if fp.sinc is not None:
             x = blur_kernel(x, fp.sinc)
-        u8 = jpeg(quantize(x), fp.jpeg_quality)
+        u8 = jpeg(quantize_u8(x), fp.jpeg_quality)
     elif fp.order is FinalOrder.JPEG_RESIZE_SINC:
         x = resize(_jpeg_float(x, fp.jpeg_quality), fp.resize_mode, size=params.lq_size)
         if fp.sinc is not None:
             x = blur_kernel(x, fp.sinc)
-        u8 = quantize(x)
+        u8 = quantize_u8(x)
     else:  # pragma: no cover
         raise AssertionError(fp.order)
     if params.resize_back:
-        u8 = quantize(resize_back(_to_float(u8), params.resize_back_mode, params.in_size))
+        u8 = quantize_u8(resize_back(_to_float(u8), params.resize_back_mode, params.in_size))
     return u8
 
 
@@ -240,3 +241,9 @@ def degrade_batch(x: torch.Tensor, params: DegradationParams | Sequence[Degradat
     hwc = x.detach().to("cpu", torch.float32).permute(0, 2, 3, 1).contiguous().numpy()
     out = np.stack([apply_degradation(hwc[i], p) for i, p in enumerate(plist)])
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous().to(device=x.device, dtype=x.dtype)
+
+
+#: Deprecated names: ``quantize`` is :func:`quantize_u8` (8-bit sRGB; sensor DN quantisation is
+#: :func:`rawsynth.mns.quantize`), ``_apply_degradation_u8`` is :func:`apply_degradation_u8`.
+quantize = quantize_u8
+_apply_degradation_u8 = apply_degradation_u8

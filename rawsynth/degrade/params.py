@@ -6,51 +6,15 @@ exactly; enums travel as their string values; "not applied" is ``null``).
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from ._fields import (as_bool, as_enum, as_float, as_instance, as_int, as_size, build, check_mapping, require_keys,
-                      to_jsonable)
+from .._config import ConfigMixin
+from ._fields import as_bool, as_enum, as_float, as_instance, as_int, as_size
 from .config import FinalOrder, KernelType, ResizeDirection, ResizeMode
 
 __all__ = ["KernelParams", "StageParams", "FinalParams", "DegradationParams"]
-
-
-def _from_mapping(cls, d, what: str, nested: dict | None = None):
-    """Strict ``cls(**d)``: unknown or missing keys raise; ``nested`` maps field → class for sub-mappings."""
-    check_mapping(d, what, cls)
-    require_keys(d, what, cls)
-    kw = dict(d)
-    for name, sub in (nested or {}).items():
-        v = kw.get(name)
-        if isinstance(v, Mapping):
-            kw[name] = sub._from_dict(v, f"{what}.{name}")
-    return build(cls, kw, what)
-
-
-class _ParamsMixin:
-    def to_dict(self) -> dict:
-        """JSON-ready nested dict."""
-        return to_jsonable(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: Mapping):
-        """Inverse of :meth:`to_dict`; unknown or missing keys raise :class:`~rawsynth.errors.ConfigError`."""
-        return cls._from_dict(d, cls.__name__)
-
-    @classmethod
-    def from_json(cls, s: str):
-        return cls.from_dict(json.loads(s))
-
-    @classmethod
-    def _from_dict(cls, d, what: str):
-        return _from_mapping(cls, d, what)
 
 
 def _opt_float(v, name: str, **kw) -> float | None:
@@ -58,7 +22,7 @@ def _opt_float(v, name: str, **kw) -> float | None:
 
 
 @dataclass(frozen=True)
-class KernelParams(_ParamsMixin):
+class KernelParams(ConfigMixin):
     """One blur kernel: its family, unpadded odd size and shape parameters.
 
     Attributes:
@@ -102,7 +66,7 @@ class KernelParams(_ParamsMixin):
 
 
 @dataclass(frozen=True)
-class StageParams(_ParamsMixin):
+class StageParams(ConfigMixin):
     """One degradation order as drawn.
 
     Attributes:
@@ -139,13 +103,9 @@ class StageParams(_ParamsMixin):
                 r is ResizeDirection.DOWN and f > 1.0):
             raise ConfigError(f"resize_scale {f} does not match resize {r.value!r}")
 
-    @classmethod
-    def _from_dict(cls, d, what: str):
-        return _from_mapping(cls, d, what, {"kernel": KernelParams})
-
 
 @dataclass(frozen=True)
-class FinalParams(_ParamsMixin):
+class FinalParams(ConfigMixin):
     """The final step as drawn.
 
     Attributes:
@@ -170,13 +130,9 @@ class FinalParams(_ParamsMixin):
                 raise ConfigError(f"final sinc must be a sinc kernel, got {self.sinc.kind.value}")
         s(self, "jpeg_quality", as_int(self.jpeg_quality, "jpeg_quality", 1, 100))
 
-    @classmethod
-    def _from_dict(cls, d, what: str):
-        return _from_mapping(cls, d, what, {"sinc": KernelParams})
-
 
 @dataclass(frozen=True)
-class DegradationParams(_ParamsMixin):
+class DegradationParams(ConfigMixin):
     """Everything drawn for one sample by :func:`~rawsynth.degrade.sample_degradation`.
 
     Attributes:
@@ -221,7 +177,3 @@ class DegradationParams(_ParamsMixin):
     def lq_size(self) -> tuple[int, int]:
         """``(H/scale, W/scale)``: the size of the LQ before any resize back."""
         return self.in_size[0] // self.scale, self.in_size[1] // self.scale
-
-    @classmethod
-    def _from_dict(cls, d, what: str):
-        return _from_mapping(cls, d, what, {"first": StageParams, "second": StageParams, "final": FinalParams})

@@ -6,25 +6,21 @@ Names are loaded on first use, so ``from rawsynth.io import write_png16`` does n
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
-_EXPORTS = {
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (type checkers read it as True)
+if TYPE_CHECKING:  # what the lazy names are, for IDEs and type checkers
+    from .atomic import atomic_output
+    from .dng import encode_dng, read_dng_tags, write_dng
+    from .images import DEFAULT_MAX_PIXELS, AlphaPolicy, LoadedImage, decode_srgb, read_srgb
+    from .png16 import decode_png16, encode_png16, read_png16, write_png16
+    from .raw import RawImage, read_raw
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "LoadedImage": "images", "AlphaPolicy": "images", "DEFAULT_MAX_PIXELS": "images", "read_srgb": "images",
     "decode_srgb": "images",
     "encode_png16": "png16", "decode_png16": "png16", "write_png16": "png16", "read_png16": "png16",
     "write_dng": "dng", "encode_dng": "dng", "read_dng_tags": "dng",
     "RawImage": "raw", "read_raw": "raw",
     "atomic_output": "atomic",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'rawsynth.io' has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+})

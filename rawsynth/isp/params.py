@@ -7,7 +7,6 @@ RDDM paper (App. A.1) builds its IPTP on. Every range is configurable through :c
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .._checks import from_mapping
+from .._config import ConfigMixin
 from ..errors import ConfigError, ShapeError
 
 __all__ = [
@@ -73,14 +72,8 @@ def rgb2cam_from_xyz2cam(xyz2cam: np.ndarray | Sequence[Sequence[float]]) -> np.
     return m / s
 
 
-def _tuples_to_lists(v):
-    if isinstance(v, tuple):
-        return [_tuples_to_lists(x) for x in v]
-    return v
-
-
 @dataclass(frozen=True)
-class ISPParams:
+class ISPParams(ConfigMixin):
     """Per-image ISP parameters shared by IPTP (:func:`~rawsynth.isp.unprocess`) and PTP
     (:func:`~rawsynth.isp.process`).
 
@@ -129,25 +122,10 @@ class ISPParams:
         """The per-channel gains PTP multiplies camera RGB by: ``rgb_gain · (red_gain, 1, blue_gain)``."""
         return (self.rgb_gain * self.red_gain, self.rgb_gain, self.rgb_gain * self.blue_gain)
 
-    def to_dict(self) -> dict:
-        """JSON-ready dict (matrices as nested lists)."""
-        return {f.name: _tuples_to_lists(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ISPParams:
-        """Inverse of :meth:`to_dict`; unknown or missing keys raise :class:`ConfigError`."""
-        return from_mapping(cls, d, "ISPParams")
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, s: str) -> ISPParams:
-        return cls.from_dict(json.loads(s))
 
 
 @dataclass(frozen=True)
-class ISPConfig:
+class ISPConfig(ConfigMixin):
     """Distributions :func:`sample_isp_params` draws from (defaults: Brooks et al. 2019).
 
     Attributes:
@@ -180,13 +158,6 @@ class ISPConfig:
                 self.rgb_gain_inv_mean > self.rgb_gain_inv_min):
             raise ConfigError("ISPConfig: need rgb_gain_inv_std >= 0 and rgb_gain_inv_mean > rgb_gain_inv_min > 0")
 
-    def to_dict(self) -> dict:
-        return {f.name: _tuples_to_lists(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ISPConfig:
-        """Build from a (YAML/JSON) mapping; missing keys keep their defaults, unknown keys raise."""
-        return from_mapping(cls, d, "ISPConfig")
 
 
 def sample_isp_params(rng: np.random.Generator, cfg: ISPConfig | None = None) -> ISPParams:

@@ -7,7 +7,6 @@ profiles, and an estimator that fits the parameters back from flat patches.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -19,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._checks import from_mapping, per_sample
+from .._checks import per_sample
+from .._config import ConfigMixin
 from ..errors import ConfigError, InputError, ShapeError
 from .physics import PhysicsProfile
 
@@ -43,7 +43,7 @@ class NoiseModel(str, Enum):
 
 
 @dataclass(frozen=True)
-class NoiseParams:
+class NoiseParams(ConfigMixin):
     """Noise of one RAW image: its ISO and the Eq. 11 variances (normalised units)."""
 
     iso: float
@@ -57,23 +57,10 @@ class NoiseParams:
                 raise ConfigError(f"NoiseParams.{name} must be finite and >= 0, got {v}")
             object.__setattr__(self, name, v)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> NoiseParams:
-        return from_mapping(cls, d, "NoiseParams")
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, s: str) -> NoiseParams:
-        return cls.from_dict(json.loads(s))
 
 
 @dataclass(frozen=True)
-class NoiseProfile:
+class NoiseProfile(ConfigMixin):
     """A camera's (or the default) noise law: which ISOs to draw and how ISO sets ``(λ_shot, λ_read)``.
 
     Attributes:
@@ -119,16 +106,6 @@ class NoiseProfile:
         if self.read_log_sigma < 0:
             raise ConfigError(f"NoiseProfile {self.name!r}: read_log_sigma must be >= 0")
 
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["kind"] = self.kind.value
-        d["iso_range"] = list(self.iso_range)
-        d["points"] = [list(p) for p in self.points]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> NoiseProfile:
-        return from_mapping(cls, d, "noise profile")
 
     def mean_params(self, iso: float) -> tuple[float, float]:
         """``(λ_shot, λ_read)`` at ``iso`` without the read jitter (the law's centre)."""

@@ -7,21 +7,20 @@ values above white clip there (saturation).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from .._checks import from_mapping, per_sample
+from .._checks import per_sample
+from .._config import ConfigMixin
 from ..errors import ConfigError, ShapeError
 
 __all__ = ["SensorParams", "quantize", "normalize"]
 
 
 @dataclass(frozen=True)
-class SensorParams:
+class SensorParams(ConfigMixin):
     """Sensor encoding of one RAW image.
 
     Attributes:
@@ -51,19 +50,6 @@ class SensorParams:
         """``white_level − black_level``: DN per unit of normalised RAW."""
         return self.white_level - self.black_level
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SensorParams:
-        return from_mapping(cls, d, "SensorParams")
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, s: str) -> SensorParams:
-        return cls.from_dict(json.loads(s))
 
 
 def _levels(sensor, x: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,14 +10,10 @@ Submodules are imported on first use (they import diffusers).
 
 from __future__ import annotations
 
-import importlib
+from rawsynth._lazy import lazy_exports
 
-_SUBMODULES = ("ddnet", "rvae", "discriminator", "rddm")
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (type checkers read it as True)
+if TYPE_CHECKING:  # what the lazy names are, for IDEs and type checkers
+    from . import ddnet, rvae, discriminator, rddm
 
-__all__ = list(_SUBMODULES)
-
-
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module 'rddm.models' has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_exports(__name__, submodules=("ddnet", "rvae", "discriminator", "rddm"))

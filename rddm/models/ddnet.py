@@ -31,6 +31,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from rawsynth._checks import check_bchw, check_even
+from rawsynth.errors import ConfigError
 from rawsynth.mns import Pattern, as_patterns, demosaic_bilinear
 
 from ._io import resolve_model_dir
@@ -111,7 +112,7 @@ class DDNet(ModelMixin, ConfigMixin):
         super().__init__()
         chs = [int(c) for c in block_out_channels]
         if not chs or min(chs) < 1 or layers_per_block < 1:
-            raise ValueError(f"DDNet needs block_out_channels >= 1 and layers_per_block >= 1, got {block_out_channels}"
+            raise ConfigError(f"DDNet needs block_out_channels >= 1 and layers_per_block >= 1, got {block_out_channels}"
                              f", {layers_per_block}")
         self.conv_in = nn.Conv2d(4, chs[0], 3, padding=1)
         self.down_blocks = nn.ModuleList([_Stage(c, layers_per_block) for c in chs])

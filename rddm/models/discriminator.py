@@ -14,6 +14,8 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from rawsynth.errors import ConfigError
+
 __all__ = ["PatchDiscriminator"]
 
 
@@ -22,7 +24,7 @@ def _norm(kind: str, channels: int) -> nn.Module:
         return nn.GroupNorm(math.gcd(32, channels), channels)
     if kind == "none":
         return nn.Identity()
-    raise ValueError(f"norm must be 'group' or 'none', got {kind!r}")
+    raise ConfigError(f"norm must be 'group' or 'none', got {kind!r}")
 
 
 class PatchDiscriminator(ModelMixin, ConfigMixin):

@@ -37,7 +37,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 from rawsynth._checks import check_bchw
-from rawsynth.errors import ShapeError
+from rawsynth.errors import ConfigError, ShapeError
 from rawsynth.mns import Pattern, as_patterns, cfa_masks
 
 from .. import lora as _lora
@@ -93,12 +93,12 @@ class RVAE(AutoencoderKL):
                  force_upcast: bool = True, use_quant_conv: bool = True, use_post_quant_conv: bool = True,
                  mid_block_add_attention: bool = True, input_mode: str = "cfa_masked"):
         if input_mode not in INPUT_MODES:
-            raise ValueError(f"input_mode must be one of {sorted(INPUT_MODES)}, got {input_mode!r}")
+            raise ConfigError(f"input_mode must be one of {sorted(INPUT_MODES)}, got {input_mode!r}")
         if in_channels != INPUT_MODES[input_mode]:
-            raise ValueError(f"input_mode {input_mode!r} needs in_channels={INPUT_MODES[input_mode]}, "
+            raise ConfigError(f"input_mode {input_mode!r} needs in_channels={INPUT_MODES[input_mode]}, "
                              f"got {in_channels}")
         if out_channels != 3:
-            raise ValueError(f"the RVAE decodes linear RGB: out_channels must be 3, got {out_channels}")
+            raise ConfigError(f"the RVAE decodes linear RGB: out_channels must be 3, got {out_channels}")
         super().__init__(in_channels=in_channels, out_channels=out_channels, down_block_types=down_block_types,
                          up_block_types=up_block_types, block_out_channels=block_out_channels,
                          layers_per_block=layers_per_block, act_fn=act_fn, latent_channels=latent_channels,

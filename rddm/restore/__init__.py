@@ -2,7 +2,7 @@
 
 * :mod:`rddm.restore.inputs` — DNG / camera RAW (rawpy), rawsynth shards, 16-bit PNG mosaics + JSON.
 * :mod:`rddm.restore.tiling` — overlapping tiles with feathered blending, model-agnostic.
-* :mod:`rddm.restore.pipeline` — :class:`~rddm.restore.pipeline.Restorer`: pad, tiled encoder / UNet / decoder.
+* :mod:`rddm.restore.restorer` — :class:`~rddm.restore.restorer.Restorer`: pad, tiled encoder / UNet / decoder.
 * :mod:`rddm.restore.groupnorm` — GroupNorm statistics shared by all tiles (recorded on a downscaled copy).
 * :mod:`rddm.restore.outputs` — PTP with the file's own parameters, 8/16-bit PNG, linear PNG/TIFF, atomic writes.
 * :mod:`rddm.restore.run` — :class:`~rddm.restore.run.RestorePipeline` (model + prompt on a device) and
@@ -13,25 +13,22 @@ Names are imported on first use (torch and diffusers load then).
 
 from __future__ import annotations
 
-import importlib
+from rawsynth._lazy import lazy_exports
 
-_EXPORTS = {
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (type checkers read it as True)
+if TYPE_CHECKING:  # what the lazy names are, for IDEs and type checkers
+    from .groupnorm import record_groupnorm_stats, use_groupnorm_stats
+    from .inputs import RawInput, find_inputs, read_source
+    from .outputs import write_linear, write_srgb
+    from .restorer import Restorer
+    from .run import RestoreOptions, RestorePipeline, RestoreReport, restore_files
+    from .tiling import Tiling, tiled_apply
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "RawInput": "inputs", "find_inputs": "inputs", "read_source": "inputs",
     "Tiling": "tiling", "tiled_apply": "tiling",
-    "Restorer": "pipeline",
+    "Restorer": "restorer",
     "record_groupnorm_stats": "groupnorm", "use_groupnorm_stats": "groupnorm",
     "write_srgb": "outputs", "write_linear": "outputs",
     "RestorePipeline": "run", "RestoreOptions": "run", "RestoreReport": "run", "restore_files": "run",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'rddm.restore' has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+})

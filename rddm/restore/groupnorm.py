@@ -19,7 +19,7 @@ copies, a tuner layer's ``base_layer``) are covered; RDDM's CMB LoRA targets no 
 Layers are matched by their qualified name and call order: a layer called ``k`` times per forward pass has
 ``k`` recorded entries, used in the same order.
 
-:class:`~rddm.restore.pipeline.Restorer` records per stage (encoder, UNet, decoder: each a separate tiled call)
+:class:`~rddm.restore.restorer.Restorer` records per stage (encoder, UNet, decoder: each a separate tiled call)
 from one untiled pass of that stage on a downscaled copy of the stage's whole input (:func:`downscale_mosaic`
 for the RAW mosaic, keeping its CFA layout; :func:`downscale_latent` for latents); see ``norm_stats`` there.
 """

@@ -2,7 +2,6 @@
 
 Three kinds of input, each giving one or more :class:`RawInput` (a normalised mosaic, its Bayer pattern and its
 ISP parameters):
-
 ``raw``
     DNG or camera RAW (CR2, NEF, ARW, ...), read by :func:`rawsynth.io.read_raw` (rawpy/LibRaw): pattern,
     black level of every sample, white level, white balance and colour matrix from the file, the mosaic turned
@@ -33,8 +32,10 @@ import numpy as np
 
 from rawsynth.errors import ConfigError as _RawsynthConfigError
 from rawsynth.errors import InputError
+from rawsynth.io.png16 import read_png16
 from rawsynth.isp import ISPParams
 from rawsynth.mns import Pattern, SensorParams
+from rawsynth.shards import decode_sample, iter_shard
 
 __all__ = ["RAW_EXTENSIONS", "KINDS", "RawInput", "InputSource", "InputList", "find_inputs", "read_source",
            "from_meta"]
@@ -177,8 +178,6 @@ def from_meta(name: str, source: str, raw_dn: np.ndarray, meta: dict, where: str
 
 
 def _read_png16(path: Path) -> RawInput:
-    from rawsynth.io.png16 import read_png16
-
     meta_path = path.with_suffix(".json")
     if not meta_path.is_file():
         raise InputError(path, "missing metadata", detail=f"no {meta_path.name} next to it",
@@ -201,8 +200,6 @@ def _read_raw(path: Path) -> RawInput:
 
 
 def _read_shard(path: Path) -> Iterator[RawInput | InputError]:
-    from rawsynth.shards import decode_sample, iter_shard
-
     it = iter_shard(path)
     while True:
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from rawsynth.device import DEVICE_HELP, device_arg
 
 def build_model(arch: str):
     """A random-weight :class:`~rddm.models.rddm.RDDM` of ``arch`` (``sd21`` or ``tiny``), float32, eval mode."""
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tile", type=int, default=512)
     ap.add_argument("--overlap", type=int)
     ap.add_argument("--tile-batch", type=int, default=1)
-    ap.add_argument("--device", default="auto")
+    ap.add_argument("--device", type=device_arg, default="auto", help=DEVICE_HELP)
     ap.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
     args = ap.parse_args(argv)
 
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from .pipeline import Restorer, reflect_pad
+    from .restorer import Restorer, reflect_pad
     from .run import resolve_device, resolve_dtype
     from .tiling import tile_starts
 

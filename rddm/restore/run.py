@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from rawsynth.device import resolve_device
 from rawsynth.errors import InputError, RawsynthError
 from rawsynth.isp import ISPParams
 from rawsynth.mns import Pattern, pack, unpack
@@ -27,7 +28,7 @@ from ..errors import ConfigError
 from .highlights import HIGHLIGHT_POLICIES, apply_highlight_policy
 from .inputs import RawInput, find_inputs, read_source
 from .outputs import LINEAR_FORMATS, neutral_isp, output_paths, write_linear, write_srgb
-from .pipeline import DEFAULT_NORM_STATS, DEFAULT_TILE, Restorer
+from .restorer import DEFAULT_NORM_STATS, DEFAULT_TILE, Restorer
 
 __all__ = ["DTYPES", "RestoreOptions", "RestoreReport", "RestorePipeline", "restore_files", "resolve_device",
            "resolve_dtype", "prompt_mosaic", "PROMPT_MAX_SIDE"]
@@ -38,23 +39,6 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PROMPT_MAX_SIDE = 1024
 
 PromptFn = Callable[[torch.Tensor, Pattern, ISPParams], torch.Tensor]
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto``/``None`` → ``cuda`` when available, else ``cpu``; other names as given.
-
-    Raises:
-        ConfigError: CUDA asked for but not available, or an unknown device name.
-    """
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ConfigError(f"unknown device {device!r} ({e})", fix="use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available here", fix="use --device cpu (or auto)")
-    return dev
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
@@ -88,7 +72,7 @@ class RestorePipeline:
     """RDDM inference on one :class:`~rddm.restore.inputs.RawInput` at a time.
 
     Args:
-        restorer: the tiled model (:class:`~rddm.restore.pipeline.Restorer`).
+        restorer: the tiled model (:class:`~rddm.restore.restorer.Restorer`).
         prompt: ``(raw (1, 1, H, W), pattern, isp) -> (1, L, D)`` prompt embedding.
         device: where the mosaic is put (the model's device).
     """
@@ -116,11 +100,11 @@ class RestorePipeline:
             ddnet: DDNet folder for the RAW prompt extraction of extractors that read images (bilinear without).
             device: see :func:`resolve_device`.
             dtype: see :func:`resolve_dtype`.
-            tile: see :class:`~rddm.restore.pipeline.Restorer`.
-            overlap: see :class:`~rddm.restore.pipeline.Restorer`.
-            tile_batch: see :class:`~rddm.restore.pipeline.Restorer`.
+            tile: see :class:`~rddm.restore.restorer.Restorer`.
+            overlap: see :class:`~rddm.restore.restorer.Restorer`.
+            tile_batch: see :class:`~rddm.restore.restorer.Restorer`.
             norm_stats: GroupNorm statistics of the tiles, ``global`` or ``tile`` (``norm_stats`` of
-                :class:`~rddm.restore.pipeline.Restorer`).
+                :class:`~rddm.restore.restorer.Restorer`).
             norm_stats_size: longest side of the statistics pass in pixels (``stats_size`` there).
 
         Raises:

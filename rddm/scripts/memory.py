@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 
 from ..models.architectures import SD21_VAE, TINY_VAE
+from rawsynth.device import device_arg
 
 
 def _ddnet_step(args, env, raw, hq) -> tuple[Callable[[int], dict], dict]:
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=256, help="square crop size")
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--steps", type=int, default=2, help="measured steps (after one warm-up step)")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu (default), cuda or cuda:N")
     ap.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no")
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--no-lpips", action="store_true", help="RVAE/RDDM: without the LPIPS-VGG term")

@@ -10,14 +10,11 @@ Submodules are imported on first use (they import torch and diffusers).
 
 from __future__ import annotations
 
-import importlib
+from rawsynth._lazy import lazy_exports
 
-_SUBMODULES = ("core", "ddnet", "rvae", "calibrate", "rddm")
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (type checkers read it as True)
+if TYPE_CHECKING:  # what the lazy names are, for IDEs and type checkers
+    from . import calibrate, checkpoint, core, ddnet, distributed, logger, optim, rddm, rvae, streams
 
-__all__ = list(_SUBMODULES)
-
-
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module 'rddm.train' has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_exports(__name__, submodules=(
+    "core", "ddnet", "rvae", "calibrate", "rddm", "distributed", "streams", "optim", "checkpoint", "logger"))

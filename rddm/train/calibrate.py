@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from rawsynth._version import __version__
+from rawsynth.data import make_loader
 from rawsynth.io.atomic import atomic_output
 
 from ..config import CalibrateConfig, config_to_dict
@@ -49,8 +50,6 @@ def calibrate_latent_scale(rvae_dir: str | os.PathLike, cfg: CalibrateConfig, ou
         WeightsError: not an RVAE folder. DataError: no shards, or no sample at all.
     """
     from tqdm import tqdm
-
-    from rawsynth.data import make_loader
 
     from ..models.rvae import RVAE
 

@@ -143,7 +143,7 @@ def test_too_small_source_is_a_clear_error(tmp_path, capsys):
     make_div2k(tmp_path / "src", [801], h=64, w=64)
     assert main(["build", "div2k-val", "--src", str(tmp_path / "src"), "--out", str(tmp_path / "o"),
                  "--allow-partial"]) == 2
-    assert "0801.png: too small (64x64 < crop 512x512). use a smaller --crop" in capsys.readouterr().err
+    assert "0801.png: too small (64x64 < crop 512x512). Fix: use a smaller --crop" in capsys.readouterr().err
 
 
 def test_realsr_and_drealsr_builds_with_dng(tmp_path):

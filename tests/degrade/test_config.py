@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from rawsynth.degrade import DegradationConfig, FinalConfig, KernelConfig, KernelType, ResizeMode, StageConfig
-from rawsynth.errors import ConfigError, InputError
+from rawsynth.errors import ConfigError
 
 
 def test_defaults_are_real_esrgan_x4plus_without_noise():
@@ -86,7 +86,7 @@ def test_yaml_errors_name_the_file(tmp_path):
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         DegradationConfig.from_yaml(listy)
-    with pytest.raises(InputError, match="missing.yaml"):
+    with pytest.raises(ConfigError, match="missing.yaml"):
         DegradationConfig.from_yaml(tmp_path / "missing.yaml")
 
 

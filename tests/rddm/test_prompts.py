@@ -311,7 +311,7 @@ def test_rpe_without_ddnet_is_bilinear_plus_ptp(plugin_module, encoder):
 
 
 def test_image_free_extractors_skip_ddnet_and_ptp(encoder, monkeypatch):
-    import rddm.prompts as prompts
+    import rddm.prompts.rpe as prompts
 
     class Boom(nn.Module):
         def __init__(self):

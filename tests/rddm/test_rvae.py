@@ -74,7 +74,7 @@ def test_encoder_input_layout():
     assert torch.equal(x[0, 0, 0, 0], 2 * raw[0, 0, 0, 0] - 1) and x[0, 1, 0, 0] == 0
     lin = rvae.encoder_input(linear=torch.rand(1, 3, 4, 4))
     assert torch.equal(lin[:, 3:], torch.ones(1, 3, 4, 4))
-    with pytest.raises(ValueError, match="needs in_channels=6"):
+    with pytest.raises(ConfigError, match="needs in_channels=6"):
         RVAE(**TINY_VAE, input_mode="cfa_masked_with_mask")
 
 

@@ -1,0 +1,144 @@
+"""Processes of a training run: one per device (``torchrun``/``accelerate launch``), DDP and gradient sync."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from rawsynth.device import check_device, resolve_device
+
+from ..errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class DistEnv:
+    """This process's place in the run: ``rank`` of ``world_size``, its ``device``."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    initialized_here: bool = False
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+
+def _env_int(name: str, default: int) -> int:
+    v = os.environ.get(name)
+    try:
+        return int(v) if v not in (None, "") else default
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={v!r} is not an int") from None
+
+
+def setup_distributed(device: str = "auto") -> DistEnv:
+    """Join the process group started by ``torchrun``/``accelerate launch`` (if any) and pick the device.
+
+    Args:
+        device: ``auto`` (``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``), ``cpu``, ``cuda`` or
+            ``cuda:N`` (single process only).
+
+    Raises:
+        ConfigError: CUDA requested but not available, or ``cuda:N`` with several processes.
+    """
+    world = _env_int("WORLD_SIZE", 1)
+    rank = _env_int("RANK", 0)
+    local = _env_int("LOCAL_RANK", rank)
+    if world > 1 and check_device(device).startswith("cuda:"):
+        raise ConfigError(f"--device {device} with {world} processes: each process takes cuda:LOCAL_RANK",
+                          fix="use --device cuda")
+    dev = resolve_device(device, local_rank=local)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    here = False
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        here = True
+    if dist.is_initialized():
+        world, rank = dist.get_world_size(), dist.get_rank()
+    return DistEnv(rank, world, local, dev, here)
+
+
+def cleanup_distributed(env: DistEnv) -> None:
+    """Leave the process group if :func:`setup_distributed` joined it."""
+    if env.initialized_here and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _all_gather(env: DistEnv, obj) -> list:
+    if not env.distributed:
+        return [obj]
+    out = [None] * env.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _broadcast(env: DistEnv, obj):
+    if not env.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def wrap_ddp(model: nn.Module, env: DistEnv) -> nn.Module:
+    """``DistributedDataParallel(model)`` when several processes run, else ``model``."""
+    if not env.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [env.device.index] if env.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def no_sync(model: nn.Module, skip: bool):
+    """``model.no_sync()`` (no gradient all-reduce) when ``skip`` and ``model`` is DDP-wrapped."""
+    if skip and hasattr(model, "no_sync"):
+        return model.no_sync()
+    return contextlib.nullcontext()
+
+
+def all_reduce_grads(params: Sequence[nn.Parameter], env: DistEnv) -> None:
+    """Average the gradients of ``params`` over the ranks (what DDP does), for models that DDP cannot wrap.
+
+    Used where each step runs a different subset of the parameters (a CMB LoRA group per Bayer pattern, two
+    networks stepping in turn): a parameter that got no gradient on any rank keeps ``grad = None`` everywhere
+    (its optimizer skips it, as in a single process); one that got a gradient on some ranks gets the sum over
+    the ranks divided by the world size on every rank (zeros for the others), exactly DDP's average. One
+    flattened all-reduce per call; a no-op in a single process.
+    """
+    if not env.distributed:
+        return
+    params = list(params)
+    if not params:
+        return
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=env.device)
+    dist.all_reduce(has)
+    live = [p for p, h in zip(params, has.tolist()) if h]
+    if not live:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in live]
+    flat = torch.cat([g.reshape(-1).float() for g in grads])
+    dist.all_reduce(flat)
+    flat /= env.world_size
+    offset = 0
+    for p in live:
+        n = p.numel()
+        p.grad = flat[offset:offset + n].view_as(p).to(p.dtype).clone()
+        offset += n
