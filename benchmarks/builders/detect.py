@@ -48,6 +48,6 @@ def detect_layout(name: str, src: str | os.PathLike, **overrides) -> tuple[Recip
     if found:
         return max(found, key=lambda rs: len(rs[1].images))
     if len(errors) == 1:
-        raise LayoutError(src, errors[0].split(": ", 1)[-1])
-    raise LayoutError(src, f"holds none of the {len(errors)} known layouts of this test set:\n  "
-                           + "\n  ".join(errors))
+        raise LayoutError(errors[0].split(": ", 1)[-1], path=src)
+    raise LayoutError(f"holds none of the {len(errors)} known layouts of this test set:\n  " + "\n  ".join(errors),
+                      path=src)
