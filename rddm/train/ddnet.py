@@ -18,7 +18,7 @@ import os
 import torch.nn.functional as F
 
 from ..config import DDNetTrainConfig, config_to_dict
-from . import core
+from . import core, recipe
 
 __all__ = ["train_ddnet", "ddnet_loss"]
 
@@ -54,9 +54,11 @@ def train_ddnet(cfg: DDNetTrainConfig, out: str | os.PathLike, *, resume: str | 
     """
     env = core.setup_distributed(device)
     try:
+        given = cfg
+        cfg = recipe.effective_config(cfg, env.world_size)  # global_batch_size -> per-process batch, accumulation
         data = core.resolve_data(cfg.data)  # shards or on-the-fly sources: fails early, before any write
         model = build_ddnet(cfg)  # fails early on a bad init folder, before anything is written
-        run = core.Run.start(out, cfg, env, resume)
+        run = core.Run.start(out, given, env, resume)
         if cfg.gradient_checkpointing:
             model.enable_gradient_checkpointing()
         model.to(env.device).train()

@@ -46,7 +46,7 @@ from torch import nn
 from ..config import RDDMTrainConfig
 from ..errors import ConfigError
 from ..losses import DualDomainLoss, isp_from_meta
-from . import core
+from . import core, recipe
 
 __all__ = ["train_rddm", "Trainer", "build_rddm", "build_vsd", "build_rec_loss", "build_prompts", "Prompts",
            "generator_step", "regulariser_loss"]
@@ -77,7 +77,7 @@ def build_rddm(cfg: RDDMTrainConfig):
         return model
     with core.seeded(cfg.seed):
         return RDDM.from_sd(m.sd_model, m.rvae, lora_rank=m.lora_rank, lora_alpha=m.lora_alpha,
-                            lora_mode=m.lora_mode, patterns=tuple(m.patterns), timestep=m.timestep,
+                            lora_init=m.lora_init, lora_mode=m.lora_mode, patterns=tuple(m.patterns), timestep=m.timestep,
                             sample_posterior=m.sample_posterior)
 
 
@@ -91,14 +91,18 @@ def build_vsd(cfg: RDDMTrainConfig, rddm):
 
     with core.seeded(cfg.seed + 1):
         return VSDRegularizer(rddm.unet, rddm.alphas_cumprod, lora_rank=lc.vsd_lora_rank, cfg_scale=lc.cfg_scale,
-                              t_min=lc.t_min, t_max=lc.t_max, prediction_type=rddm.prediction_type)
+                              t_min=lc.t_min, t_max=lc.t_max, prediction_type=rddm.prediction_type,
+                              lora_alpha=lc.vsd_lora_alpha, lora_init=lc.vsd_lora_init)
 
 
 def build_rec_loss(cfg: RDDMTrainConfig) -> DualDomainLoss:
-    """The reconstruction part of Eq. 6: ``λ1·MSE`` in linear space and ``λ2·(MSE + LPIPS)`` in sRGB (PTP)."""
+    """The reconstruction part of Eq. 6: ``λ1·MSE`` in linear space and ``λ2·(MSE + LPIPS)`` in sRGB (PTP).
+
+    Both MSE weights carry ``loss.mse_scale`` (4 with ``mse_range: signed``: the MSE of the images mapped to
+    ``[-1, 1]``, as OSEDiff computes it; :class:`DualDomainLoss` itself works on ``[0, 1]``)."""
     lc = cfg.loss
-    raw = lc.lambda_raw if lc.raw_domain else 0.0
-    mse_srgb = lc.lambda_rgb * lc.rgb_mse if lc.srgb_domain else 0.0
+    raw = lc.lambda_raw * lc.mse_scale if lc.raw_domain else 0.0
+    mse_srgb = lc.lambda_rgb * lc.rgb_mse * lc.mse_scale if lc.srgb_domain else 0.0
     lpips = lc.lambda_rgb * lc.rgb_lpips if lc.srgb_domain else 0.0
     lp = None
     if lpips > 0:
@@ -141,6 +145,28 @@ def build_prompts(cfg: RDDMTrainConfig, device: torch.device) -> Prompts:
     if rpe.ddnet is not None:
         rpe.ddnet.requires_grad_(False)
     return Prompts(rpe, rpe.encoder, pc.negative)
+
+
+def check_latent_scale(cfg: RDDMTrainConfig) -> None:
+    """Refuse an RVAE folder whose latent scale was never calibrated (paper Eq. 4), unless the config accepts it.
+
+    An RVAE from ``rddm train-rvae`` keeps SD's ``scaling_factor`` 0.18215 until ``rddm calibrate-latent-scale``
+    writes its own (with ``latent_scale.json`` next to the weights); training on it silently mis-scales the
+    UNet's input. ``model.rvae: null`` (SD's own VAE, for which 0.18215 is right) is not checked.
+    """
+    from pathlib import Path
+
+    from .calibrate import REPORT
+
+    m = cfg.model
+    if m.rvae is None or m.accept_uncalibrated_scale:
+        return
+    root = Path(m.rvae)
+    if not any((d / REPORT).is_file() for d in (root, root / "rvae")):
+        raise ConfigError("the RVAE's latent scale was never calibrated (no latent_scale.json): SD's 0.18215 would "
+                          "be used", path=root,
+                          fix=f"run `rddm calibrate-latent-scale {root} --shards ...` first, or set "
+                              "model.accept_uncalibrated_scale: true")
 
 
 def _check_crop(cfg: RDDMTrainConfig, rddm) -> None:
@@ -328,13 +354,18 @@ def train_rddm(cfg: RDDMTrainConfig, out: str | os.PathLike, *, resume: str | No
     """
     env = core.setup_distributed(device)
     try:
+        given = cfg
+        cfg = recipe.effective_config(cfg, env.world_size)  # global_batch_size -> per-process batch, accumulation
+        recipe.check_terms_activate(cfg, {"loss.lambda_vsd (loss.vsd_start)": (
+            cfg.loss.lambda_vsd if cfg.loss.vsd else 0.0, cfg.loss.vsd_start)})
+        check_latent_scale(cfg)
         data = core.resolve_data(cfg.data)  # shards or on-the-fly sources: fails early, before any write
         rec_loss = build_rec_loss(cfg).to(env.device)
         rddm = build_rddm(cfg)  # fails early on a bad SD/RVAE folder, before anything is written
         _check_crop(cfg, rddm)
         vsd = build_vsd(cfg, rddm)
         prompts = build_prompts(cfg, env.device)
-        run = core.Run.start(out, cfg, env, resume)
+        run = core.Run.start(out, given, env, resume)
         trainer = Trainer(cfg, env, rddm, vsd, rec_loss, prompts)
         states = trainer.states()
         models = _checkpointed(rddm, vsd)
@@ -353,6 +384,7 @@ def train_rddm(cfg: RDDMTrainConfig, out: str | os.PathLike, *, resume: str | No
                     run.save_checkpoint(step, models, states, stream.position)
         finally:
             log.close()
-        return run.finish(step, models, {"stage": "rddm", "loss_terms": cfg.loss.terms(), "last_logged": last})
+        return run.finish(step, models, {"stage": "rddm", "loss_terms": cfg.loss.terms(), "last_logged": last,
+                                         "batch_per_process": cfg.batch_size, "grad_accum_steps": cfg.grad_accum_steps})
     finally:
         core.cleanup_distributed(env)

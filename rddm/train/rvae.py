@@ -23,7 +23,7 @@ from ..config import RVAETrainConfig
 from ..errors import ConfigError
 from ..losses import (DualDomainLoss, adaptive_gan_weight, generator_gan_loss, hinge_d_loss, isp_from_meta, to_srgb,
                       vanilla_d_loss)
-from . import core
+from . import core, recipe
 
 __all__ = ["train_rvae", "build_rvae", "build_discriminator", "build_rec_loss", "Stage1", "generator_losses"]
 
@@ -122,10 +122,13 @@ def train_rvae(cfg: RVAETrainConfig, out: str | os.PathLike, *, resume: str | No
     """
     env = core.setup_distributed(device)
     try:
+        given = cfg
+        cfg = recipe.effective_config(cfg, env.world_size)  # global_batch_size -> per-process batch, accumulation
+        recipe.check_terms_activate(cfg, {"loss.gan (loss.disc_start)": (cfg.loss.gan, cfg.loss.disc_start)})
         data = core.resolve_data(cfg.data)  # shards or on-the-fly sources: fails early, before any write
         rec_loss = build_rec_loss(cfg).to(env.device)
         rvae = build_rvae(cfg) if resume is None else None  # fails early on a bad SD folder, before any write
-        run = core.Run.start(out, cfg, env, resume)
+        run = core.Run.start(out, given, env, resume)
         if rvae is None:  # resuming: the architecture is in the checkpoint; the weights are loaded below
             from ..models.rvae import RVAE
 
