@@ -47,6 +47,7 @@ from ..config import RDDMTrainConfig
 from ..errors import ConfigError
 from ..losses import DualDomainLoss, isp_from_meta
 from . import core, recipe
+from .guard import NonFiniteGuard, guarded_step
 
 __all__ = ["train_rddm", "Trainer", "build_rddm", "build_vsd", "build_rec_loss", "build_prompts", "Prompts",
            "generator_step", "regulariser_loss"]
@@ -276,6 +277,7 @@ class Trainer:
         self.opt = core.build_optimizer(self.params, cfg.optim)
         self.sched = core.build_scheduler(self.opt, cfg.optim, cfg.max_steps)
         self.scaler = core.make_scaler(env, cfg.mixed_precision)
+        self.guard = NonFiniteGuard(env, cfg.max_nonfinite, "rddm train")
         self.reg_params: list[nn.Parameter] = []
         self.reg_opt = self.reg_sched = self.reg_scaler = None
         if vsd is not None:
@@ -301,7 +303,8 @@ class Trainer:
            same micro-batches; averaged over the ranks; its own AdamW.
 
         Returns:
-            The values to log (averaged over the micro-batches), then ``reg_lr``, ``lr`` and ``grad_norm``.
+            The values to log (averaged over the micro-batches), then ``reg_lr``, ``lr``, ``grad_norm`` and
+            ``nonfinite`` (1 when the non-finite guard skipped a player's update this step, :mod:`rddm.train.guard`).
         """
         cfg, env, accum = self.cfg, self.env, self.cfg.grad_accum_steps
         _zero(self.opt, self.reg_opt)
@@ -318,7 +321,7 @@ class Trainer:
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v.float() / accum
         core.all_reduce_grads(self.params, env)
-        norm = core.optimizer_step(self.opt, self.scaler, cfg.optim.max_grad_norm)
+        norm, ok = guarded_step(self.opt, self.scaler, cfg.optim.max_grad_norm, sums["loss"], self.guard)
         self.scaler.update()
         self.sched.step()
         _zero(self.opt, self.reg_opt)
@@ -330,14 +333,16 @@ class Trainer:
                 self.reg_scaler.scale(d_loss / accum).backward()
                 sums["diffusion"] = sums.get("diffusion", 0.0) + d_loss.detach().float() / accum
             core.all_reduce_grads(self.reg_params, env)
-            core.optimizer_step(self.reg_opt, self.reg_scaler, cfg.reg_optim.max_grad_norm)
+            _, reg_ok = guarded_step(self.reg_opt, self.reg_scaler, cfg.reg_optim.max_grad_norm, sums["diffusion"],
+                                     self.guard)
+            ok = ok and reg_ok
             self.reg_scaler.update()
             self.reg_sched.step()
             _zero(self.opt, self.reg_opt)
             sums["reg_lr"] = self.reg_sched.get_last_lr()[0]
         sums["lr"] = self.sched.get_last_lr()[0]
-        if norm is not None:
-            sums["grad_norm"] = norm
+        sums["grad_norm"] = norm
+        sums["nonfinite"] = 0.0 if ok else 1.0
         return sums
 
 
@@ -379,7 +384,10 @@ def train_rddm(cfg: RDDMTrainConfig, out: str | os.PathLike, *, resume: str | No
             while step < cfg.max_steps:
                 sums = trainer.step(step, stream.next)
                 step += 1
-                last = log.log(step, sums) or last
+                skipped = sums["nonfinite"] > 0
+                sums["nonfinite_skipped"] = trainer.guard.skipped + skipped
+                last = log.log(step, sums, force=skipped) or last
+                trainer.guard.end_step(step, skipped)
                 if step % cfg.save_every == 0 or step == cfg.max_steps:
                     run.save_checkpoint(step, models, states, stream.position)
         finally:
