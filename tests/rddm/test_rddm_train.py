@@ -66,7 +66,10 @@ def rvae_folder(sd21_folder, tmp_path_factory) -> Path:
     from rddm.models.rvae import RVAE
 
     out = tmp_path_factory.mktemp("rvae") / "rvae"
-    RVAE.from_sd(sd21_folder).save_pretrained(out)
+    rvae = RVAE.from_sd(sd21_folder)
+    rvae.save_pretrained(out)
+    # as `rddm calibrate-latent-scale` leaves it (training refuses an uncalibrated RVAE folder)
+    (out / "latent_scale.json").write_text(json.dumps({"scaling_factor": rvae.config.scaling_factor}))
     return out
 
 
