@@ -1,6 +1,6 @@
 """The non-finite guard of every training stage: a step whose loss or gradient norm is NaN/Inf is skipped (no
 weight moves, the optimizer's moments stay as they were) and counted; ``max_nonfinite`` such steps in a row stop
-the run with a :class:`~rddm.errors.TrainingDiverged` naming the step.
+the run with a :class:`~rddm.errors.TrainingDivergedError` naming the step.
 
 Why: one non-finite gradient element, stepped by AdamW, makes every parameter NaN; the checkpoints written
 afterwards hold NaN and, with ``keep_checkpoints``, prune the last good one. With the guard no NaN ever reaches the
@@ -17,7 +17,7 @@ import math
 import torch
 import torch.distributed as dist
 
-from ..errors import TrainingDiverged
+from ..errors import TrainingDivergedError
 from .distributed import DistEnv
 
 __all__ = ["NonFiniteGuard", "guarded_step", "all_finite"]
@@ -61,7 +61,7 @@ class NonFiniteGuard:
         """Record optimizer step ``step`` (1-based, as logged).
 
         Raises:
-            TrainingDiverged: the ``max_consecutive``-th skipped step in a row.
+            TrainingDivergedError: the ``max_consecutive``-th skipped step in a row.
         """
         if not skipped:
             self.consecutive, self.first_bad = 0, None
@@ -71,7 +71,7 @@ class NonFiniteGuard:
         if self.first_bad is None:
             self.first_bad = step
         if self.consecutive >= self.max_consecutive:
-            raise TrainingDiverged(
+            raise TrainingDivergedError(
                 f"{self.where}: {self.consecutive} steps in a row ({self.first_bad}..{step}) had a non-finite loss or "
                 f"gradient norm; stopped at step {step} (no weight took a non-finite update; the checkpoints hold the "
                 f"last finite weights)",

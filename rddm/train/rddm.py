@@ -78,8 +78,8 @@ def build_rddm(cfg: RDDMTrainConfig):
         return model
     with core.seeded(cfg.seed):
         return RDDM.from_sd(m.sd_model, m.rvae, lora_rank=m.lora_rank, lora_alpha=m.lora_alpha,
-                            lora_init=m.lora_init, lora_mode=m.lora_mode, patterns=tuple(m.patterns), timestep=m.timestep,
-                            sample_posterior=m.sample_posterior)
+                            lora_init=m.lora_init, lora_mode=m.lora_mode, patterns=tuple(m.patterns),
+                            timestep=m.timestep, sample_posterior=m.sample_posterior)
 
 
 def build_vsd(cfg: RDDMTrainConfig, rddm):

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from rddm.errors import TrainingDiverged
+from rddm.errors import TrainingDivergedError
 from rddm.train.distributed import DistEnv
 from rddm.train.guard import NonFiniteGuard, guarded_step
 
@@ -48,7 +48,7 @@ def test_a_non_finite_gradient_moves_nothing_and_is_counted():
     assert guard.skipped == 1
     guard.end_step(3, False)  # a good step resets the run
     guard.end_step(4, True)
-    with pytest.raises(TrainingDiverged, match=r"2 steps in a row \(4\.\.5\).*stopped at step 5"):
+    with pytest.raises(TrainingDivergedError, match=r"2 steps in a row \(4\.\.5\).*stopped at step 5"):
         guard.end_step(5, True)
     _, ok = guarded_step(opt, scaler, None, torch.tensor(float("inf")), guard)  # a non-finite loss alone
     assert not ok
