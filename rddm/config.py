@@ -156,8 +156,14 @@ class TrainConfig:
     Attributes:
         seed: run seed: model initialisation, data order and crops, posterior sampling (per step and rank).
         max_steps: optimizer steps to train for (each of ``batch_size × grad_accum_steps × world size`` samples).
-        batch_size: samples per micro-batch **per process**.
-        grad_accum_steps: micro-batches accumulated per optimizer step.
+        batch_size: samples per micro-batch **per process**; with ``global_batch_size``: the largest micro-batch
+            a process may run (memory), the one used being the largest divisor of the per-process share.
+        grad_accum_steps: micro-batches accumulated per optimizer step (derived when ``global_batch_size`` is set).
+        global_batch_size: samples per optimizer step over all processes (``null``: ``batch_size ×
+            grad_accum_steps × world size``). Set, it is split evenly over the processes
+            (:func:`rddm.train.recipe.resolve_batch`); a world size that does not divide it is refused.
+        max_nonfinite: stop the run after this many consecutive steps with a non-finite loss or gradient norm
+            (each is skipped: no weight moves); the error names the step.
         mixed_precision: ``no``, ``bf16`` or ``fp16`` autocast (``fp16`` adds a gradient scaler).
         gradient_checkpointing: recompute activations in the backward pass (less memory, ~30 % slower).
         log_every: log (TensorBoard, ``metrics.jsonl``, progress bar) every N steps.
@@ -172,8 +178,10 @@ class TrainConfig:
     max_steps: int = 10000
     batch_size: int = 16
     grad_accum_steps: int = 1
+    global_batch_size: int | None = None
     mixed_precision: MixedPrecision = "no"
     gradient_checkpointing: bool = False
+    max_nonfinite: int = 10
     log_every: int = 50
     save_every: int = 2000
     keep_checkpoints: int = 3
@@ -186,6 +194,14 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum_steps", "log_every", "save_every"):
             _check(getattr(self, name) >= 1, name, "an int >= 1", getattr(self, name))
         _check(self.keep_checkpoints >= 0, "keep_checkpoints", "an int >= 0", self.keep_checkpoints)
+        _check(self.global_batch_size is None or self.global_batch_size >= 1, "global_batch_size",
+               "null or an int >= 1", self.global_batch_size)
+        if self.global_batch_size is not None and self.grad_accum_steps != 1:
+            raise ConfigError(f"grad_accum_steps {self.grad_accum_steps} with global_batch_size "
+                              f"{self.global_batch_size}: accumulation is derived from global_batch_size",
+                              fix="set grad_accum_steps: 1 (and batch_size to the most a process holds), or "
+                                  "global_batch_size: null")
+        _check(self.max_nonfinite >= 1, "max_nonfinite", "an int >= 1", self.max_nonfinite)
 
 
 # ------------------------------------------------------------------------------------------------- DDNet
@@ -276,7 +292,7 @@ class RVAELossConfig:
     kl: float = 1e-6
     gan: float = 0.5
     gan_domain: Literal["linear", "srgb"] = "linear"
-    disc_start: int = 50001
+    disc_start: int = 5001
     disc_loss: Literal["hinge", "vanilla"] = "hinge"
     disc_layers: int = 3
     disc_channels: int = 64
@@ -362,24 +378,30 @@ class RDDMModelConfig:
             ``--rvae`` replaces it. ``null``: the SD folder's own VAE as an RVAE (tests, ablations).
         init: an RDDM folder (``save_pretrained``) whose LoRA groups to start from instead of new ones.
         lora_rank: rank of every LoRA group (the paper: 4).
-        lora_alpha: LoRA alpha (``null``: the rank, i.e. scale 1).
+        lora_alpha: LoRA alpha, scale ``alpha/rank`` (OSEDiff: peft's default 8, scale 2 at rank 4; ``null``: the
+            rank, scale 1).
+        lora_init: ``gaussian`` (OSEDiff: ``A ~ N(0, 1/rank)``) or ``kaiming`` (peft's default); ``B = 0`` either way.
         lora_mode: ``cmb`` (one group per Bayer pattern, the paper) or ``all_in_one`` (one shared group,
             Table 7's ablation).
         patterns: the Bayer patterns to give a CMB group.
         timestep: the UNet's fixed timestep of the one-step generator.
         sample_posterior: encode to a sample of the RVAE posterior (``true``, as OSEDiff) or its mode during
             training.
+        accept_uncalibrated_scale: train on an ``rvae`` folder without ``latent_scale.json`` (SD's 0.18215 kept);
+            ``false``: that is a start-up error (run ``rddm calibrate-latent-scale`` first).
     """
 
     sd_model: str | None = None
     rvae: str | None = None
     init: str | None = None
     lora_rank: int = 4
-    lora_alpha: float | None = None
+    lora_alpha: float | None = 8.0
+    lora_init: Literal["gaussian", "kaiming"] = "gaussian"
     lora_mode: Literal["cmb", "all_in_one"] = "cmb"
     patterns: tuple[str, ...] = ("RGGB", "BGGR", "GRBG", "GBRG")
     timestep: int = 999
     sample_posterior: bool = True
+    accept_uncalibrated_scale: bool = False
 
     def __post_init__(self):
         _check(self.lora_rank >= 1, "model.lora_rank", "an int >= 1", self.lora_rank)
@@ -414,6 +436,11 @@ class RDDMLossConfig:
         t_min: smallest timestep drawn for VSD (``t ~ U[t_min, t_max)``).
         t_max: one past the largest timestep drawn.
         vsd_lora_rank: LoRA rank of the update UNet.
+        vsd_lora_alpha: its LoRA alpha (OSEDiff: peft's default 8; ``null``: the rank).
+        vsd_lora_init: its LoRA initialisation, ``gaussian`` (OSEDiff) or ``kaiming``.
+        mse_range: the image range both MSE terms are computed on: ``signed`` (``[-1, 1]``, OSEDiff's and SD's
+            convention: 4× the ``[0, 1]`` MSE, which keeps OSEDiff's balance of ``λ_l2 = 1``, ``λ_lpips = 2``,
+            ``λ_vsd = 1``) or ``unit`` (``[0, 1]``). LPIPS always sees ``[-1, 1]``.
         lpips_net: LPIPS backbone, ``vgg`` (OSEDiff) or ``alex``.
         lpips_weights: local folder with the LPIPS weight files (``--lpips-weights``).
     """
@@ -432,6 +459,9 @@ class RDDMLossConfig:
     t_min: int = 20
     t_max: int = 980
     vsd_lora_rank: int = 4
+    vsd_lora_alpha: float | None = 8.0
+    vsd_lora_init: Literal["gaussian", "kaiming"] = "gaussian"
+    mse_range: Literal["signed", "unit"] = "signed"
     lpips_net: Literal["vgg", "alex"] = "vgg"
     lpips_weights: str | None = None
 
@@ -443,9 +473,16 @@ class RDDMLossConfig:
         _check(0 <= self.t_min < self.t_max <= 1000, "loss.t_min/t_max", "0 <= t_min < t_max <= 1000",
                (self.t_min, self.t_max))
         _check(self.vsd_lora_rank >= 1, "loss.vsd_lora_rank", "an int >= 1", self.vsd_lora_rank)
+        _check(self.vsd_lora_alpha is None or self.vsd_lora_alpha > 0, "loss.vsd_lora_alpha", "null or a number > 0",
+               self.vsd_lora_alpha)
         if not self.terms():
             raise ConfigError("loss: every term is off (raw_domain, srgb_domain and vsd are false or their weights 0)",
                               fix="enable at least one of loss.raw_domain, loss.srgb_domain, loss.vsd")
+
+    @property
+    def mse_scale(self) -> float:
+        """Factor of an MSE computed on ``[0, 1]`` images that gives it on :attr:`mse_range` (4 for ``[-1, 1]``)."""
+        return 4.0 if self.mse_range == "signed" else 1.0
 
     def terms(self) -> list[str]:
         """The generator's active loss terms: a subset of ``mse_linear``, ``mse_srgb``, ``lpips``, ``vsd``."""
@@ -494,6 +531,7 @@ class RDDMTrainConfig(TrainConfig):
 
     max_steps: int = 150000
     batch_size: int = 16
+    global_batch_size: int | None = 16
     mixed_precision: MixedPrecision = "bf16"
     save_every: int = 5000
     data: DataConfig = field(default_factory=lambda: DataConfig(mode="rddm", crop=512))

@@ -10,7 +10,7 @@ import os
 
 from rawsynth.errors import ConfigError, RawsynthError
 
-__all__ = ["RddmError", "ConfigError", "WeightsError", "DataError", "CheckpointError"]
+__all__ = ["RddmError", "ConfigError", "WeightsError", "DataError", "CheckpointError", "TrainingDivergedError"]
 
 
 class RddmError(RawsynthError):
@@ -34,3 +34,8 @@ class DataError(RddmError):
 
 class CheckpointError(RddmError):
     """A training output folder or checkpoint is missing, incomplete or does not match the run."""
+
+
+class TrainingDivergedError(RddmError):
+    """``max_nonfinite`` optimizer steps in a row had a non-finite loss or gradient norm (see
+    :mod:`rddm.train.guard`); the message names the steps."""

@@ -187,6 +187,12 @@ def group_for(model: nn.Module, pattern: Pattern | str) -> str:
     raise ConfigError(f"the model has no CMB LoRA group for {key} (it has {groups}); add it with add_cmb_lora")
 
 
+def peft_init(init: bool | str) -> bool | str:
+    """peft's ``init_lora_weights`` of a config value: ``kaiming`` → ``True`` (peft's default), ``gaussian`` (OSEDiff,
+    ``A ~ N(0, 1/rank)``) as is; a bool passes through."""
+    return True if init == "kaiming" else init
+
+
 def add_adapter(model: nn.Module, name: str, rank: int = 4, alpha: float | None = None,
                 target_modules: str | list[str] = ENCODER_TARGETS, init_lora_weights: bool | str = True) -> str:
     """Add one trainable LoRA adapter ``name`` to a diffusers model (``PeftAdapterMixin``); base weights frozen.
@@ -201,7 +207,7 @@ def add_adapter(model: nn.Module, name: str, rank: int = 4, alpha: float | None 
     if name in (getattr(model, "peft_config", None) or {}):
         raise ConfigError(f"the model already has a LoRA adapter {name!r}")
     cfg = LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank, target_modules=target_modules,
-                     init_lora_weights=init_lora_weights)
+                     init_lora_weights=peft_init(init_lora_weights))
     flags = _lora_flags(model)
     _add_adapter(model, cfg, name)
     _restore(flags)  # diffusers' add_adapter makes the new adapter the only trainable one: keep the others as were

@@ -73,7 +73,8 @@ class VSDRegularizer(nn.Module):
         cfg_scale: classifier-free guidance of the frozen UNet (7.5).
         t_min: ``t ~ U[t_min, t_max)`` for the generator loss (20).
         t_max: see ``t_min`` (980, exclusive).
-        lora_alpha: LoRA alpha (default: the rank).
+        lora_alpha: LoRA alpha (default: the rank; OSEDiff: peft's default 8).
+        lora_init: ``kaiming`` (peft's default) or ``gaussian`` (OSEDiff) initialisation of the update LoRA.
         target_modules: the update LoRA's targets (OSEDiff's UNet list).
         prediction_type: the UNet's parametrisation (:attr:`RDDM.prediction_type`).
         diffusion_t_range: ``t`` range of :meth:`diffusion_loss` (OSEDiff: the whole schedule, ``[0, T)``).
@@ -85,7 +86,7 @@ class VSDRegularizer(nn.Module):
 
     def __init__(self, unet_base: nn.Module, alphas_cumprod: torch.Tensor, lora_rank: int = 4, cfg_scale: float = 7.5,
                  t_min: int = 20, t_max: int = 980, lora_alpha: float | None = None,
-                 target_modules: str = _lora.UNET_TARGETS, prediction_type: str = "epsilon",
+                 target_modules: str = _lora.UNET_TARGETS, prediction_type: str = "epsilon", lora_init: str = "kaiming",
                  diffusion_t_range: tuple[int, int] | None = None, share_base: bool = True):
         super().__init__()
         n = int(alphas_cumprod.numel())
@@ -115,7 +116,9 @@ class VSDRegularizer(nn.Module):
             self.unet.requires_grad_(False)
         if VSD_ADAPTER in (getattr(self.unet, "peft_config", None) or {}):
             raise ConfigError(f"the UNet already has a {VSD_ADAPTER!r} adapter (one VSDRegularizer per UNet)")
-        _lora.add_adapter(self.unet, VSD_ADAPTER, rank=lora_rank, alpha=lora_alpha, target_modules=target_modules)
+        self.lora_init = lora_init
+        _lora.add_adapter(self.unet, VSD_ADAPTER, rank=lora_rank, alpha=lora_alpha, target_modules=target_modules,
+                          init_lora_weights=lora_init)
 
     def _apply(self, fn, recurse=True):
         # ``.to(dtype)``/``.half()`` cast floating buffers; the noise schedule stays float32 (ᾱ_999 ≈ 0.0047 loses

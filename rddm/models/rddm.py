@@ -105,7 +105,7 @@ class RDDM(nn.Module):
         rvae.requires_grad_(False)
         unet.requires_grad_(False)
         if add_lora:
-            kw = dict(rank=config.lora_rank, alpha=config.lora_alpha)
+            kw = dict(rank=config.lora_rank, alpha=config.lora_alpha, init_lora_weights=config.lora_init)
             _lora.add_cmb_lora(rvae, config.groups, target_modules=config.encoder_targets, **kw)
             _lora.add_cmb_lora(unet, config.groups, target_modules=config.unet_targets, **kw)
         self._merged: str | None = None

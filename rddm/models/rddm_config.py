@@ -25,6 +25,8 @@ RVAE_LORA_DIR = "rvae_lora"
 UNET_LORA_DIR = "unet_lora"
 FORMAT_VERSION = 1
 LORA_MODES = ("cmb", "all_in_one")
+#: LoRA initialisations (peft ``init_lora_weights``: ``kaiming`` is peft's default ``True``).
+LORA_INITS = ("kaiming", "gaussian")
 #: One Bayer pattern for the whole batch, or one per sample.
 Patterns = Pattern | str | Sequence[Pattern | str]
 
@@ -38,7 +40,9 @@ class RDDMConfig:
 
     Attributes:
         lora_rank: rank of every LoRA group (the paper: 4).
-        lora_alpha: LoRA alpha (``None``: the rank, i.e. scale 1).
+        lora_alpha: LoRA alpha (``None``: the rank, i.e. scale 1; OSEDiff: peft's default 8, scale ``8/rank``).
+        lora_init: initialisation of new LoRA groups: ``kaiming`` (peft's default, ``A`` Kaiming-uniform) or
+            ``gaussian`` (OSEDiff: ``A ~ N(0, 1/rank)``); ``B = 0`` either way (a new group changes nothing).
         lora_mode: ``cmb`` (one group per pattern, the paper) or ``all_in_one`` (one shared group, Table 7).
         patterns: the Bayer patterns the model accepts (``cmb``: each gets its own group).
         timestep: the UNet's fixed timestep (999: the generator starts from "pure noise" level).
@@ -52,6 +56,7 @@ class RDDMConfig:
 
     lora_rank: int = 4
     lora_alpha: float | None = None
+    lora_init: str = "kaiming"
     lora_mode: str = "cmb"
     patterns: tuple[str, ...] = tuple(p.value for p in Pattern)
     timestep: int = 999
@@ -66,6 +71,8 @@ class RDDMConfig:
             raise ConfigError(f"lora_rank must be an int >= 1, got {self.lora_rank!r}")
         if self.lora_alpha is not None and not self.lora_alpha > 0:
             raise ConfigError(f"lora_alpha must be None or > 0, got {self.lora_alpha!r}")
+        if self.lora_init not in LORA_INITS:
+            raise ConfigError(f"lora_init must be one of {LORA_INITS}, got {self.lora_init!r}")
         if self.lora_mode not in LORA_MODES:
             raise ConfigError(f"lora_mode must be one of {LORA_MODES}, got {self.lora_mode!r}")
         pats = tuple(self.patterns) if not isinstance(self.patterns, str) else (self.patterns,)

@@ -76,6 +76,12 @@ def load_model_weights(model: nn.Module, folder: Path) -> None:
         raise CheckpointError(e.message, path=folder / _lora.CMB_DIR, fix=e.fix) from None
 
 
+def nonfinite_tensors(model) -> list[str]:
+    """Names of the floating-point tensors of ``model.state_dict()`` that hold a NaN or an Inf."""
+    return [k for k, v in model.state_dict().items()
+            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def _step_dir_name(step: int) -> str:
     return f"step-{step:06d}"
 
@@ -177,6 +183,12 @@ class Run:
             rng["cuda"] = torch.cuda.get_rng_state(env.device)
         rngs = _all_gather(env, rng)
         final = self.ckpt_root / _step_dir_name(step)
+        bad = {name: nonfinite_tensors(m) for name, m in models.items()} if env.is_main else {}
+        bad = {k: v for k, v in bad.items() if v}
+        if bad:  # never written, so pruning below can never delete the last finite checkpoint
+            name, keys = next(iter(bad.items()))
+            raise CheckpointError(f"step {step}: {name} holds non-finite weights ({keys[:3]}); not saved",
+                                  path=final, fix="resume from the last checkpoint with a lower optim.lr")
         if env.is_main:
             def write(tmp: Path) -> None:
                 for name, model in models.items():

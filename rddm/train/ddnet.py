@@ -18,7 +18,8 @@ import os
 import torch.nn.functional as F
 
 from ..config import DDNetTrainConfig, config_to_dict
-from . import core
+from . import core, recipe
+from .guard import NonFiniteGuard, guarded_step
 
 __all__ = ["train_ddnet", "ddnet_loss"]
 
@@ -54,9 +55,11 @@ def train_ddnet(cfg: DDNetTrainConfig, out: str | os.PathLike, *, resume: str | 
     """
     env = core.setup_distributed(device)
     try:
+        given = cfg
+        cfg = recipe.effective_config(cfg, env.world_size)  # global_batch_size -> per-process batch, accumulation
         data = core.resolve_data(cfg.data)  # shards or on-the-fly sources: fails early, before any write
         model = build_ddnet(cfg)  # fails early on a bad init folder, before anything is written
-        run = core.Run.start(out, cfg, env, resume)
+        run = core.Run.start(out, given, env, resume)
         if cfg.gradient_checkpointing:
             model.enable_gradient_checkpointing()
         model.to(env.device).train()
@@ -71,6 +74,7 @@ def train_ddnet(cfg: DDNetTrainConfig, out: str | os.PathLike, *, resume: str | 
         stream = core.make_stream(data, cfg.batch_size, cfg.seed, position, env)
         log = core.TrainLogger(run, step, progress, desc="train-ddnet")
         last = {}
+        guard = NonFiniteGuard(env, cfg.max_nonfinite, "rddm train-ddnet")
         try:
             while step < cfg.max_steps:
                 total = 0.0
@@ -81,15 +85,15 @@ def train_ddnet(cfg: DDNetTrainConfig, out: str | os.PathLike, *, resume: str | 
                             loss, _ = ddnet_loss(net, batch, env.device)
                         scaler.scale(loss / cfg.grad_accum_steps).backward()
                     total += loss.detach() / cfg.grad_accum_steps
-                norm = core.optimizer_step(opt, scaler, cfg.optim.max_grad_norm)
+                norm, ok = guarded_step(opt, scaler, cfg.optim.max_grad_norm, total, guard)
                 scaler.update()
                 sched.step()
                 opt.zero_grad(set_to_none=True)
                 step += 1
-                values = {"loss": total, "lr": sched.get_last_lr()[0]}
-                if norm is not None:
-                    values["grad_norm"] = norm
-                last = log.log(step, values) or last
+                values = {"loss": total, "lr": sched.get_last_lr()[0], "grad_norm": norm,
+                          "nonfinite": float(not ok), "nonfinite_skipped": guard.skipped + (not ok)}
+                last = log.log(step, values, force=not ok) or last
+                guard.end_step(step, not ok)
                 if step % cfg.save_every == 0 or step == cfg.max_steps:
                     run.save_checkpoint(step, {"ddnet": model}, states, stream.position)
         finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 
@@ -64,11 +63,13 @@ class TrainLogger:
         self.bar = tqdm(total=self.cfg.max_steps, initial=start_step, desc=desc, disable=not progress,
                         dynamic_ncols=True, unit="step")
 
-    def log(self, step: int, values: dict[str, float | torch.Tensor]) -> dict | None:
-        """Record ``values`` for ``step`` if it is a logging step (every ``log_every`` and the last)."""
+    def log(self, step: int, values: dict[str, float | torch.Tensor], force: bool = False) -> dict | None:
+        """Record ``values`` for ``step`` if it is a logging step (every ``log_every`` and the last) or ``force``
+        (the same on every rank: e.g. a step the non-finite guard skipped). Non-finite values are recorded as they
+        are (``NaN``/``Infinity`` in ``metrics.jsonl``, and in TensorBoard), never hidden."""
         if self.bar is not None:
             self.bar.update(1)
-        if step % self.cfg.log_every and step != self.cfg.max_steps:
+        if not force and step % self.cfg.log_every and step != self.cfg.max_steps:
             return None
         names = sorted(values)
         vec = torch.tensor([float(values[k]) for k in names], dtype=torch.float64, device=self.env.device)
@@ -85,8 +86,7 @@ class TrainLogger:
             f.write(json.dumps({"step": step, **row}, sort_keys=True) + "\n")
         if self.tb is not None:
             for k, v in row.items():
-                if math.isfinite(v):
-                    self.tb.add_scalar(f"train/{k}", v, step)
+                self.tb.add_scalar(f"train/{k}", v, step)
         if self.bar is not None:
             self.bar.set_postfix({k: f"{row[k]:.4g}" for k in names[:4]}, refresh=False)
         return row

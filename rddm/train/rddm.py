@@ -46,7 +46,8 @@ from torch import nn
 from ..config import RDDMTrainConfig
 from ..errors import ConfigError
 from ..losses import DualDomainLoss, isp_from_meta
-from . import core
+from . import core, recipe
+from .guard import NonFiniteGuard, guarded_step
 
 __all__ = ["train_rddm", "Trainer", "build_rddm", "build_vsd", "build_rec_loss", "build_prompts", "Prompts",
            "generator_step", "regulariser_loss"]
@@ -77,8 +78,8 @@ def build_rddm(cfg: RDDMTrainConfig):
         return model
     with core.seeded(cfg.seed):
         return RDDM.from_sd(m.sd_model, m.rvae, lora_rank=m.lora_rank, lora_alpha=m.lora_alpha,
-                            lora_mode=m.lora_mode, patterns=tuple(m.patterns), timestep=m.timestep,
-                            sample_posterior=m.sample_posterior)
+                            lora_init=m.lora_init, lora_mode=m.lora_mode, patterns=tuple(m.patterns),
+                            timestep=m.timestep, sample_posterior=m.sample_posterior)
 
 
 def build_vsd(cfg: RDDMTrainConfig, rddm):
@@ -91,14 +92,18 @@ def build_vsd(cfg: RDDMTrainConfig, rddm):
 
     with core.seeded(cfg.seed + 1):
         return VSDRegularizer(rddm.unet, rddm.alphas_cumprod, lora_rank=lc.vsd_lora_rank, cfg_scale=lc.cfg_scale,
-                              t_min=lc.t_min, t_max=lc.t_max, prediction_type=rddm.prediction_type)
+                              t_min=lc.t_min, t_max=lc.t_max, prediction_type=rddm.prediction_type,
+                              lora_alpha=lc.vsd_lora_alpha, lora_init=lc.vsd_lora_init)
 
 
 def build_rec_loss(cfg: RDDMTrainConfig) -> DualDomainLoss:
-    """The reconstruction part of Eq. 6: ``λ1·MSE`` in linear space and ``λ2·(MSE + LPIPS)`` in sRGB (PTP)."""
+    """The reconstruction part of Eq. 6: ``λ1·MSE`` in linear space and ``λ2·(MSE + LPIPS)`` in sRGB (PTP).
+
+    Both MSE weights carry ``loss.mse_scale`` (4 with ``mse_range: signed``: the MSE of the images mapped to
+    ``[-1, 1]``, as OSEDiff computes it; :class:`DualDomainLoss` itself works on ``[0, 1]``)."""
     lc = cfg.loss
-    raw = lc.lambda_raw if lc.raw_domain else 0.0
-    mse_srgb = lc.lambda_rgb * lc.rgb_mse if lc.srgb_domain else 0.0
+    raw = lc.lambda_raw * lc.mse_scale if lc.raw_domain else 0.0
+    mse_srgb = lc.lambda_rgb * lc.rgb_mse * lc.mse_scale if lc.srgb_domain else 0.0
     lpips = lc.lambda_rgb * lc.rgb_lpips if lc.srgb_domain else 0.0
     lp = None
     if lpips > 0:
@@ -141,6 +146,28 @@ def build_prompts(cfg: RDDMTrainConfig, device: torch.device) -> Prompts:
     if rpe.ddnet is not None:
         rpe.ddnet.requires_grad_(False)
     return Prompts(rpe, rpe.encoder, pc.negative)
+
+
+def check_latent_scale(cfg: RDDMTrainConfig) -> None:
+    """Refuse an RVAE folder whose latent scale was never calibrated (paper Eq. 4), unless the config accepts it.
+
+    An RVAE from ``rddm train-rvae`` keeps SD's ``scaling_factor`` 0.18215 until ``rddm calibrate-latent-scale``
+    writes its own (with ``latent_scale.json`` next to the weights); training on it silently mis-scales the
+    UNet's input. ``model.rvae: null`` (SD's own VAE, for which 0.18215 is right) is not checked.
+    """
+    from pathlib import Path
+
+    from .calibrate import REPORT
+
+    m = cfg.model
+    if m.rvae is None or m.accept_uncalibrated_scale:
+        return
+    root = Path(m.rvae)
+    if not any((d / REPORT).is_file() for d in (root, root / "rvae")):
+        raise ConfigError("the RVAE's latent scale was never calibrated (no latent_scale.json): SD's 0.18215 would "
+                          "be used", path=root,
+                          fix=f"run `rddm calibrate-latent-scale {root} --shards ...` first, or set "
+                              "model.accept_uncalibrated_scale: true")
 
 
 def _check_crop(cfg: RDDMTrainConfig, rddm) -> None:
@@ -250,6 +277,7 @@ class Trainer:
         self.opt = core.build_optimizer(self.params, cfg.optim)
         self.sched = core.build_scheduler(self.opt, cfg.optim, cfg.max_steps)
         self.scaler = core.make_scaler(env, cfg.mixed_precision)
+        self.guard = NonFiniteGuard(env, cfg.max_nonfinite, "rddm train")
         self.reg_params: list[nn.Parameter] = []
         self.reg_opt = self.reg_sched = self.reg_scaler = None
         if vsd is not None:
@@ -275,7 +303,8 @@ class Trainer:
            same micro-batches; averaged over the ranks; its own AdamW.
 
         Returns:
-            The values to log (averaged over the micro-batches), then ``reg_lr``, ``lr`` and ``grad_norm``.
+            The values to log (averaged over the micro-batches), then ``reg_lr``, ``lr``, ``grad_norm`` and
+            ``nonfinite`` (1 when the non-finite guard skipped a player's update this step, :mod:`rddm.train.guard`).
         """
         cfg, env, accum = self.cfg, self.env, self.cfg.grad_accum_steps
         _zero(self.opt, self.reg_opt)
@@ -292,7 +321,7 @@ class Trainer:
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v.float() / accum
         core.all_reduce_grads(self.params, env)
-        norm = core.optimizer_step(self.opt, self.scaler, cfg.optim.max_grad_norm)
+        norm, ok = guarded_step(self.opt, self.scaler, cfg.optim.max_grad_norm, sums["loss"], self.guard)
         self.scaler.update()
         self.sched.step()
         _zero(self.opt, self.reg_opt)
@@ -304,14 +333,16 @@ class Trainer:
                 self.reg_scaler.scale(d_loss / accum).backward()
                 sums["diffusion"] = sums.get("diffusion", 0.0) + d_loss.detach().float() / accum
             core.all_reduce_grads(self.reg_params, env)
-            core.optimizer_step(self.reg_opt, self.reg_scaler, cfg.reg_optim.max_grad_norm)
+            _, reg_ok = guarded_step(self.reg_opt, self.reg_scaler, cfg.reg_optim.max_grad_norm, sums["diffusion"],
+                                     self.guard)
+            ok = ok and reg_ok
             self.reg_scaler.update()
             self.reg_sched.step()
             _zero(self.opt, self.reg_opt)
             sums["reg_lr"] = self.reg_sched.get_last_lr()[0]
         sums["lr"] = self.sched.get_last_lr()[0]
-        if norm is not None:
-            sums["grad_norm"] = norm
+        sums["grad_norm"] = norm
+        sums["nonfinite"] = 0.0 if ok else 1.0
         return sums
 
 
@@ -328,13 +359,18 @@ def train_rddm(cfg: RDDMTrainConfig, out: str | os.PathLike, *, resume: str | No
     """
     env = core.setup_distributed(device)
     try:
+        given = cfg
+        cfg = recipe.effective_config(cfg, env.world_size)  # global_batch_size -> per-process batch, accumulation
+        recipe.check_terms_activate(cfg, {"loss.lambda_vsd (loss.vsd_start)": (
+            cfg.loss.lambda_vsd if cfg.loss.vsd else 0.0, cfg.loss.vsd_start)})
+        check_latent_scale(cfg)
         data = core.resolve_data(cfg.data)  # shards or on-the-fly sources: fails early, before any write
         rec_loss = build_rec_loss(cfg).to(env.device)
         rddm = build_rddm(cfg)  # fails early on a bad SD/RVAE folder, before anything is written
         _check_crop(cfg, rddm)
         vsd = build_vsd(cfg, rddm)
         prompts = build_prompts(cfg, env.device)
-        run = core.Run.start(out, cfg, env, resume)
+        run = core.Run.start(out, given, env, resume)
         trainer = Trainer(cfg, env, rddm, vsd, rec_loss, prompts)
         states = trainer.states()
         models = _checkpointed(rddm, vsd)
@@ -348,11 +384,15 @@ def train_rddm(cfg: RDDMTrainConfig, out: str | os.PathLike, *, resume: str | No
             while step < cfg.max_steps:
                 sums = trainer.step(step, stream.next)
                 step += 1
-                last = log.log(step, sums) or last
+                skipped = sums["nonfinite"] > 0
+                sums["nonfinite_skipped"] = trainer.guard.skipped + skipped
+                last = log.log(step, sums, force=skipped) or last
+                trainer.guard.end_step(step, skipped)
                 if step % cfg.save_every == 0 or step == cfg.max_steps:
                     run.save_checkpoint(step, models, states, stream.position)
         finally:
             log.close()
-        return run.finish(step, models, {"stage": "rddm", "loss_terms": cfg.loss.terms(), "last_logged": last})
+        return run.finish(step, models, {"stage": "rddm", "loss_terms": cfg.loss.terms(), "last_logged": last,
+                                         "batch_per_process": cfg.batch_size, "grad_accum_steps": cfg.grad_accum_steps})
     finally:
         core.cleanup_distributed(env)

@@ -23,7 +23,8 @@ from ..config import RVAETrainConfig
 from ..errors import ConfigError
 from ..losses import (DualDomainLoss, adaptive_gan_weight, generator_gan_loss, hinge_d_loss, isp_from_meta, to_srgb,
                       vanilla_d_loss)
-from . import core
+from . import core, recipe
+from .guard import NonFiniteGuard, guarded_step
 
 __all__ = ["train_rvae", "build_rvae", "build_discriminator", "build_rec_loss", "Stage1", "generator_losses"]
 
@@ -122,10 +123,13 @@ def train_rvae(cfg: RVAETrainConfig, out: str | os.PathLike, *, resume: str | No
     """
     env = core.setup_distributed(device)
     try:
+        given = cfg
+        cfg = recipe.effective_config(cfg, env.world_size)  # global_batch_size -> per-process batch, accumulation
+        recipe.check_terms_activate(cfg, {"loss.gan (loss.disc_start)": (cfg.loss.gan, cfg.loss.disc_start)})
         data = core.resolve_data(cfg.data)  # shards or on-the-fly sources: fails early, before any write
         rec_loss = build_rec_loss(cfg).to(env.device)
         rvae = build_rvae(cfg) if resume is None else None  # fails early on a bad SD folder, before any write
-        run = core.Run.start(out, cfg, env, resume)
+        run = core.Run.start(out, given, env, resume)
         if rvae is None:  # resuming: the architecture is in the checkpoint; the weights are loaded below
             from ..models.rvae import RVAE
 
@@ -154,6 +158,7 @@ def train_rvae(cfg: RVAETrainConfig, out: str | os.PathLike, *, resume: str | No
         log = core.TrainLogger(run, step, progress, desc="train-rvae")
         d_loss_fn = hinge_d_loss if cfg.loss.disc_loss == "hinge" else vanilla_d_loss
         accum, last = cfg.grad_accum_steps, {}
+        guard = NonFiniteGuard(env, cfg.max_nonfinite, "rddm train-rvae")
         try:
             while step < cfg.max_steps:
                 gan = cfg.loss.gan > 0 and step >= cfg.loss.disc_start
@@ -182,9 +187,10 @@ def train_rvae(cfg: RVAETrainConfig, out: str | os.PathLike, *, resume: str | No
                                       logits_fake=fake.detach().mean())
                     for k, v in values.items():
                         sums[k] = sums.get(k, 0.0) + v.float() / accum
-                norm = core.optimizer_step(opt, scaler, cfg.optim.max_grad_norm)
+                norm, ok = guarded_step(opt, scaler, cfg.optim.max_grad_norm, sums["loss"], guard)
                 if gan:
-                    core.optimizer_step(d_opt, scaler, cfg.disc_optim.max_grad_norm)
+                    _, d_ok = guarded_step(d_opt, scaler, cfg.disc_optim.max_grad_norm, sums["d_loss"], guard)
+                    ok = ok and d_ok
                     d_sched.step()
                 scaler.update()
                 sched.step()
@@ -192,9 +198,9 @@ def train_rvae(cfg: RVAETrainConfig, out: str | os.PathLike, *, resume: str | No
                 d_opt.zero_grad(set_to_none=True)
                 step += 1
                 sums["lr"] = sched.get_last_lr()[0]
-                if norm is not None:
-                    sums["grad_norm"] = norm
-                last = log.log(step, sums) or last
+                sums.update(grad_norm=norm, nonfinite=float(not ok), nonfinite_skipped=guard.skipped + (not ok))
+                last = log.log(step, sums, force=not ok) or last
+                guard.end_step(step, not ok)
                 if step % cfg.save_every == 0 or step == cfg.max_steps:
                     run.save_checkpoint(step, models, states, stream.position)
         finally:

@@ -26,11 +26,11 @@ def test_shards_train_checkpoint_restore_dng(rddm_shards, sd21_folder, lpips_fol
     RVAE.from_sd(sd21_folder).save_pretrained(rvae)
     # one shard of two 64x64 samples, batch 2, no crop or flip: every step sees the same batch
     cfg = write_yaml(tmp_path / "rddm.yaml", {
-        "max_steps": 8, "batch_size": 2, "log_every": 1, "save_every": 4, "keep_checkpoints": 0,
-        "tensorboard": False, "mixed_precision": "no",
+        "max_steps": 8, "batch_size": 2, "global_batch_size": None, "log_every": 1, "save_every": 4,
+        "keep_checkpoints": 0, "tensorboard": False, "mixed_precision": "no",
         "data": {"crop": 64, "num_workers": 0, "shuffle": 0, "flips": False},
         "optim": {"lr": 1e-2, "max_grad_norm": None}, "reg_optim": {"lr": 1e-3},
-        "model": {"sample_posterior": False},
+        "model": {"sample_posterior": False, "accept_uncalibrated_scale": True},
         "loss": {"lpips_net": "alex"}})
     r = run_cli("train", "--config", str(cfg), "--out", "run", "--shards", str(rddm_shards), "--sd-model",
                 str(sd21_folder), "--rvae", str(rvae), "--lpips-weights", str(lpips_folder), "--device", "cpu",

@@ -189,6 +189,41 @@ def test_adaptive_weight_is_the_gradient_norm_ratio():
     (rec + lam * gan).backward()  # the graph is still there
 
 
+def test_training_takes_the_adaptive_weight_at_decoder_conv_out(sd_folder):
+    """Eq. 5's λ_G in the RVAE's training loss is the gradient-norm ratio at ``decoder.conv_out.weight`` (LDM's
+    ``last_layer``): recomputed here from that layer's gradients it matches ``gan_weight`` of
+    :func:`rddm.train.rvae.generator_losses`; the same ratio at any other decoder layer differs (a loss taking it
+    elsewhere fails this test)."""
+    from rddm.config import RVAETrainConfig, config_from_dict
+    from rddm.models.discriminator import PatchDiscriminator
+    from rddm.models.rvae import RVAE
+    from rddm.train.rvae import Stage1, _gan_input, build_rec_loss, generator_losses
+
+    cfg = config_from_dict(RVAETrainConfig, {"loss": {"lpips": 0.0, "kl": 0.0, "gan": 1.0, "disc_start": 0,
+                                                      "sample_posterior": False}})
+    torch.manual_seed(0)
+    rvae = RVAE.from_sd(sd_folder)
+    disc = PatchDiscriminator(3, 8, 2)
+    hq = torch.rand(2, 3, 32, 32)
+    batch = {"hq": hq, "meta": [{"key": f"k{i}", "isp": p.to_dict()} for i, p in enumerate(_params(2))]}
+    rec_loss = build_rec_loss(cfg)
+    _, values, rec, isp = generator_losses(Stage1(rvae), rvae, disc, rec_loss, cfg, batch, "cpu")
+    assert rvae.last_decoder_layer() is getattr(rvae.decoder.conv_out, "base_layer", rvae.decoder.conv_out).weight
+    rec2, _ = Stage1(rvae)(hq, None, False)
+    out = rec_loss(rec2, hq, isp).total
+    gan = generator_gan_loss(disc(_gan_input(rec2, isp, "linear")))
+
+    def ratio(w):
+        g1 = torch.autograd.grad(out, w, retain_graph=True)[0]
+        g2 = torch.autograd.grad(gan, w, retain_graph=True)[0]
+        return g1.norm() / (g2.norm() + 1e-4)
+
+    want = ratio(rvae.decoder.conv_out.weight)
+    assert torch.isclose(values["gan_weight"], want, rtol=1e-4)
+    others = [m.weight for n, m in rvae.decoder.named_modules() if isinstance(m, torch.nn.Conv2d) and n != "conv_out"]
+    assert others and all(not torch.isclose(ratio(w), want, rtol=1e-2) for w in others[-3:])
+
+
 def test_ptp_stays_float32_under_autocast():
     p = fixed_isp_params()
     x = torch.rand(1, 3, 8, 8)

@@ -22,11 +22,11 @@ CKPT_FILES = ["config.yaml", "rng_states.pt", "trainer_state.json", "training_st
 
 
 def _cfg_dict(shards, sd, rvae, lpips, **over) -> dict:
-    d = {"max_steps": 4, "batch_size": 2, "log_every": 1, "save_every": 2, "keep_checkpoints": 0,
-         "tensorboard": False, "mixed_precision": "no",
+    d = {"max_steps": 4, "batch_size": 2, "global_batch_size": None, "log_every": 1, "save_every": 2,
+         "keep_checkpoints": 0, "tensorboard": False, "mixed_precision": "no",
          "data": {"crop": 32, "num_workers": 0, "shuffle": 0, "flips": True, "shards": [str(shards)]},
          "optim": {"lr": 1e-3, "max_grad_norm": None}, "reg_optim": {"lr": 1e-3},
-         "model": {"sd_model": str(sd), "rvae": str(rvae)},
+         "model": {"sd_model": str(sd), "rvae": str(rvae), "accept_uncalibrated_scale": True},
          "loss": {"lpips_net": "alex", "lpips_weights": str(lpips)}}
     for k, v in over.items():
         if isinstance(v, dict):
@@ -66,7 +66,10 @@ def rvae_folder(sd21_folder, tmp_path_factory) -> Path:
     from rddm.models.rvae import RVAE
 
     out = tmp_path_factory.mktemp("rvae") / "rvae"
-    RVAE.from_sd(sd21_folder).save_pretrained(out)
+    rvae = RVAE.from_sd(sd21_folder)
+    rvae.save_pretrained(out)
+    # as `rddm calibrate-latent-scale` leaves it (training refuses an uncalibrated RVAE folder)
+    (out / "latent_scale.json").write_text(json.dumps({"scaling_factor": rvae.config.scaling_factor}))
     return out
 
 

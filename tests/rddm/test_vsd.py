@@ -168,3 +168,28 @@ def test_unshared_copy_mode(sd21_folder):
         assert torch.allclose(vsd.frozen_x0(z, t, emb, neg), cond, atol=1e-5)
         _perturb(vsd.unet, VSD_ADAPTER)
         assert not torch.allclose(vsd.update_x0(z, t, emb), cond, atol=1e-3)
+
+
+def test_the_diffusion_loss_targets_epsilon_with_diffusers_noising(fresh, sd21_folder):
+    """The update UNet's loss against an independent computation: diffusers' ``DDPMScheduler.add_noise`` of the same
+    draws, the ε target (the tiny SD is epsilon-prediction). An x0 target (``MSE(pred, z)``) or a wrong noising
+    gives a different number: the test fails on either."""
+    from diffusers import DDPMScheduler
+
+    _, vsd = fresh
+    _perturb(vsd.unet, VSD_ADAPTER, seed=3)
+    z, emb, _ = _data(2, seed=2)
+    sched = DDPMScheduler.from_pretrained(sd21_folder, subfolder="scheduler")
+    assert sched.config.prediction_type == "epsilon"
+    g = torch.Generator().manual_seed(5)
+    t = torch.randint(*vsd.diffusion_t_range, (2,), generator=g)
+    noise = torch.randn(z.shape, generator=g)
+    noisy = sched.add_noise(z, noise, t)
+    with L.active_adapter(vsd.unet, VSD_ADAPTER), torch.no_grad():
+        pred = vsd.unet(noisy, t, encoder_hidden_states=emb).sample
+    eps_ref = torch.nn.functional.mse_loss(pred, noise)
+    x0_ref = torch.nn.functional.mse_loss(pred, z)
+    with torch.no_grad():
+        got = vsd.diffusion_loss(z, emb, torch.Generator().manual_seed(5))
+    assert torch.allclose(got, eps_ref, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(got, x0_ref, rtol=1e-2)
