@@ -12,7 +12,8 @@ different value width), exactly what torch's own SDPA formula gives where it doe
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,9 +36,8 @@ def sdpa_math(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_
         key, value = key.repeat_interleave(rep, -3), value.repeat_interleave(rep, -3)
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     scores = torch.matmul(query, key.transpose(-2, -1)) * scale
-    L, S = query.shape[-2], key.shape[-2]
     if is_causal:
-        keep = torch.ones(L, S, dtype=torch.bool, device=query.device).tril()
+        keep = torch.ones(query.shape[-2], key.shape[-2], dtype=torch.bool, device=query.device).tril()
         scores = scores.masked_fill(~keep, float("-inf"))
     if attn_mask is not None:
         scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
@@ -46,9 +46,9 @@ def sdpa_math(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_
 
 def sdpa_flops(query_shape: tuple[int, ...], key_shape: tuple[int, ...], value_shape: tuple[int, ...]) -> int:
     """FLOPs (2 per multiply-add) of one attention call: ``q·kᵀ`` plus ``attn·v``."""
-    *batch, L, E = query_shape
-    S, Ev = key_shape[-2], value_shape[-1]
-    return 2 * math.prod(batch) * L * S * (E + Ev)
+    *batch, q_len, dim = query_shape
+    kv_len, v_dim = key_shape[-2], value_shape[-1]
+    return 2 * math.prod(batch) * q_len * kv_len * (dim + v_dim)
 
 
 class _SDPAAsMath(TorchFunctionMode):
