@@ -188,6 +188,7 @@ def test_train_rvae_on_the_fly_rddm_pairs(sd_folder, lpips_folder, tmp_path):
     d["data"]["onthefly"] = {"sources": [str(_list_file(tmp_path, 2))], "samples": 2}
     d["model"] = {"sd_model": str(sd_folder)}
     d["loss"]["lpips_weights"] = str(lpips_folder)
+    d["loss"]["disc_start"] = 1  # inside the 2-step run (a term that never starts is a start-up error)
     cfg = config_from_dict(RVAETrainConfig, d)
     assert resolve_data(cfg.data).synth.mode.value == "rddm" and resolve_data(cfg.data).synth.crop == 32
     summary = train_rvae(cfg, tmp_path / "o", device="cpu", progress=False)

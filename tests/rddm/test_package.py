@@ -76,7 +76,7 @@ def test_memory_script_runs_a_full_rddm_training_step(tmp_path, capsys):
     assert out["trainable_params"] == sum(p.numel() for p in model.trainable_parameters())
     assert out["vsd_trainable_params"] == sum(p.numel() for p in vsd.trainable_parameters()) > 0
     assert out["loss_terms"] == ["mse_linear", "mse_srgb", "lpips", "vsd"]
-    assert set(out["last_losses"]) == {"mse_linear", "mse_srgb", "lpips", "vsd", "loss", "diffusion"}
+    assert set(out["last_losses"]) == {"mse_linear", "mse_srgb", "lpips", "vsd", "loss", "diffusion", "nonfinite"}
     assert all(math.isfinite(v) for v in out["last_losses"].values())
     assert out["peak_memory"]["cpu_peak_rss_mib"] >= out["memory_before_models"]["cpu_peak_rss_mib"] > 0
     # the random LPIPS weights go through LPIPS.from_folder (the training code's loading path) unchanged

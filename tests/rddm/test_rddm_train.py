@@ -348,7 +348,8 @@ def test_ablation_switches_select_the_terms(paths, tmp_path):
                loss={"raw_domain": False, "vsd": False})
     train_rddm(cfg, tmp_path / "o", device="cpu", progress=False)
     out = tmp_path / "o"
-    assert set(_metrics(out)[0]) == {"step", "loss", "mse_srgb", "lpips", "lr", "steps_per_s"}
+    assert set(_metrics(out)[0]) == {"step", "loss", "mse_srgb", "lpips", "lr", "steps_per_s", "grad_norm", "nonfinite",
+                                     "nonfinite_skipped"}
     assert not (out / "vsd").exists()
     assert sorted(p.name for p in (out / "rddm" / "unet_lora").iterdir()) == ["ALL"]
     assert sorted(p.name for p in (out / "rddm" / "rvae_lora").iterdir()) == ["ALL"]
