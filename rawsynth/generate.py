@@ -40,7 +40,8 @@ __all__ = ["SampleRef", "ShardTask", "ShardJob", "plan_shards", "run_shard", "ge
            "FORMAT_VERSION", "shard_name", "load_manifest"]
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+#: The format version written by default (``SynthConfig.format_version`` chooses; see ``docs/format.md``).
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ def _make_sample(ref: SampleRef, image: np.ndarray, digest: str, config: SynthCo
         source["path_escaped"] = True
     s = synthesize(apply_crop(image, box), ref.key, seed, config, source=source, crop=box)
     dng = encode_dng(s.raw_dn, s.pattern, s.sensor, s.isp, iso=s.noise.iso) if config.save_dng else None
-    return encode_sample(s.key, s.raw_dn, s.hq_linear, s.meta, lq_srgb=s.lq_srgb, gt_srgb=s.gt_srgb, dng=dng)
+    return encode_sample(s.key, s.raw_dn, s.hq_linear, s.meta, lq_srgb=s.lq_srgb, gt_srgb=s.gt_srgb, dng=dng,
+                         members=config.members, format_version=config.format_version)
 
 
 def _failure(ref: SampleRef, e: BaseException) -> dict:
@@ -209,7 +211,7 @@ def load_manifest(out_dir: str | os.PathLike) -> dict | None:
 
 def _identity(config: SynthConfig, seed: int, shard_size: int, plan: list[ShardTask],
               sources: Sequence[Source]) -> dict:
-    return {"format": "rawsynth-shards", "format_version": FORMAT_VERSION, "version": __version__,
+    return {"format": "rawsynth-shards", "format_version": config.format_version, "version": __version__,
             "config": config.to_dict(), "seed": seed, "shard_size": shard_size,
             "num_samples": sum(len(t.refs) for t in plan), "inputs": [s.name for s in sources]}
 

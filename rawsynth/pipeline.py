@@ -73,6 +73,10 @@ class SynthConfig:
         degradation: a :class:`~rawsynth.degrade.DegradationConfig` (``rddm`` mode only).
         save_srgb: also store the 8-bit sRGB LQ (``rddm``) and GT crops.
         save_dng: also store each RAW as a DNG.
+        members: how the mosaic and the HQ are stored: ``"npy"`` (``raw.npy``/``hq.npy``, default) or ``"png"``
+            (16-bit PNG as ``raw.png16``/``hq.png16``); see :mod:`rawsynth.shards.fields`.
+        format_version: shard format to write: 2 (default) or 1 (the former format, with ``members="png"``:
+            ``raw.png``/``hq.png`` and ``null`` metadata values; for fixtures and old readers).
     """
 
     mode: Mode = Mode.RDDM
@@ -87,6 +91,8 @@ class SynthConfig:
     degradation: object = field(default_factory=lambda: _degradation_config_cls()())
     save_srgb: bool = False
     save_dng: bool = False
+    members: str = "npy"
+    format_version: int = 2
 
     def __post_init__(self):
         def setf(name, value):
@@ -124,6 +130,11 @@ class SynthConfig:
             if not 0 < lo <= hi:
                 raise ConfigError(f"SynthConfig.iso_range must be (lo, hi) with 0 < lo <= hi, got {self.iso_range}")
             setf("iso_range", (lo, hi))
+        if self.members not in ("npy", "png"):
+            raise ConfigError(f"SynthConfig.members must be 'npy' or 'png', got {self.members!r}")
+        if self.format_version not in (1, 2) or (self.format_version == 1 and self.members != "png"):
+            raise ConfigError(f"SynthConfig.format_version must be 2, or 1 with members='png', got "
+                              f"{self.format_version!r} with members={self.members!r}")
         self.profile()  # fail early on a missing or invalid profile
 
     def profile(self) -> NoiseProfile:
@@ -139,7 +150,8 @@ class SynthConfig:
             "noise_profile": self.noise_profile,
             "iso_range": list(self.iso_range) if self.iso_range else None,
             "sensor": self.sensor.to_dict(), "isp": self.isp.to_dict(), "degradation": self.degradation.to_dict(),
-            "save_srgb": self.save_srgb, "save_dng": self.save_dng,
+            "save_srgb": self.save_srgb, "save_dng": self.save_dng, "members": self.members,
+            "format_version": self.format_version,
         }
 
     @classmethod
