@@ -43,6 +43,7 @@ from .mns.cfa import Pattern
 from .mns.sensor import SensorParams, normalize
 from .rng import derive_seed, numpy_rng
 from .shards.fields import decode_sample
+from .storage import is_url, open_binary
 
 __all__ = ["HANDLERS", "decode_pair", "apply_crop_flip", "bayer_crop_flip", "RawPairDataset", "make_dataset",
            "collate", "make_loader"]
@@ -242,6 +243,14 @@ class _ShardList(IterableDataset):
         return iter([dict(url=u) for u in urls])
 
 
+def _fsspec_protocols() -> set[str]:
+    """Protocols fsspec knows (whether or not their package is installed); others go to webdataset's gopen
+    (``pipe:``, ...)."""
+    import fsspec
+
+    return set(fsspec.available_protocols()) - {"file", "local"}
+
+
 class _OpenShards:
     """Open each shard URL (like ``webdataset.cache.StreamingOpen``) and close it once it has been read."""
 
@@ -255,6 +264,8 @@ class _OpenShards:
             try:
                 if parsed.scheme in ("", "file"):
                     stream, extra = open(parsed.path, "rb"), {"local_path": parsed.path}
+                elif is_url(url) and parsed.scheme in _fsspec_protocols():
+                    stream, extra = open_binary(url), {}
                 else:
                     stream, extra = wds.gopen(url), {}
             except Exception as e:  # noqa: BLE001 - the handler decides
@@ -287,6 +298,8 @@ class _VerifySamples:
                     parsed = urlparse(url or "")
                     if url and parsed.scheme in ("", "file"):
                         table = load_member_checksums(parsed.path)
+                    elif url and is_url(url) and parsed.scheme in _fsspec_protocols():
+                        table = load_member_checksums(url)
                 if table is not None:
                     verify_sample(s, table, f"{url}:{s.get('__key__', '?')}")
             except Exception as e:  # noqa: BLE001 - the handler decides (raise, warn or skip)

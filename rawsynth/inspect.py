@@ -85,12 +85,33 @@ def _iso_bin(iso: float) -> str:
 
 def inspect_dataset(out_dir: str | Path) -> InspectReport:
     """Verify ``manifest.json`` against every shard (presence, sha256, sample count, stats) and histogram the
-    samples' patterns, ISOs and JPEG qualities."""
+    samples' patterns, ISOs and JPEG qualities. ``out_dir`` may be an fsspec URL (``s3://bucket/prefix``)."""
     from .generate import load_manifest
     from .shards import iter_shard, sha256_file
 
-    out = Path(out_dir)
-    manifest = load_manifest(out)
+    from .shards.schema import legacy_meta
+    from .storage import is_url, url_to_fs
+
+    if is_url(out_dir):  # an fsspec URL: the same checks through its filesystem
+        fs = url_to_fs(out_dir)[0]
+        base = out_dir.rstrip("/")
+
+        class _Entry(str):
+            name = property(lambda self: self.rsplit("/", 1)[-1])
+
+            def __truediv__(self, n):
+                return _Entry(f"{self}/{n}")
+
+            def exists(self):
+                return fs.exists(str(self))
+
+            def read_text(self):
+                return fs.cat_file(str(self)).decode("utf-8")
+
+        out = _Entry(base)
+    else:
+        out = Path(out_dir)
+    manifest = load_manifest(out_dir)
     if manifest is None:
         raise InputError(out / "manifest.json", "missing manifest", hint="is this a `rawsynth generate` folder?")
     rep = InspectReport(shards=len(manifest.get("shards", [])), complete=bool(manifest.get("complete")))
@@ -129,7 +150,7 @@ def inspect_dataset(out_dir: str | Path) -> InspectReport:
                 rep.patterns[meta["pattern"]] += 1
                 rep.modes[meta["mode"]] += 1
                 rep.iso[_iso_bin(meta["noise"]["iso"])] += 1
-                for q in jpeg_qualities(meta.get("degradation")):
+                for q in jpeg_qualities(legacy_meta(meta).get("degradation")):  # v2: 0 = no JPEG
                     rep.jpeg[f"{q // 10 * 10}-{q // 10 * 10 + 9}"] += 1
         except Exception as e:  # noqa: BLE001 - any unreadable shard is a verification problem
             rep.problems.append(f"{name}: unreadable ({type(e).__name__}: {e})")
