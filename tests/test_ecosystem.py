@@ -246,3 +246,45 @@ def test_memory_url_generate_resume_inspect_and_read(src, tmp_path):
     with pytest.raises(Exception, match="checksum mismatch"):
         list(make_dataset(url + "/shard-000000.tar"))
     fs.rm("/bucket/run19", recursive=True)
+
+
+@pytest.fixture
+def s3_server(monkeypatch):
+    """A local S3-compatible server (moto's, standing in for AWS S3) with a bucket; fsspec's s3:// points at it."""
+    moto_server = pytest.importorskip("moto.server")
+    pytest.importorskip("s3fs")
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint, "key": "testing", "secret": "testing",
+                                                   "skip_instance_cache": True})
+    fs = fsspec.filesystem("s3")
+    fs.mkdir("rawsynth-test")
+    try:
+        yield fs
+    finally:
+        server.stop()
+
+
+def test_s3_generate_resume_inspect_and_read(src, tmp_path, s3_server):
+    fs = s3_server
+    url = "s3://rawsynth-test/runs/a"
+    cfg = SynthConfig(crop=32, crops_per_image=1, mode="ddnet")
+    s = generate(collect_sources([src]), url, cfg, seed=4, shard_size=1, progress=False)
+    assert (s.samples, s.shards) == (2, 2)
+    fs.invalidate_cache()
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls("rawsynth-test/runs/a", detail=False)) == [
+        "manifest.json", "shard-000000.stats.json", "shard-000000.tar", "shard-000001.stats.json", "shard-000001.tar"]
+    fs.rm("rawsynth-test/runs/a/shard-000001.stats.json")  # as if killed between its tar and its stats
+    s2 = generate(collect_sources([src]), url, cfg, seed=4, shard_size=1, resume=True, progress=False)
+    assert s2.skipped_shards == 1 and s2.samples == 1
+    assert inspect_dataset(url).ok
+    assert len(list(make_dataset(url + "/shard-{000000..000001}.tar"))) == 2
