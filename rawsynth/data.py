@@ -4,7 +4,7 @@ A decoded training sample is a dict::
 
     {"key": str,                       # the sample key, e.g. "000012_3"
      "raw": (1, H, W) float32,         # (DN − black) / (white − black) with the sample's own sensor
-     "hq": (3, H, W) float32,          # linear camera RGB in [0, 1] (hq.png / 65535)
+     "hq": (3, H, W) float32,          # linear camera RGB in [0, 1] (hq.npy / 65535)
      "pattern": Pattern,               # Bayer pattern of ``raw`` (top-left 2×2 block, read row-wise)
      "meta": dict}                     # meta.json, plus "augment": [{top, left, height, width, hflip, vflip}]
 
@@ -66,7 +66,8 @@ def decode_pair(sample: dict[str, bytes], name: str = "<sample>") -> dict:
     """Decode one shard sample into a training sample (tensors; see the module docstring).
 
     Args:
-        sample: ``{"__key__": KEY, "raw.png": bytes, "hq.png": bytes, "meta.json": bytes, ...}``.
+        sample: ``{"__key__": KEY, "raw.npy": bytes, "hq.npy": bytes, "meta.json": bytes, ...}`` (or the
+            ``.png16`` / version-1 ``.png`` members).
         name: what to call the sample in error messages.
 
     Returns:
@@ -281,7 +282,7 @@ class _OpenShards:
 class _VerifySamples:
     """Check each encoded sample against the member checksums recorded in its shard's stats sidecar
     (:mod:`rawsynth.shards.checksums`); a mismatch goes to the handler. Shards without recorded checksums
-    (no sidecar, remote URLs) pass unchecked. Runs before the shuffle buffer, so samples arrive shard by shard
+    (no sidecar, or URLs fsspec does not handle such as ``pipe:``) pass unchecked. Runs before the shuffle buffer, so samples arrive shard by shard
     and one table is held at a time."""
 
     def __init__(self, handler):

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,6 +36,9 @@ from .rng import numpy_rng
 from .runlock import RunLock
 from .signals import terminate_as_interrupt
 from .sources import Source, is_escaped, read_regular_file
+
+if TYPE_CHECKING:
+    from .storage import RemoteOut
 
 __all__ = ["SampleRef", "ShardTask", "ShardJob", "plan_shards", "run_shard", "generate", "GenerateSummary", "MANIFEST",
            "FORMAT_VERSION", "shard_name", "load_manifest"]
@@ -288,7 +292,7 @@ def _has_stats(out: Path, task: ShardTask) -> bool:
 
 
 def _write_manifest(out: Path, identity: dict, plan: list[ShardTask], results: dict[str, dict],
-                    publish=None) -> None:
+                    publish: RemoteOut | None = None) -> None:
     shards = []
     for t in plan:
         r = results.get(t.name)
@@ -339,7 +343,7 @@ def generate(sources: Sequence[Source], out_dir: str | os.PathLike, config: Synt
              shard_size: int = 1000, num_samples: int | None = None, workers: int = 1, resume: bool = False,
              overwrite: bool = False, progress: bool = True, backend: str | ShardBackend = "local",
              scheduler: str | None = None, retries: int = 2, scheduler_timeout: float = 30.0,
-             publish=None) -> GenerateSummary:
+             publish: RemoteOut | None = None) -> GenerateSummary:
     """Generate the dataset into ``out_dir`` (see the module docstring).
 
     Args:
