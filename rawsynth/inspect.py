@@ -160,9 +160,15 @@ def inspect_dataset(out_dir: str | Path) -> InspectReport:
     return rep
 
 
+class _UrlName(str):
+    """A shard URL with a ``.name`` (its last component), like a :class:`Path`."""
+
+    name = property(lambda self: self.rsplit("/", 1)[-1])
+
+
 def preview_dataset(out_dir: str | Path, out_png: str | Path, n: int = 8, size: int = 256) -> Path:
     """A contact sheet of the first ``n`` samples: sRGB GT (if saved), the RAW through bilinear demosaic +
-    PTP, the HQ linear through PTP, and the sRGB LQ (if saved), each scaled to ``size`` pixels high."""
+    PTP, the HQ linear through PTP, and the sRGB LQ (if saved), each scaled to ``size`` pixels high. ``out_dir`` may be an fsspec URL; ``out_png`` is local."""
     import cv2
     import torch
 
@@ -170,8 +176,15 @@ def preview_dataset(out_dir: str | Path, out_png: str | Path, n: int = 8, size: 
     from .mns import Pattern, SensorParams, demosaic_bilinear, normalize
     from .shards import decode_sample, iter_shard
 
-    out = Path(out_dir)
-    tars = sorted(out.glob("shard-*.tar"))
+    from .storage import is_url, url_to_fs
+
+    if is_url(out_dir):
+        fs, root = url_to_fs(out_dir)
+        out = out_dir
+        tars = [_UrlName(fs.unstrip_protocol(p)) for p in sorted(fs.glob(f"{root.rstrip('/')}/shard-*.tar"))]
+    else:
+        out = Path(out_dir)
+        tars = sorted(out.glob("shard-*.tar"))
     if not tars:
         raise InputError(out, "no shards", hint="run `rawsynth generate` first")
     rows = []

@@ -234,6 +234,7 @@ def test_memory_url_generate_resume_inspect_and_read(src, tmp_path):
     assert inspect_dataset(url).ok
     keys = sorted(x["key"] for x in make_dataset(url + "/shard-{000000..000001}.tar"))
     assert len(keys) == 4
+    assert preview_dataset(url, tmp_path / "p.png", n=2, size=32).exists()
     # the member checksums are checked on URLs too
     tar = fs.cat_file("/bucket/run19/shard-000000.tar")
     buf = io.BytesIO(tar)
