@@ -282,8 +282,8 @@ class _OpenShards:
 class _VerifySamples:
     """Check each encoded sample against the member checksums recorded in its shard's stats sidecar
     (:mod:`rawsynth.shards.checksums`); a mismatch goes to the handler. Shards without recorded checksums
-    (no sidecar, or URLs fsspec does not handle such as ``pipe:``) pass unchecked. Runs before the shuffle buffer, so samples arrive shard by shard
-    and one table is held at a time."""
+    (no sidecar, or URLs fsspec does not handle such as ``pipe:``) pass unchecked. Runs before the shuffle
+    buffer, so samples arrive shard by shard and one table is held at a time."""
 
     def __init__(self, handler):
         self.handler = handler

@@ -168,7 +168,8 @@ class _UrlName(str):
 
 def preview_dataset(out_dir: str | Path, out_png: str | Path, n: int = 8, size: int = 256) -> Path:
     """A contact sheet of the first ``n`` samples: sRGB GT (if saved), the RAW through bilinear demosaic +
-    PTP, the HQ linear through PTP, and the sRGB LQ (if saved), each scaled to ``size`` pixels high. ``out_dir`` may be an fsspec URL; ``out_png`` is local."""
+    PTP, the HQ linear through PTP, and the sRGB LQ (if saved), each scaled to ``size`` pixels high.
+    ``out_dir`` may be an fsspec URL; ``out_png`` is a local path."""
     import cv2
     import torch
 

@@ -157,7 +157,8 @@ def test_png_members_are_claimed_by_no_pil_decoder(src, tmp_path):
     assert a.samples == b.samples == 2
     (s,) = list(wds.WebDataset(str(tmp_path / "png" / "shard-000000.tar"), shardshuffle=False).decode("rgb"))[:1]
     assert isinstance(s["raw.png16"], bytes) and isinstance(s["hq.png16"], bytes)
-    for x, y in zip(iter_shard(tmp_path / "npy" / "shard-000000.tar"), iter_shard(tmp_path / "png" / "shard-000000.tar")):
+    pairs = zip(iter_shard(tmp_path / "npy" / "shard-000000.tar"), iter_shard(tmp_path / "png" / "shard-000000.tar"))
+    for x, y in pairs:
         dx, dy = decode_sample(x), decode_sample(y)
         assert np.array_equal(dx["raw_dn"], dy["raw_dn"]) and np.array_equal(dx["hq"], dy["hq"])
         assert np.array_equal(cv2.imdecode(np.frombuffer(y["raw.png16"], np.uint8), cv2.IMREAD_UNCHANGED), dx["raw_dn"])
@@ -219,7 +220,8 @@ def test_memory_url_generate_resume_inspect_and_read(src, tmp_path):
     assert names == ["manifest.json", "shard-000000.stats.json", "shard-000000.tar", "shard-000001.stats.json",
                      "shard-000001.tar"]
     for i in range(2):
-        assert fs.cat_file(f"/bucket/run19/shard-{i:06d}.tar") == (tmp_path / "local" / f"shard-{i:06d}.tar").read_bytes()
+        name = f"shard-{i:06d}.tar"
+        assert fs.cat_file(f"/bucket/run19/{name}") == (tmp_path / "local" / name).read_bytes()
     assert load_manifest(url)["complete"]
     rep = inspect_dataset(url)
     assert rep.ok and rep.samples == 4

@@ -41,10 +41,12 @@ def measure(path: str, repeat: int = 5) -> list[dict]:
             blobs = [enc(a) for a in arrs]
             assert all(np.array_equal(dec(b), a) for a, b in zip(arrs, blobs)), f"{name} {member} not exact"
             n = len(arrs)
+            enc_all = lambda enc=enc, arrs=arrs: [enc(a) for a in arrs]  # noqa: E731
+            dec_all = lambda dec=dec, blobs=blobs: [dec(b) for b in blobs]  # noqa: E731
             rows.append({"member": member, "codec": name, "shape": "x".join(map(str, arrs[0].shape)),
                          "bytes": sum(map(len, blobs)) / n,
-                         "encode_ms": 1e3 * _best(lambda: [enc(a) for a in arrs], repeat) / n,
-                         "decode_ms": 1e3 * _best(lambda: [dec(b) for b in blobs], repeat) / n})
+                         "encode_ms": 1e3 * _best(enc_all, repeat) / n,
+                         "decode_ms": 1e3 * _best(dec_all, repeat) / n})
     return rows
 
 
