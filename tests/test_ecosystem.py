@@ -298,3 +298,13 @@ def test_unknown_protocol_is_a_config_error_before_any_work(src):
 
     with pytest.raises(ConfigError, match="nosuchproto"):
         generate(collect_sources([src]), "nosuchproto://bucket/x", CFG, progress=False)
+
+
+def test_members_benchmark(dataset):
+    """benchmarks/perf/members.py: both codecs decode exactly; a .npy is its 128-byte header plus the raw data."""
+    from benchmarks.perf.members import measure
+
+    rows = {(r["member"], r["codec"]): r for r in measure(str(dataset / "shard-000000.tar"), repeat=1)}
+    assert set(rows) == {("raw", "png16"), ("raw", "npy"), ("hq", "png16"), ("hq", "npy")}
+    assert rows["raw", "npy"]["bytes"] == 128 + 2 * 32 * 32 and rows["hq", "npy"]["bytes"] == 128 + 2 * 32 * 32 * 3
+    assert all(r["encode_ms"] >= 0 and r["decode_ms"] >= 0 for r in rows.values())
