@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Synthesise RAW LQ-HQ training pairs into webdataset shards. With no SRC, uses "
                                    "the photos bundled with scikit-image. Flags override --config.")
     p.add_argument("src", nargs="*", metavar="SRC", help="image folders, image files, or .txt lists of paths")
-    p.add_argument("--out", required=True, help="output folder (shards, stats, manifest.json)")
+    p.add_argument("--out", required=True, help="output folder (shards, stats, manifest.json), or an fsspec URL "
+                   "such as s3://bucket/prefix")
     p.add_argument("--config", help="YAML config (synthesis keys of SynthConfig plus seed, shard_size, "
                                     "num_samples, workers)")
     p.add_argument("--mode", choices=["rddm", "ddnet"], help="pair type (default rddm)")

@@ -315,7 +315,10 @@ def _generate_remote(sources, url: str, config: SynthConfig, *, resume: bool, ov
     remote = RemoteOut(url)
     with tempfile.TemporaryDirectory(prefix="rawsynth-staging-") as staging:
         remote.pull(Path(staging), overwrite)
-        return generate(sources, staging, config, resume=resume, overwrite=False, publish=remote, **kw)
+        try:
+            return generate(sources, staging, config, resume=resume, overwrite=False, publish=remote, **kw)
+        except ConfigError as e:  # name the URL the user gave, not the staging folder
+            raise ConfigError(str(e).replace(staging, url)) from None
 
 
 @dataclass

@@ -308,3 +308,14 @@ def test_members_benchmark(dataset):
     assert set(rows) == {("raw", "png16"), ("raw", "npy"), ("hq", "png16"), ("hq", "npy")}
     assert rows["raw", "npy"]["bytes"] == 128 + 2 * 32 * 32 and rows["hq", "npy"]["bytes"] == 128 + 2 * 32 * 32 * 3
     assert all(r["encode_ms"] >= 0 and r["decode_ms"] >= 0 for r in rows.values())
+
+
+def test_url_conflicts_name_the_url(src):
+    from rawsynth.errors import ConfigError
+
+    url = "memory://bucket/conflict"
+    cfg = SynthConfig(crop=32, crops_per_image=1, mode="ddnet")
+    generate(collect_sources([src]), url, cfg, seed=0, shard_size=2, num_samples=1, progress=False)
+    with pytest.raises(ConfigError, match="memory://bucket/conflict.*--resume"):
+        generate(collect_sources([src]), url, cfg, seed=0, shard_size=2, num_samples=1, progress=False)
+    fsspec.filesystem("memory").rm("/bucket/conflict", recursive=True)
