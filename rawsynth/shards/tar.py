@@ -191,17 +191,17 @@ def iter_shard(path: str | os.PathLike) -> Iterator[dict[str, bytes]]:
                 key, dot, field = name.partition(".")
                 if not dot or not key or not field or "/" in name:
                     raise InputError(path, "corrupt shard", detail=f"member {name!r} is not named KEY.FIELD")
-                data = tf.extractfile(m).read()
-                if len(data) != m.size:
-                    raise InputError(path, "truncated", detail=f"member {name!r} is cut short")
                 if current is None or current["__key__"] != key:
                     if key in seen:
                         raise InputError(path, "corrupt shard", detail=f"the members of sample {key!r} are not "
                                          "contiguous")
                     if current is not None:
-                        yield current
+                        yield current  # complete: before this member's data, which may be cut short
                     seen.add(key)
                     current = {"__key__": key}
+                data = tf.extractfile(m).read()
+                if len(data) != m.size:
+                    raise InputError(path, "truncated", detail=f"member {name!r} is cut short")
                 if field in current:
                     raise InputError(path, "corrupt shard", detail=f"member {name!r} appears twice")
                 current[field] = data
