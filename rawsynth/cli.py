@@ -63,7 +63,10 @@ def _generate_config(args: argparse.Namespace) -> GenerateConfig:
     d = load_yaml(args.config) if args.config else {}
     flags = {"mode": args.mode, "crop": args.crop, "crops_per_image": args.crops_per_image,
              "small_policy": args.small_images, "noise_profile": args.noise_profile,
-             "save_srgb": args.save_srgb or None, "save_dng": args.save_dng or None}
+             "save_srgb": args.save_srgb or None, "save_dng": args.save_dng or None, "members": args.members,
+             "format_version": args.format_version}
+    if args.format_version == 1 and args.members is None:
+        flags["members"] = "png"  # the only members format 1 has
     d.update({k: v for k, v in flags.items() if v is not None})
     if args.cameras:
         d["cameras"] = _camera_config(args.cameras, args.ccm)
@@ -155,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Synthesise RAW LQ-HQ training pairs into webdataset shards. With no SRC, uses "
                                    "the photos bundled with scikit-image. Flags override --config.")
     p.add_argument("src", nargs="*", metavar="SRC", help="image folders, image files, or .txt lists of paths")
-    p.add_argument("--out", required=True, help="output folder (shards, stats, manifest.json)")
+    p.add_argument("--out", required=True, help="output folder (shards, stats, manifest.json), or an fsspec URL "
+                   "such as s3://bucket/prefix")
     p.add_argument("--config", help="YAML config (synthesis keys of SynthConfig plus seed, shard_size, "
                                     "num_samples, workers)")
     p.add_argument("--mode", choices=["rddm", "ddnet"], help="pair type (default rddm)")
@@ -188,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --scheduler: how long to try to connect (default 30)")
     p.add_argument("--save-srgb", action="store_true", help="also store 8-bit sRGB LQ and GT (lq.png, gt.png)")
     p.add_argument("--save-dng", action="store_true", help="also store each RAW as raw.dng")
+    p.add_argument("--members", choices=["npy", "png"], help="how the mosaic and HQ are stored: npy (raw.npy, "
+                   "hq.npy; default: exact in every reader) or png (16-bit PNG as raw.png16, hq.png16: ~25%% smaller, "
+                   "slower)")
+    p.add_argument("--format-version", type=int, choices=[1, 2], help="shard format (default 2; 1 = the former "
+                   "raw.png/hq.png format with null metadata values, needs --members png)")
     p.add_argument("--resume", action="store_true", help="finish an interrupted run (skips done shards)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

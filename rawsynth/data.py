@@ -4,7 +4,7 @@ A decoded training sample is a dict::
 
     {"key": str,                       # the sample key, e.g. "000012_3"
      "raw": (1, H, W) float32,         # (DN − black) / (white − black) with the sample's own sensor
-     "hq": (3, H, W) float32,          # linear camera RGB in [0, 1] (hq.png / 65535)
+     "hq": (3, H, W) float32,          # linear camera RGB in [0, 1] (hq.npy / 65535)
      "pattern": Pattern,               # Bayer pattern of ``raw`` (top-left 2×2 block, read row-wise)
      "meta": dict}                     # meta.json, plus "augment": [{top, left, height, width, hflip, vflip}]
 
@@ -43,6 +43,7 @@ from .mns.cfa import Pattern
 from .mns.sensor import SensorParams, normalize
 from .rng import derive_seed, numpy_rng
 from .shards.fields import decode_sample
+from .storage import is_url, open_binary
 
 __all__ = ["HANDLERS", "decode_pair", "apply_crop_flip", "bayer_crop_flip", "RawPairDataset", "make_dataset",
            "collate", "make_loader"]
@@ -65,7 +66,8 @@ def decode_pair(sample: dict[str, bytes], name: str = "<sample>") -> dict:
     """Decode one shard sample into a training sample (tensors; see the module docstring).
 
     Args:
-        sample: ``{"__key__": KEY, "raw.png": bytes, "hq.png": bytes, "meta.json": bytes, ...}``.
+        sample: ``{"__key__": KEY, "raw.npy": bytes, "hq.npy": bytes, "meta.json": bytes, ...}`` (or the
+            ``.png16`` / version-1 ``.png`` members).
         name: what to call the sample in error messages.
 
     Returns:
@@ -242,6 +244,14 @@ class _ShardList(IterableDataset):
         return iter([dict(url=u) for u in urls])
 
 
+def _fsspec_protocols() -> set[str]:
+    """Protocols fsspec knows (whether or not their package is installed); others go to webdataset's gopen
+    (``pipe:``, ...)."""
+    import fsspec
+
+    return set(fsspec.available_protocols()) - {"file", "local"}
+
+
 class _OpenShards:
     """Open each shard URL (like ``webdataset.cache.StreamingOpen``) and close it once it has been read."""
 
@@ -255,6 +265,8 @@ class _OpenShards:
             try:
                 if parsed.scheme in ("", "file"):
                     stream, extra = open(parsed.path, "rb"), {"local_path": parsed.path}
+                elif is_url(url) and parsed.scheme in _fsspec_protocols():
+                    stream, extra = open_binary(url), {}
                 else:
                     stream, extra = wds.gopen(url), {}
             except Exception as e:  # noqa: BLE001 - the handler decides
@@ -270,8 +282,8 @@ class _OpenShards:
 class _VerifySamples:
     """Check each encoded sample against the member checksums recorded in its shard's stats sidecar
     (:mod:`rawsynth.shards.checksums`); a mismatch goes to the handler. Shards without recorded checksums
-    (no sidecar, remote URLs) pass unchecked. Runs before the shuffle buffer, so samples arrive shard by shard
-    and one table is held at a time."""
+    (no sidecar, or URLs fsspec does not handle such as ``pipe:``) pass unchecked. Runs before the shuffle
+    buffer, so samples arrive shard by shard and one table is held at a time."""
 
     def __init__(self, handler):
         self.handler = handler
@@ -287,6 +299,8 @@ class _VerifySamples:
                     parsed = urlparse(url or "")
                     if url and parsed.scheme in ("", "file"):
                         table = load_member_checksums(parsed.path)
+                    elif url and is_url(url) and parsed.scheme in _fsspec_protocols():
+                        table = load_member_checksums(url)
                 if table is not None:
                     verify_sample(s, table, f"{url}:{s.get('__key__', '?')}")
             except Exception as e:  # noqa: BLE001 - the handler decides (raise, warn or skip)

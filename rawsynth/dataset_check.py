@@ -89,10 +89,30 @@ def _iso_bin(iso: float) -> str:
 
 def inspect_dataset(out_dir: str | Path) -> InspectReport:
     """Verify ``manifest.json`` against every shard (presence, sha256, sample count, stats) and histogram the
-    samples' patterns, ISOs and JPEG qualities."""
+    samples' patterns, ISOs and JPEG qualities. ``out_dir`` may be an fsspec URL (``s3://bucket/prefix``)."""
+    from .shards.schema import legacy_meta
+    from .storage import is_url, url_to_fs
 
-    out = Path(out_dir)
-    manifest = load_manifest(out)
+    if is_url(out_dir):  # an fsspec URL: the same checks through its filesystem
+        fs = url_to_fs(out_dir)[0]
+        base = out_dir.rstrip("/")
+
+        class _Entry(str):
+            name = property(lambda self: self.rsplit("/", 1)[-1])
+
+            def __truediv__(self, n):
+                return _Entry(f"{self}/{n}")
+
+            def exists(self):
+                return fs.exists(str(self))
+
+            def read_text(self):
+                return fs.cat_file(str(self)).decode("utf-8")
+
+        out = _Entry(base)
+    else:
+        out = Path(out_dir)
+    manifest = load_manifest(out_dir)
     if manifest is None:
         raise InputError(out / "manifest.json", "missing manifest", hint="is this a `rawsynth generate` folder?")
     rep = InspectReport(shards=len(manifest.get("shards", [])), complete=bool(manifest.get("complete")))
@@ -131,7 +151,7 @@ def inspect_dataset(out_dir: str | Path) -> InspectReport:
                 rep.patterns[meta["pattern"]] += 1
                 rep.modes[meta["mode"]] += 1
                 rep.iso[_iso_bin(meta["noise"]["iso"])] += 1
-                for q in jpeg_qualities(meta.get("degradation")):
+                for q in jpeg_qualities(legacy_meta(meta).get("degradation")):  # v2: 0 = no JPEG
                     rep.jpeg[f"{q // 10 * 10}-{q // 10 * 10 + 9}"] += 1
         except Exception as e:  # noqa: BLE001 - any unreadable shard is a verification problem
             rep.problems.append(f"{name}: unreadable ({type(e).__name__}: {e})")
@@ -141,14 +161,28 @@ def inspect_dataset(out_dir: str | Path) -> InspectReport:
     return rep
 
 
+class _UrlName(str):
+    """A shard URL with a ``.name`` (its last component), like a :class:`Path`."""
+
+    name = property(lambda self: self.rsplit("/", 1)[-1])
+
+
 def preview_dataset(out_dir: str | Path, out_png: str | Path, n: int = 8, size: int = 256) -> Path:
     """A contact sheet of the first ``n`` samples: sRGB GT (if saved), the RAW through bilinear demosaic +
-    PTP, the HQ linear through PTP, and the sRGB LQ (if saved), each scaled to ``size`` pixels high."""
+    PTP, the HQ linear through PTP, and the sRGB LQ (if saved), each scaled to ``size`` pixels high.
+    ``out_dir`` may be an fsspec URL; ``out_png`` is a local path."""
     import cv2
     import torch
 
-    out = Path(out_dir)
-    tars = sorted(out.glob("shard-*.tar"))
+    from .storage import is_url, url_to_fs
+
+    if is_url(out_dir):
+        fs, root = url_to_fs(out_dir)
+        out = out_dir
+        tars = [_UrlName(fs.unstrip_protocol(p)) for p in sorted(fs.glob(f"{root.rstrip('/')}/shard-*.tar"))]
+    else:
+        out = Path(out_dir)
+        tars = sorted(out.glob("shard-*.tar"))
     if not tars:
         raise InputError(out, "no shards", hint="run `rawsynth generate` first")
     rows = []

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,11 +43,15 @@ from .shards.checksums import MEMBER_CHECKSUMS, member_checksums
 from .signals import terminate_as_interrupt
 from .sources import Source, is_escaped, read_regular_file
 
+if TYPE_CHECKING:
+    from .storage import RemoteOut
+
 __all__ = ["SampleRef", "ShardTask", "ShardJob", "plan_shards", "run_shard", "generate", "GenerateSummary", "MANIFEST",
            "FORMAT_VERSION", "shard_name", "load_manifest"]
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+#: The format version written by default (``SynthConfig.format_version`` chooses; see ``docs/format.md``).
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,8 @@ def _make_sample(ref: SampleRef, image: np.ndarray, digest: str, config: SynthCo
         cam = s.meta.get("camera") or {}  # a sampled camera's make and model (sensor and matrix are in s)
         who = {k: cam[k] for k in ("make", "model") if cam.get(k)}
         dng = encode_dng(s.raw_dn, s.pattern, s.sensor, s.isp, iso=s.noise.iso, **who)
-    return _shards.encode_sample(s.key, s.raw_dn, s.hq_linear, s.meta, lq_srgb=s.lq_srgb, gt_srgb=s.gt_srgb, dng=dng)
+    return _shards.encode_sample(s.key, s.raw_dn, s.hq_linear, s.meta, lq_srgb=s.lq_srgb, gt_srgb=s.gt_srgb, dng=dng,
+                                 members=config.members, format_version=config.format_version)
 
 
 def _failure(ref: SampleRef, e: BaseException) -> dict:
@@ -202,6 +208,18 @@ class ShardJob:
 
 
 def load_manifest(out_dir: str | os.PathLike) -> dict | None:
+    """The ``manifest.json`` of an output folder or fsspec URL, ``None`` when there is none."""
+    from .storage import is_url, url_to_fs
+
+    if is_url(out_dir):
+        fs, root = url_to_fs(out_dir)
+        p = f"{out_dir.rstrip('/')}/{MANIFEST}"
+        try:
+            return json.loads(fs.cat_file(f"{root.rstrip('/')}/{MANIFEST}"))
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError) as e:
+            raise InputError(p, "unreadable manifest", str(e), hint="remove it or use --overwrite") from None
     p = Path(out_dir) / MANIFEST
     if not p.exists():
         return None
@@ -213,7 +231,7 @@ def load_manifest(out_dir: str | os.PathLike) -> dict | None:
 
 def _identity(config: SynthConfig, seed: int, shard_size: int, plan: list[ShardTask],
               sources: Sequence[Source]) -> dict:
-    return {"format": "rawsynth-shards", "format_version": FORMAT_VERSION, "version": __version__,
+    return {"format": "rawsynth-shards", "format_version": config.format_version, "version": __version__,
             "config": config.to_dict(), "seed": seed, "shard_size": shard_size,
             "num_samples": sum(len(t.refs) for t in plan), "inputs": [s.name for s in sources]}
 
@@ -277,7 +295,8 @@ def _has_stats(out: Path, task: ShardTask) -> bool:
     return (out / f"{task.name}.stats.json").exists()
 
 
-def _write_manifest(out: Path, identity: dict, plan: list[ShardTask], results: dict[str, dict]) -> None:
+def _write_manifest(out: Path, identity: dict, plan: list[ShardTask], results: dict[str, dict],
+                    publish: RemoteOut | None = None) -> None:
     shards = []
     for t in plan:
         r = results.get(t.name)
@@ -287,6 +306,23 @@ def _write_manifest(out: Path, identity: dict, plan: list[ShardTask], results: d
     manifest = dict(identity, complete=len(results) == len(plan), shards=shards)
     with atomic_output(out / MANIFEST) as tmp, open(tmp, "w") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
+    if publish is not None:
+        publish.push_manifest(out)
+
+
+def _generate_remote(sources, url: str, config: SynthConfig, *, resume: bool, overwrite: bool, **kw) -> GenerateSummary:
+    """:func:`generate` into an fsspec URL through a local staging folder (see :mod:`rawsynth.storage`)."""
+    import tempfile
+
+    from .storage import RemoteOut
+
+    remote = RemoteOut(url)
+    with tempfile.TemporaryDirectory(prefix="rawsynth-staging-") as staging:
+        remote.pull(Path(staging), overwrite)
+        try:
+            return generate(sources, staging, config, resume=resume, overwrite=False, publish=remote, **kw)
+        except ConfigError as e:  # name the URL the user gave, not the staging folder
+            raise ConfigError(str(e).replace(staging, url)) from None
 
 
 @dataclass
@@ -313,12 +349,16 @@ class GenerateSummary:
 def generate(sources: Sequence[Source], out_dir: str | os.PathLike, config: SynthConfig, *, seed: int = 0,
              shard_size: int = 1000, num_samples: int | None = None, workers: int = 1, resume: bool = False,
              overwrite: bool = False, progress: bool = True, backend: str | ShardBackend = "local",
-             scheduler: str | None = None, retries: int = 2, scheduler_timeout: float = 30.0) -> GenerateSummary:
+             scheduler: str | None = None, retries: int = 2, scheduler_timeout: float = 30.0,
+             publish: RemoteOut | None = None) -> GenerateSummary:
     """Generate the dataset into ``out_dir`` (see the module docstring).
 
     Args:
         sources: sorted sources (:func:`rawsynth.sources.collect_sources`).
-        out_dir: output folder (created with its parents); locked for the run (:mod:`rawsynth.runlock`).
+        out_dir: output folder (created with its parents); locked for the run (:mod:`rawsynth.runlock`). Or an
+            fsspec URL (``s3://bucket/prefix``, ``memory://x``): shards are made in a local staging folder and
+            published there one by one, tar first and stats last (:mod:`rawsynth.storage`; no run lock on the
+            remote side; the workers must see this machine's temporary folder).
         config: what to synthesise.
         seed: run seed.
         shard_size: samples per shard.
@@ -334,6 +374,7 @@ def generate(sources: Sequence[Source], out_dir: str | os.PathLike, config: Synt
         scheduler: ``dask``: the address of a running scheduler (``tcp://HOST:8786``).
         retries: ``dask``: resubmissions of a shard task that raised.
         scheduler_timeout: ``dask``: seconds to try to connect to ``scheduler``.
+        publish: internal: the :class:`rawsynth.storage.RemoteOut` of a URL ``out_dir``.
 
     Raises:
         ConfigError: bad options, an unusable ``out_dir``, a conflicting existing dataset, another run using
@@ -346,8 +387,15 @@ def generate(sources: Sequence[Source], out_dir: str | os.PathLike, config: Synt
     """
     from tqdm import tqdm
 
+    from .storage import is_url
+
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
+    if is_url(out_dir):
+        return _generate_remote(sources, out_dir, config, seed=seed, shard_size=shard_size, num_samples=num_samples,
+                                workers=workers, resume=resume, overwrite=overwrite, progress=progress,
+                                backend=backend, scheduler=scheduler, retries=retries,
+                                scheduler_timeout=scheduler_timeout)
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
     runner = make_backend(backend, workers=workers, scheduler=scheduler, retries=retries,
@@ -372,7 +420,7 @@ def generate(sources: Sequence[Source], out_dir: str | os.PathLike, config: Synt
                     todo.append(t)
                     redone += resume and _has_stats(out, t)
             skipped = len(results)
-            _write_manifest(out, identity, plan, results)
+            _write_manifest(out, identity, plan, results, publish)
             t0 = time.perf_counter()
             bar = tqdm(total=sum(len(t.refs) for t in todo), unit="sample", disable=not progress,
                        dynamic_ncols=True, desc="rawsynth generate")
@@ -381,6 +429,8 @@ def generate(sources: Sequence[Source], out_dir: str | os.PathLike, config: Synt
                     _check_workers(runner, out.absolute(), todo[0].refs[0].source.path)
                 # the job never adopts a shard the client did not: shards on disk were checked above
                 for t, stats in runner.run(ShardJob(config, seed, str(out.absolute())), todo, bar.update):
+                    if publish is not None:
+                        publish.push_shard(out, t.name)
                     results[t.name] = stats
             finally:
                 bar.close()
@@ -390,9 +440,11 @@ def generate(sources: Sequence[Source], out_dir: str | os.PathLike, config: Synt
                     # heard of yet are recorded (if intact), and what is left of dead writers is removed
                     for t in todo:
                         if t.name not in results and (done := _done(out, t)) is not None:
+                            if publish is not None:
+                                publish.push_shard(out, t.name)
                             results[t.name] = done
                     _remove_tmp(out)
-                _write_manifest(out, identity, plan, results)
+                _write_manifest(out, identity, plan, results, publish)
         if len(results) == len(plan):  # leftovers of workers killed mid-write, now all redone
             _remove_tmp(out)
     seconds = time.perf_counter() - t0

@@ -251,6 +251,10 @@ class OnTheFlySynth:
         crops = [None] * b if crops is None else list(crops)
         meta = [recipe_meta(r, k, self.seed, self.config, (h, w), s, c)
                 for r, k, s, c in zip(recipes, keys, sources, crops)]
+        if self.config.format_version >= 2:  # the shard's meta.json form (one type per field, sentinels)
+            from .shards.schema import stable_meta
+
+            meta = [stable_meta(m, (h, w)) for m in meta]
         return {"raw": raw, "hq": hq, "pattern": patterns, "meta": meta, "key": list(keys)}
 
     def __call__(self, batch: dict | None) -> dict | None:

@@ -69,6 +69,10 @@ class SynthConfig(ConfigMixin):
         degradation: a :class:`~rawsynth.degrade.DegradationConfig` (``rddm`` mode only).
         save_srgb: also store the 8-bit sRGB LQ (``rddm``) and GT crops.
         save_dng: also store each RAW as a DNG.
+        members: how the mosaic and the HQ are stored: ``"npy"`` (``raw.npy``/``hq.npy``, default) or ``"png"``
+            (16-bit PNG as ``raw.png16``/``hq.png16``); see :mod:`rawsynth.shards.fields`.
+        format_version: shard format to write: 2 (default) or 1 (the former format, with ``members="png"``:
+            ``raw.png``/``hq.png`` and ``null`` metadata values; for fixtures and old readers).
         cameras: a :class:`~rawsynth.cameras.CameraConfig` drawing a camera per sample (noise, sensor, colour
             matrix, DNG make/model; ``docs/cameras.md``), or ``None`` (the default: ``noise_profile`` and
             ``sensor``; left out of :meth:`to_dict` so default manifests stay as they were).
@@ -86,6 +90,8 @@ class SynthConfig(ConfigMixin):
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     save_srgb: bool = False
     save_dng: bool = False
+    members: str = "npy"
+    format_version: int = 2
     cameras: object = None
 
     def __post_init__(self):
@@ -128,6 +134,11 @@ class SynthConfig(ConfigMixin):
 
             if not isinstance(self.cameras, CameraConfig):
                 setf("cameras", CameraConfig.from_dict(self.cameras))
+        if self.members not in ("npy", "png"):
+            raise ConfigError(f"SynthConfig.members must be 'npy' or 'png', got {self.members!r}")
+        if self.format_version not in (1, 2) or (self.format_version == 1 and self.members != "png"):
+            raise ConfigError(f"SynthConfig.format_version must be 2, or 1 with members='png', got "
+                              f"{self.format_version!r} with members={self.members!r}")
         self.profile()  # fail early on a missing or invalid profile
 
     def profile(self) -> NoiseProfile | PhysicsProfile:

@@ -216,10 +216,10 @@ def test_resampled_with_epoch(shards):
 
 @pytest.fixture
 def damaged(tmp_path):
-    """Three shards: good, one with a garbage raw.png sample, truncated; 2 + 3 + some good samples."""
+    """Three shards: good, one with a garbage raw.npy sample, truncated; 2 + 3 + some good samples."""
     good = write_shard(tmp_path / "shard-000000.tar", [make_sample(f"a{i}", i, 16) for i in range(2)]).path
     bad = make_sample("b1", 1, 16)
-    bad["raw.png"] = b"\x89PNG garbage"
+    bad["raw.npy"] = b"\x93NUMPY garbage"
     mixed = write_shard(tmp_path / "shard-000001.tar",
                         [make_sample("b0", 0, 16), bad, make_sample("b2", 2, 16)]).path
     big = [make_sample(f"c{i}", i, 64) for i in range(4)]

@@ -14,7 +14,7 @@ from rawsynth.generate import generate
 from rawsynth.mns import NoiseParams, SensorParams, mosaic, quantize
 from rawsynth.onthefly import OnTheFlySynth, SourceCrops, collate_crops, make_onthefly_loader
 from rawsynth.pipeline import Recipe, SynthConfig, sample_recipe, srgb_to_linear_lut
-from rawsynth.shards import decode_sample, iter_shard
+from rawsynth.shards import decode_sample, iter_shard, legacy_meta
 from rawsynth.sources import Source, bundled_sources
 
 SEED = 5
@@ -58,7 +58,8 @@ def test_loader_streams_the_crops_generate_cuts(sources, rddm):
         shard = rddm[it["key"]]
         assert it["srgb"].dtype == torch.uint8 and it["srgb"].shape == (3, 64, 64)
         np.testing.assert_array_equal(it["srgb"].permute(1, 2, 0).numpy(), shard["gt"])  # the very crop
-        assert it["source"] == shard["meta"]["source"] and it["crop"].to_dict() == shard["meta"]["crop"]
+        legacy = legacy_meta(shard["meta"])  # the shard's version-2 meta in the form of the in-memory objects
+        assert it["source"] == legacy["source"] and it["crop"].to_dict() == legacy["crop"]
         assert it["recipe"] == sample_recipe(SEED, it["key"], _cfg(), (64, 64))
 
 
@@ -125,7 +126,7 @@ def test_ddnet_mode_and_drawing_recipes_itself(sources, tmp_path):
     out = OnTheFlySynth(cfg, SEED, "cpu", backend="torch")(batch)
     for i, k in enumerate(out["key"]):
         s = shards[k]
-        assert json.loads(json.dumps(out["meta"][i])) == s["meta"] and s["meta"]["degradation"] is None
+        assert json.loads(json.dumps(out["meta"][i])) == s["meta"] and s["meta"]["degradation"]["applied"] is False
         sensor = SensorParams.from_dict(s["meta"]["sensor"])
         np.testing.assert_array_equal(np.rint(out["raw"][i, 0].numpy().astype(np.float64) * sensor.range
                                               + sensor.black_level), s["raw_dn"])

@@ -38,15 +38,18 @@ def stats_path(shard: str | os.PathLike) -> str:
 
 
 def load_member_checksums(shard: str | os.PathLike) -> dict[str, dict[str, str]] | None:
-    """The member checksums recorded for the local shard ``shard``, or ``None`` when there are none (no stats
-    sidecar, as for shards written by :func:`rawsynth.shards.write_shard` alone, or stats of an older version).
+    """The member checksums recorded for the shard ``shard`` (a path or an fsspec URL), or ``None`` when there
+    are none (no stats sidecar, as for shards written by :func:`rawsynth.shards.write_shard` alone, or stats of an
+    older version).
 
     Raises:
         InputError: the sidecar exists but cannot be read or parsed (reason ``"unreadable"``).
     """
+    from ..storage import open_binary
+
     p = stats_path(shard)
     try:
-        with open(p, "rb") as f:
+        with open_binary(p) as f:
             stats = json.loads(f.read())
     except FileNotFoundError:
         return None

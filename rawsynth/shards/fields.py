@@ -2,18 +2,23 @@
 
 A sample is a dict ``{"__key__": KEY, FIELD: bytes, ...}`` with these fields (see ``docs/format.md``):
 
-============  =====================================================================================
-``raw.png``   16-bit grey PNG, ``(H, W)`` uint16 Bayer mosaic in digital numbers (DN).
-``hq.png``    16-bit RGB PNG, ``(H, W, 3)`` uint16 linear camera RGB, ``round(x · 65535)``.
-``meta.json`` UTF-8 JSON object, keys sorted (schema in :data:`REQUIRED_META`).
-``lq.png``    optional 8-bit RGB PNG, the degraded sRGB image (LQ), ``(H, W, 3)``.
-``gt.png``    optional 8-bit RGB PNG, the HQ sRGB crop (GT), ``(H, W, 3)``.
-``raw.dng``   optional DNG file of the mosaic.
-============  =====================================================================================
+=============  ====================================================================================
+``raw.npy``    ``(H, W)`` uint16 Bayer mosaic in digital numbers (DN), ``.npy`` (format version 2 default).
+``hq.npy``     ``(H, W, 3)`` uint16 linear camera RGB, ``round(x · 65535)``, ``.npy``.
+``meta.json``  UTF-8 JSON object, keys sorted; version 2: every field always present with one type
+               (:mod:`rawsynth.shards.schema`, ``meta.schema.json``).
+``lq.png``     optional 8-bit RGB PNG, the degraded sRGB image (LQ), ``(H, W, 3)``.
+``gt.png``     optional 8-bit RGB PNG, the HQ sRGB crop (GT), ``(H, W, 3)``.
+``raw.dng``    optional DNG file of the mosaic.
+=============  ====================================================================================
 
-Encoding is deterministic (fixed PNG encoder settings, sorted JSON keys): the same arrays and metadata
-always give the same bytes. Decoding reads 16-bit PNG itself (webdataset's default image decoder truncates
-16-bit PNG to 8 bits) and never unpickles anything.
+``members="png"`` stores the mosaic and HQ as 16-bit PNG under ``raw.png16`` / ``hq.png16`` instead (~25 %
+smaller, ~100× slower to encode and decode; a member name no Pillow-based decoder claims, so none silently
+reads 8 bits). Format version 1 (still read; written with ``format_version=1``) had ``raw.png`` / ``hq.png``
+and ``null`` for absent metadata values.
+
+Encoding is deterministic (fixed PNG encoder settings, fixed ``.npy`` header, sorted JSON keys): the same
+arrays and metadata always give the same bytes. Decoding never unpickles anything.
 """
 
 from __future__ import annotations
@@ -28,14 +33,21 @@ from ..errors import ConfigError, InputError, ShapeError
 from ..io.png16 import decode_png16, encode_png8, encode_png16
 from ..mns.cfa import Pattern
 from ..mns.sensor import SensorParams
+from .npy import decode_npy, encode_npy
+from .schema import FORMAT_VERSION, stable_meta
 
 __all__ = ["REQUIRED_FIELDS", "OPTIONAL_FIELDS", "REQUIRED_META", "MODES", "UNSAFE_EXTENSIONS", "KEY_RE",
-           "encode_sample", "decode_sample", "check_key"]
+           "MEMBER_FORMATS", "encode_sample", "decode_sample", "check_key"]
 
-#: Members every sample has.
-REQUIRED_FIELDS = ("raw.png", "hq.png", "meta.json")
+#: Members every sample has (format version 2, default ``members="npy"``).
+REQUIRED_FIELDS = ("raw.npy", "hq.npy", "meta.json")
 #: Members a sample may have.
 OPTIONAL_FIELDS = ("lq.png", "gt.png", "raw.dng")
+#: ``members=`` choices → the field names of the mosaic and the HQ (format version 2).
+MEMBER_FORMATS = {"npy": ("raw.npy", "hq.npy"), "png": ("raw.png16", "hq.png16")}
+#: The mosaic / HQ field names a reader accepts, in the order it looks for them (v2 npy, v2 png, v1).
+_RAW_FIELDS = ("raw.npy", "raw.png16", "raw.png")
+_HQ_FIELDS = ("hq.npy", "hq.png16", "hq.png")
 #: Keys ``meta.json`` must hold, with their JSON types (``None`` = null allowed).
 REQUIRED_META: dict[str, tuple[type | None, ...]] = {
     "key": (str,), "seed": (int,), "mode": (str,), "pattern": (str,), "sensor": (dict,), "isp": (dict,),
@@ -125,7 +137,8 @@ def _check_meta(key: str, meta: dict) -> SensorParams:
 
 def encode_sample(key: str, raw_dn: np.ndarray, hq_linear: np.ndarray, meta: dict,
                   lq_srgb: np.ndarray | None = None, gt_srgb: np.ndarray | None = None,
-                  dng: bytes | None = None) -> dict[str, bytes]:
+                  dng: bytes | None = None, *, members: str = "npy",
+                  format_version: int = FORMAT_VERSION) -> dict[str, bytes]:
     """Encode one sample's fields as bytes, ready for :func:`rawsynth.shards.write_shard`.
 
     Args:
@@ -138,16 +151,26 @@ def encode_sample(key: str, raw_dn: np.ndarray, hq_linear: np.ndarray, meta: dic
         lq_srgb: optional ``(H, W, 3)`` sRGB LQ image, uint8 or float in ``[0, 1]`` (rounded to 8 bits).
         gt_srgb: optional ``(H, W, 3)`` sRGB GT image, uint8 or float in ``[0, 1]``.
         dng: optional DNG file bytes of the mosaic (e.g. from :func:`rawsynth.io.encode_dng`).
+        members: ``"npy"`` (``raw.npy``/``hq.npy``) or ``"png"`` (16-bit PNG as ``raw.png16``/``hq.png16``).
+        format_version: 2 (default: ``meta`` is written in its stable form, :func:`~rawsynth.shards.schema.
+            stable_meta`, with ``format_version``), or 1 (the former format: ``raw.png``/``hq.png`` and
+            ``meta`` as given; ``members`` must be ``"png"``), kept to write fixtures for version-1 readers.
 
     Returns:
-        ``{"__key__": key, "hq.png": ..., "meta.json": ..., "raw.png": ...}`` plus ``"lq.png"``,
-        ``"gt.png"``, ``"raw.dng"`` when given. Identical inputs give identical bytes.
+        ``{"__key__": key, "hq.npy": ..., "meta.json": ..., "raw.npy": ...}`` (other names per ``members``
+        and ``format_version``) plus ``"lq.png"``, ``"gt.png"``, ``"raw.dng"`` when given. Identical inputs
+        give identical bytes.
 
     Raises:
         ConfigError: invalid key, or ``meta`` not a dict, missing keys, wrong types, not JSON-serialisable.
         ShapeError: wrong dtype/shape/range of an array, sizes that differ, DN above the white level.
     """
     check_key(key)
+    if members not in MEMBER_FORMATS:
+        raise ConfigError(f"members must be one of {sorted(MEMBER_FORMATS)}, got {members!r}")
+    if format_version not in (1, FORMAT_VERSION) or (format_version == 1 and members != "png"):
+        raise ConfigError(f"format_version must be 1 (with members='png') or {FORMAT_VERSION}, got "
+                          f"{format_version!r} with members={members!r}")
     sensor = _check_meta(key, meta)
     if not isinstance(raw_dn, np.ndarray) or raw_dn.ndim != 2 or raw_dn.dtype != np.uint16:
         raise ShapeError(f"sample {key}: raw_dn must be an (H, W) uint16 array of DN, got "
@@ -161,13 +184,20 @@ def encode_sample(key: str, raw_dn: np.ndarray, hq_linear: np.ndarray, meta: dic
     if raw_dn.size and int(raw_dn.max()) > sensor.white_level:
         raise ShapeError(f"sample {key}: raw_dn reaches {int(raw_dn.max())} DN, above the white level "
                          f"{sensor.white_level} of meta['sensor']; the mosaic and its sensor disagree")
+    if format_version >= 2:
+        meta = stable_meta(meta, hw)
     try:
         meta_bytes = json.dumps(meta, sort_keys=True, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError) as e:
         raise ConfigError(f"sample {key}: meta is not JSON-serialisable ({e}); convert numpy values with "
                           ".item()/.tolist() and drop NaN/inf") from None
-    out: dict[str, bytes] = {"__key__": key, "raw.png": encode_png16(raw_dn), "hq.png": encode_png16(hq),
-                             "meta.json": meta_bytes}
+    if format_version == 1:
+        out: dict[str, bytes] = {"__key__": key, "raw.png": encode_png16(raw_dn), "hq.png": encode_png16(hq)}
+    elif members == "png":
+        out = {"__key__": key, "raw.png16": encode_png16(raw_dn), "hq.png16": encode_png16(hq)}
+    else:
+        out = {"__key__": key, "raw.npy": encode_npy(raw_dn), "hq.npy": encode_npy(hq)}
+    out["meta.json"] = meta_bytes
     if lq_srgb is not None:
         out["lq.png"] = encode_png8(_srgb_uint8(lq_srgb, f"sample {key}: lq_srgb", hw))
     if gt_srgb is not None:
@@ -234,10 +264,13 @@ def decode_sample(sample: dict[str, bytes], name: str = "<sample>") -> dict:
     Returns:
         ``{"key": str, "raw_dn": (H, W) uint16, "hq": (H, W, 3) float32 in [0, 1], "meta": dict,
         "lq": (H, W, 3) uint8 or None, "gt": (H, W, 3) uint8 or None, "dng": bytes or None}``.
-        ``hq`` is ``hq.png / 65535``; arrays are RGB order.
+        ``hq`` is the stored uint16 HQ / 65535; arrays are RGB order. The mosaic and HQ are read from
+        ``raw.npy``/``hq.npy`` (version 2), ``raw.png16``/``hq.png16`` (version 2, ``members="png"``) or
+        ``raw.png``/``hq.png`` (version 1); ``meta`` is returned as stored (see
+        :func:`rawsynth.shards.schema.legacy_meta` for the version-1 form).
 
     Raises:
-        InputError: reason ``"missing field"`` (no ``__key__``, ``raw.png``, ``hq.png`` or ``meta.json``),
+        InputError: reason ``"missing field"`` (no ``__key__``, mosaic, HQ or ``meta.json``),
             ``"corrupt field"`` (undecodable PNG/JSON, wrong bit depth or shape, sizes that differ, bad
             pattern or sensor in ``meta.json``, key mismatch) or ``"unsafe field"`` (a member that only
             unpickling could decode, e.g. ``.pyd``/``.pickle``/``.pth``: never decoded).
@@ -251,8 +284,10 @@ def decode_sample(sample: dict[str, bytes], name: str = "<sample>") -> dict:
     key = sample.get("__key__")
     if not isinstance(key, str) or not key:
         raise InputError(name, "missing field", detail="no __key__")
-    raw = _decode16(_field(sample, "raw.png", name), "raw.png", name)
-    hq = _decode16(_field(sample, "hq.png", name), "hq.png", name)
+    raw_field = next((f for f in _RAW_FIELDS if f in sample), "raw.npy")
+    hq_field = next((f for f in _HQ_FIELDS if f in sample), "hq.npy")
+    raw = _decode16(_field(sample, raw_field, name), raw_field, name)
+    hq = _decode16(_field(sample, hq_field, name), hq_field, name)
     meta = _decode_meta(_field(sample, "meta.json", name), name)
     if raw.ndim != 2:
         raise InputError(name, "corrupt field", detail=f"raw.png must be a grey (H, W) mosaic, got {raw.shape}")
@@ -279,6 +314,8 @@ def decode_sample(sample: dict[str, bytes], name: str = "<sample>") -> dict:
 
 def _decode16(data: bytes, field: str, name: str) -> np.ndarray:
     try:
+        if field.endswith(".npy"):
+            return decode_npy(data, f"{name}/{field}")
         return decode_png16(data, f"{name}/{field}")
     except InputError as e:
         raise InputError(name, "corrupt field", detail=f"{field}: {e.reason}" + (f", {e.detail}" if e.detail else ""),

@@ -143,16 +143,18 @@ def write_shard(path: str | os.PathLike, samples: Iterable[dict[str, bytes]]) ->
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes (read in ``chunk``-byte pieces)."""
+    """Hex SHA-256 of a file's bytes (read in ``chunk``-byte pieces); ``path`` may be an fsspec URL."""
+    from ..storage import open_binary
+
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_binary(os.fspath(path)) as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
 
 
 def iter_shard(path: str | os.PathLike) -> Iterator[dict[str, bytes]]:
-    """Read the samples of a tar shard back, in file order.
+    """Read the samples of a tar shard back, in file order. ``path`` may be an fsspec URL (``s3://...``).
 
     Members are named ``KEY.FIELD``; the key is the name up to the first dot. A sample's members must be
     contiguous (as :func:`write_shard` and webdataset write them).
@@ -166,9 +168,11 @@ def iter_shard(path: str | os.PathLike) -> Iterator[dict[str, bytes]]:
             compressed, a member that is not a regular file, a name without a dot or with a ``/``, a field
             repeated in a sample, or a sample whose members are not contiguous).
     """
+    from ..storage import open_binary
+
     path = os.fspath(path)
     try:
-        f = open(path, "rb")
+        f = open_binary(path)
     except OSError as e:
         raise InputError(path, "unreadable", detail=e.strerror or str(e)) from None
     with f:
@@ -187,17 +191,17 @@ def iter_shard(path: str | os.PathLike) -> Iterator[dict[str, bytes]]:
                 key, dot, field = name.partition(".")
                 if not dot or not key or not field or "/" in name:
                     raise InputError(path, "corrupt shard", detail=f"member {name!r} is not named KEY.FIELD")
-                data = tf.extractfile(m).read()
-                if len(data) != m.size:
-                    raise InputError(path, "truncated", detail=f"member {name!r} is cut short")
                 if current is None or current["__key__"] != key:
                     if key in seen:
                         raise InputError(path, "corrupt shard", detail=f"the members of sample {key!r} are not "
                                          "contiguous")
                     if current is not None:
-                        yield current
+                        yield current  # complete: before this member's data, which may be cut short
                     seen.add(key)
                     current = {"__key__": key}
+                data = tf.extractfile(m).read()
+                if len(data) != m.size:
+                    raise InputError(path, "truncated", detail=f"member {name!r} is cut short")
                 if field in current:
                     raise InputError(path, "corrupt shard", detail=f"member {name!r} appears twice")
                 current[field] = data

@@ -5,6 +5,7 @@ others."""
 from __future__ import annotations
 
 import json
+import tarfile
 
 import numpy as np
 import pytest
@@ -96,7 +97,9 @@ def test_shard_yields_every_sample_and_keeps_them_when_cut_short(tmp_path):
         np.testing.assert_array_equal(item.raw, expected_raw(dn))
         assert item.source.endswith(f"s.tar:{item.name}") and item.isp == ISP
     data = (tmp_path / "s.tar").read_bytes()
-    (tmp_path / "cut.tar").write_bytes(data[: len(data) * 2 // 3])
+    with tarfile.open(tmp_path / "s.tar") as tf:  # cut inside k2's first member: k0 and k1 are whole
+        k2 = next(m for m in tf if m.name.startswith("k2."))
+    (tmp_path / "cut.tar").write_bytes(data[: k2.offset_data + k2.size // 2])
     got = list(read_source(InputSource(tmp_path / "cut.tar", "shard")))
     assert [i.name for i in got[:-1]] == ["k0", "k1"]
     assert isinstance(got[-1], InputError) and got[-1].reason == "truncated"
