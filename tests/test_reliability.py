@@ -312,4 +312,4 @@ def test_member_checksums_match_gnu_tar_and_sha256sum(src, tmp_path):
     assert theirs == stats["member_sha256"] and len(theirs) == 3
     whole = subprocess.run(["sha256sum", str(out / "shard-000000.tar")], check=True, capture_output=True, text=True)
     assert whole.stdout.split()[0] == stats["sha256"]  # what --resume compares a finished shard with
-    assert {f for fields in theirs.values() for f in fields} == {"raw.png", "hq.png", "meta.json", "lq.png", "gt.png"}
+    assert {f for fields in theirs.values() for f in fields} == {"raw.npy", "hq.npy", "meta.json", "lq.png", "gt.png"}
