@@ -33,6 +33,16 @@ def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 1.0) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
 
 
+def photo_sources(d: Path) -> Path:
+    """Three 160x200 PNG crops of scikit-image photos written into ``d`` (a generate source folder)."""
+    import cv2
+    import skimage.data
+
+    for name in ("astronaut", "chelsea", "coffee"):
+        cv2.imwrite(str(d / f"{name}.png"), cv2.cvtColor(getattr(skimage.data, name)()[:160, :200], cv2.COLOR_RGB2BGR))
+    return d
+
+
 def shard_tree(d: Path) -> dict:
     """What a ``rawsynth generate`` output folder holds, for exact comparisons of two runs: every shard's bytes,
     the manifest, and the stats without their timing."""

@@ -11,7 +11,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import skimage.data
 
 from rawsynth.cli import main
 from rawsynth.errors import ConfigError
@@ -20,17 +19,14 @@ from rawsynth.inspect import inspect_dataset
 from rawsynth.pipeline import SynthConfig
 from rawsynth.sources import Source, collect_sources
 
-from .conftest import shard_tree
+from .conftest import photo_sources, shard_tree
 
 CFG = SynthConfig(crop=64, crops_per_image=3, save_srgb=True)
 
 
 @pytest.fixture(scope="module")
 def src(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("src")
-    for name in ("astronaut", "chelsea", "coffee"):
-        cv2.imwrite(str(d / f"{name}.png"), cv2.cvtColor(getattr(skimage.data, name)()[:160, :200], cv2.COLOR_RGB2BGR))
-    return d
+    return photo_sources(tmp_path_factory.mktemp("src"))
 
 
 def test_plan_is_a_pure_function():

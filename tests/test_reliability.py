@@ -14,10 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import psutil
 import pytest
-import skimage.data
 
 from rawsynth.errors import ConfigError, InputError
 from rawsynth.generate import generate
@@ -25,7 +23,7 @@ from rawsynth.inspect import inspect_dataset
 from rawsynth.pipeline import SynthConfig
 from rawsynth.sources import collect_sources
 
-from .conftest import shard_tree
+from .conftest import photo_sources, shard_tree
 
 CFG = SynthConfig(crop=64, crops_per_image=2)
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,10 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def src(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("src")
-    for name in ("astronaut", "chelsea", "coffee"):
-        cv2.imwrite(str(d / f"{name}.png"), cv2.cvtColor(getattr(skimage.data, name)()[:160, :200], cv2.COLOR_RGB2BGR))
-    return d
+    return photo_sources(tmp_path_factory.mktemp("src"))
 
 
 def _cli(*args: str) -> list[str]:
