@@ -178,7 +178,8 @@ class OnTheFlySynth:
         device: where to synthesise (``"cuda"``, ``"cuda:1"``, ``"cpu"``).
         backend: :func:`rawsynth.kernels.iptp_mns` backend: ``"auto"`` (Triton on CUDA), ``"torch"``, ``"triton"``.
         blur: :func:`rawsynth.degrade.gpu.degrade_batch_gpu` blur method (``"auto"``, ``"conv"``, ``"fft"``).
-        jpeg: JPEG codec on CUDA: ``"auto"`` (nvJPEG) or ``"libjpeg"`` (the shards' codec, on the host).
+        jpeg: JPEG codec on CUDA: ``"auto"`` (the batched tensor JPEG), ``"tensor"``, ``"nvjpeg"`` or
+            ``"libjpeg"`` (the shards' codec, on the host).
 
     Example (on a GPU machine; ``sources`` from :func:`rawsynth.sources.collect_sources`, ``cfg`` a
     :class:`~rawsynth.pipeline.SynthConfig`)::
