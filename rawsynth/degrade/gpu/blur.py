@@ -32,16 +32,16 @@ FFT_MIN_KERNEL = 17
 FFT_BUCKET = 32
 
 
-def _reflect101(n_out: int, pad: int, n: int) -> np.ndarray:
+def _reflect101(n_out: int, pad: int, n) -> np.ndarray:
     """Source index of padded positions ``-pad .. n_out + pad - 1`` in a length-``n`` signal, reflect-101
     (``cv2.BORDER_REFLECT_101``: ``dcb|abcd|cba``, repeated for pads longer than the signal; 0 if ``n == 1``).
-    Positions at or beyond ``n + pad`` (padding of other, larger samples) map to valid but unused indices."""
+    Positions at or beyond ``n + pad`` (padding of other, larger samples) map to valid but unused indices.
+    ``n`` may be an array of lengths (one row of indices per length)."""
     j = np.arange(-pad, n_out + pad)
-    if n == 1:
-        return np.zeros_like(j)
-    period = 2 * (n - 1)
+    n = np.asarray(n, dtype=np.int64)[..., None]
+    period = np.maximum(2 * (n - 1), 1)
     m = np.mod(j, period)
-    return np.where(m < n, m, period - m)
+    return np.where(n == 1, 0, np.where(m < n, m, period - m))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -124,7 +124,7 @@ def blur_batch(data: torch.Tensor, sizes: Sequence[tuple[int, int]],
     n = len(todo)
     sh, sw = max(h for h, _ in sub), max(w for _, w in sub)
     host = [np.array(todo, dtype=np.int64), np.array(sub, dtype=np.int64),
-            np.stack([_reflect101(sh, r, h) for h, _ in sub]), np.stack([_reflect101(sw, r, w) for _, w in sub])]
+            _reflect101(sh, r, [h for h, _ in sub]), _reflect101(sw, r, [w for _, w in sub])]
     if by_params:
         host.append(_table(ks))
     else:
@@ -155,5 +155,5 @@ def blur_batch(data: torch.Tensor, sizes: Sequence[tuple[int, int]],
     if n == b:
         out[:, :, :sh, :sw] = y
     else:
-        out[:, :, :sh, :sw] = out[:, :, :sh, :sw].index_copy(0, ids, y)
+        out[:, :, :sh, :sw].index_copy_(0, ids, y)  # in place, through the view
     return out

@@ -155,7 +155,7 @@ def resize_batch(data: torch.Tensor, sizes: Sequence[tuple[int, int]], out_sizes
         # adaptive average pooling, ATen's own: its windows average 2-3 values of an 8-bit image to exact
         # half levels, and only the same summation rounds those ties the same way
         pooled = F.adaptive_avg_pool2d(data.index_select(0, ids)[:, :, :h, :w], (oh, ow))
-        out[:, :, :oh, :ow] = out[:, :, :oh, :ow].index_copy(0, ids, pooled)
+        out[:, :, :oh, :ow].index_copy_(0, ids, pooled)  # in place, through the view
     if not rest:
         return out
     rid, iy, wy, ix, wx = dev[len(groups):]

@@ -147,13 +147,11 @@ def jpeg_tensor(u8: torch.Tensor, sizes: Sequence[tuple[int, int]], qualities: S
     sh, sw = max(h for h, _ in sub), max(w for _, w in sub)
     hp, wp = -(-sh // 16) * 16, -(-sw // 16) * 16
     ch, cw = hp // 2, wp // 2
-    rows = np.stack([np.minimum(np.arange(hp), h - 1) for h, _ in sub])
-    cols = np.stack([np.minimum(np.arange(wp), w - 1) for _, w in sub])
-    ar_h, ar_w = np.arange(ch), np.arange(cw)
-    up = np.stack([np.maximum(ar_h - 1, 0) for _ in sub])
-    down = np.stack([np.minimum(ar_h + 1, (h + 1) // 2 - 1) for h, _ in sub])
-    left = np.stack([np.maximum(ar_w - 1, 0) for _ in sub])
-    right = np.stack([np.minimum(ar_w + 1, (w + 1) // 2 - 1) for _, w in sub])
+    hs, ws = np.array([h for h, _ in sub])[:, None], np.array([w for _, w in sub])[:, None]
+    rows, cols = np.minimum(np.arange(hp), hs - 1), np.minimum(np.arange(wp), ws - 1)  # edge replication
+    ar_h, ar_w = np.arange(ch)[None], np.arange(cw)[None]  # chroma neighbours, each image's own edges
+    up, down = np.maximum(ar_h - 1, 0).repeat(n, 0), np.minimum(ar_h + 1, (hs + 1) // 2 - 1)
+    left, right = np.maximum(ar_w - 1, 0).repeat(n, 0), np.minimum(ar_w + 1, (ws + 1) // 2 - 1)
     tables = np.stack([quant_tables(int(qualities[i])) for i in todo]).astype(np.float32)
     ids, rows, cols, up, down, left, right, tables = _common.upload(
         [np.array(todo, dtype=np.int64), rows, cols, up, down, left, right, tables], u8.device)
@@ -162,9 +160,10 @@ def jpeg_tensor(u8: torch.Tensor, sizes: Sequence[tuple[int, int]], qualities: S
     x = torch.gather(x, 3, cols[:, None, None, :].expand(n, 3, hp, wp))
     y, cb, cr = _rgb_to_ycc(x)
     d = _dct_matrix(u8.device)
-    y = _code(y, tables[:, 0], d)
-    cb = _code(_downsample(cb), tables[:, 1], d)
-    cr = _code(_downsample(cr), tables[:, 1], d)
+    with _common.true_fp32():  # TF32 (10-bit mantissa) in the DCT would move coefficients across quantisation steps
+        y = _code(y, tables[:, 0], d)
+        cb = _code(_downsample(cb), tables[:, 1], d)
+        cr = _code(_downsample(cr), tables[:, 1], d)
     cb, cr = (_fancy_upsample(c, up, down, left, right) for c in (cb, cr))
     rgb = _ycc_to_rgb(y, cb, cr)[:, :, :sh, :sw]
     # zero outside each sample, as the ragged batch keeps it
@@ -172,5 +171,5 @@ def jpeg_tensor(u8: torch.Tensor, sizes: Sequence[tuple[int, int]], qualities: S
             & (torch.arange(sw, device=u8.device)[None, None, :] < (cols[:, None, -1:] + 1)))
     rgb = rgb * keep[:, None]
     out = u8.clone()
-    out[:, :, :sh, :sw] = out[:, :, :sh, :sw].index_copy(0, ids, rgb)
+    out[:, :, :sh, :sw].index_copy_(0, ids, rgb)  # in place, through the view
     return out
