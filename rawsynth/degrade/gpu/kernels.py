@@ -37,23 +37,24 @@ def _table(kps: Sequence[KernelParams]) -> np.ndarray:
     """``(n, 8)`` float64: family, size, inverse covariance ``(a, b, c)`` (``q = a·x² + 2b·xy + c·y²``), beta,
     omega_c, 0. The inverse is computed on the host exactly as basicsr does (``np.linalg.inv`` of
     ``R·diag(σx², σy²)·Rᵀ``), so the device evaluates the same quadratic form."""
-    t = np.zeros((len(kps), 8), dtype=np.float64)
-    for j, kp in enumerate(kps):
-        fam = _FAMILY[kp.kind]
-        t[j, 0], t[j, 1] = fam, kp.size
-        if fam == 3:
-            t[j, 6] = kp.omega_c
-            continue
-        sx, sy, th = kp.sigma_x, kp.sigma_y, kp.theta
-        if kp.kind.isotropic:
-            sig = np.array([[sx ** 2, 0], [0, sx ** 2]])
-        else:
-            d = np.array([[sx ** 2, 0], [0, sy ** 2]])
-            u = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
-            sig = np.dot(u, np.dot(d, u.T))
+    n = len(kps)
+    t = np.zeros((n, 8), dtype=np.float64)
+    t[:, 0] = [_FAMILY[kp.kind] for kp in kps]
+    t[:, 1] = [kp.size for kp in kps]
+    t[:, 6] = [kp.omega_c or 0.0 for kp in kps]
+    g = [j for j, kp in enumerate(kps) if kp.omega_c is None]  # the Gaussian families, all at once
+    if g:
+        sx, sy, th = (np.array([getattr(kps[j], a) for j in g], dtype=np.float64)
+                      for a in ("sigma_x", "sigma_y", "theta"))
+        iso = np.array([kps[j].kind.isotropic for j in g])[:, None, None]
+        d = np.zeros((len(g), 2, 2))
+        d[:, 0, 0], d[:, 1, 1] = sx ** 2, sy ** 2
+        c, s = np.cos(th), np.sin(th)
+        u = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
+        sig = np.where(iso, d, np.matmul(u, np.matmul(d, np.swapaxes(u, 1, 2))))  # basicsr: iso unrotated
         inv = np.linalg.inv(sig)
-        t[j, 2], t[j, 3], t[j, 4] = inv[0, 0], 0.5 * (inv[0, 1] + inv[1, 0]), inv[1, 1]
-        t[j, 5] = 1.0 if kp.beta is None else kp.beta
+        t[g, 2], t[g, 3], t[g, 4] = inv[:, 0, 0], 0.5 * (inv[:, 0, 1] + inv[:, 1, 0]), inv[:, 1, 1]
+        t[g, 5] = [1.0 if kps[j].beta is None else kps[j].beta for j in g]
     return t
 
 
