@@ -253,7 +253,7 @@ def test_cuda_dispatch_and_codecs(imgs128):  # pragma: no cover - needs a GPU
     for i, p in enumerate(ps):
         ref = apply_degradation(imgs128[i % 4], p)
         assert _psnr(exact[i].permute(1, 2, 0).numpy(), ref) > MIN_PSNR
-        assert _psnr(out[i].cpu().permute(1, 2, 0).numpy(), ref) > 30.0
+        assert _psnr(out[i].cpu().permute(1, 2, 0).numpy(), ref) > 35.0  # CPU: worst 40.3 dB over 40 draws
         assert _psnr(nv[i].permute(1, 2, 0).numpy(), ref) > 25.0
     conv = degrade_batch_gpu(x, ps, blur="conv", jpeg="libjpeg").cpu()
     for i in range(len(ps)):

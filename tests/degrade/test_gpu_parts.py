@@ -200,3 +200,19 @@ def test_cuda_uploads_and_tensor_jpeg():  # pragma: no cover - needs a GPU
     cpu = jpeg_tensor(u8, sizes, [10, 50, 95])
     gpu = jpeg_tensor(u8.cuda(), sizes, [10, 50, 95]).cpu()
     assert (cpu.int() - gpu.int()).abs().max() <= 2
+
+
+def test_tensor_jpeg_chain_is_close_to_the_cpu_chain():
+    """The whole batched chain with the tensor JPEG (the CUDA default), run on the CPU, against the shards' CPU
+    chain (libjpeg): measured over 40 draws at 128² (/tmp script, seed 123): worst 40.3 dB, median 45.9 dB."""
+    from rawsynth.degrade import apply_degradation
+
+    names = ("astronaut", "chelsea", "coffee", "rocket")
+    imgs = [np.ascontiguousarray(getattr(skimage.data, n)()[:128, :128]).astype(np.float32) / 255 for n in names]
+    rng = np.random.default_rng(123)
+    ps = [sample_degradation(rng, None, (128, 128)) for _ in range(8)]
+    x = torch.stack([torch.from_numpy(imgs[i % 4]).permute(2, 0, 1) for i in range(8)])
+    out = degrade_batch_gpu(x, ps, jpeg="tensor")
+    for i, p in enumerate(ps):
+        ref = apply_degradation(imgs[i % 4], p)
+        assert psnr(out[i].permute(1, 2, 0).numpy() * 255, ref * 255) > 37.0, p
