@@ -34,7 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--crop", type=int, default=512, help="crop side (default 512; a multiple of 8)")
     p.add_argument("--batches", type=int, default=None, help="timed batches per size (default 10 on CUDA, 2 on CPU)")
     p.add_argument("--warmup", type=int, default=3, help="warm-up batches per size, new recipes each (default 3)")
-    p.add_argument("--jpeg", default="auto", choices=("auto", "tensor", "nvjpeg", "libjpeg"),
+    p.add_argument("--jpeg", default="auto", choices=("auto", "tensor", "diffjpeg", "nvjpeg", "libjpeg"),
                    help="JPEG codec (default auto: tensor on CUDA)")
     p.add_argument("--blur", default="auto", choices=("auto", "conv", "fft"), help="blur method (default auto)")
     p.add_argument("--blur-sweep", action="store_true", help="also time conv vs FFT blur per kernel size")

@@ -216,3 +216,27 @@ def test_tensor_jpeg_chain_is_close_to_the_cpu_chain():
     for i, p in enumerate(ps):
         ref = apply_degradation(imgs[i % 4], p)
         assert psnr(out[i].permute(1, 2, 0).numpy() * 255, ref * 255) > 37.0, p
+
+
+def test_diffjpeg_backend_is_basicsrs():
+    """jpeg="diffjpeg" = basicsr's DiffJPEG itself (the reference library), per image, with its own quality; a
+    ragged sample is edge-replicated to a multiple of 16 first; untouched samples stay."""
+    from rawsynth.compat.basicsr import DiffJPEG
+    from rawsynth.degrade.gpu import jpeg as gj
+
+    imgs = [np.ascontiguousarray(skimage.data.chelsea()[:48, :64]), np.ascontiguousarray(
+        skimage.data.coffee()[:37, :50])]
+    u8 = torch.zeros(3, 3, 48, 64, dtype=torch.uint8)
+    for k, i in enumerate(imgs):
+        u8[k, :, :i.shape[0], :i.shape[1]] = torch.from_numpy(i).permute(2, 0, 1)
+    out = gj.jpeg_u8(u8, [(48, 64), (37, 50), (48, 64)], [30, 80, None], "diffjpeg")
+    assert torch.equal(out[2], u8[2]) and not out[1, :, 37:].any() and not out[1, :, :, 50:].any()
+    ref_mod = DiffJPEG(differentiable=False)
+    for k, (img, q) in enumerate(zip(imgs, (30, 80))):
+        h, w = img.shape[:2]
+        x = np.pad(img, ((0, -h % 16), (0, -w % 16), (0, 0)), mode="edge")
+        t = torch.from_numpy(x).permute(2, 0, 1)[None].float() / 255.0
+        with torch.no_grad():
+            ref = ref_mod(t, quality=torch.tensor([float(q)]))
+        ref = (ref.clamp(0, 1) * 255.0).round().to(torch.uint8)[0, :, :h, :w]
+        assert (out[k, :, :h, :w].int() - ref.int()).abs().max() <= 1  # batched vs single: float summation order

@@ -99,7 +99,8 @@ def degrade_batch_gpu(x: torch.Tensor, params: DegradationParams | Sequence[Degr
         blur: ``"auto"``, ``"conv"`` or ``"fft"`` (see :func:`blur_batch`; both give the same result to
             float rounding).
         jpeg: ``"auto"`` (``tensor`` on CUDA, ``libjpeg`` on CPU), ``"tensor"`` (batched libjpeg model on the
-            device, :mod:`~rawsynth.degrade.gpu.tensor_jpeg`), ``"nvjpeg"`` (CUDA, 4:4:4 chroma) or
+            device, :mod:`~rawsynth.degrade.gpu.tensor_jpeg`), ``"diffjpeg"`` (basicsr's, as Real-ESRGAN
+            trains), ``"nvjpeg"`` (CUDA, 4:4:4 chroma) or
             ``"libjpeg"`` (the CPU chain's codec, run on the host also for CUDA tensors).
         as_uint8: return the 8-bit levels ``k`` as uint8 instead of ``k / 255``.
 

@@ -8,6 +8,9 @@ Codecs (``jpeg=`` of :func:`~rawsynth.degrade.gpu.degrade_batch_gpu`):
 * ``"libjpeg"`` — torchvision's libjpeg-turbo on the host: byte-identical files to the OpenCV encoder of the
   CPU chain (the shards' codec). The default on CPU tensors; on CUDA tensors the 8-bit images go to the host
   and back.
+* ``"diffjpeg"`` — basicsr's ``DiffJPEG(differentiable=False)``, the tensor JPEG Real-ESRGAN trains with
+  (through :mod:`rawsynth.compat.basicsr`, imported on first use): one batched call per stage, per-image
+  quality, each image edge-replicated to a multiple of 16 first. 32–41 dB from libjpeg (``docs/gpu.md``).
 * ``"nvjpeg"`` — torchvision's nvJPEG (CUDA only): one ``encode_jpeg`` call per distinct quality (its batched
   encoder takes one quality per call), ONE device-to-host copy of all the encoded bytes, ONE batched
   ``decode_jpeg``. It writes 4:4:4 chroma, not the shards' 4:2:0.
@@ -15,9 +18,11 @@ Codecs (``jpeg=`` of :func:`~rawsynth.degrade.gpu.degrade_batch_gpu`):
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from ...errors import ConfigError
@@ -27,7 +32,7 @@ from .tensor_jpeg import jpeg_tensor
 __all__ = ["JPEG_CODECS", "resolve_codec", "jpeg_u8"]
 
 #: ``jpeg=`` choices: ``auto`` is ``tensor`` on CUDA tensors and ``libjpeg`` on CPU tensors.
-JPEG_CODECS = ("auto", "tensor", "nvjpeg", "libjpeg")
+JPEG_CODECS = ("auto", "tensor", "diffjpeg", "nvjpeg", "libjpeg")
 
 
 def resolve_codec(jpeg: str, device: torch.device) -> str:
@@ -51,10 +56,43 @@ def bytes_to_host(data: list[torch.Tensor]) -> list[torch.Tensor]:
     return list(_common.to_host(torch.cat([d.reshape(-1) for d in data])).split(lengths))
 
 
+@functools.lru_cache(maxsize=8)
+def _diffjpeg_module(device: torch.device):
+    from ...compat.basicsr import DiffJPEG
+
+    return DiffJPEG(differentiable=False).to(device)
+
+
+def _diffjpeg(u8: torch.Tensor, sizes, qualities: Sequence[int | None]) -> torch.Tensor:
+    """basicsr's DiffJPEG on the samples with a quality: one call, each image edge-replicated to the batch's
+    canvas rounded up to 16 (as libjpeg pads its MCUs), the float result rounded to 8 bits as Real-ESRGAN's
+    ``clamp(round(255·x))``."""
+    todo = [i for i, q in enumerate(qualities) if q is not None]
+    sub = [sizes[i] for i in todo]
+    n = len(todo)
+    sh, sw = max(h for h, _ in sub), max(w for _, w in sub)
+    hp, wp = -(-sh // 16) * 16, -(-sw // 16) * 16
+    hs, ws = np.array([h for h, _ in sub])[:, None], np.array([w for _, w in sub])[:, None]
+    ids, rows, cols, q = _common.upload([np.array(todo, dtype=np.int64), np.minimum(np.arange(hp), hs - 1),
+                                         np.minimum(np.arange(wp), ws - 1),
+                                         np.array([qualities[i] for i in todo], dtype=np.float32)], u8.device)
+    x = u8.index_select(0, ids)[:, :, :sh, :sw]
+    x = torch.gather(x, 2, rows[:, None, :, None].expand(n, 3, hp, sw))
+    x = torch.gather(x, 3, cols[:, None, None, :].expand(n, 3, hp, wp))
+    with _common.true_fp32():
+        y = _diffjpeg_module(u8.device)(x.to(torch.float32) / 255.0, quality=q)
+    y = _common.quantize(y.clamp(0.0, 1.0))[:, :, :sh, :sw]
+    keep = ((torch.arange(sh, device=u8.device)[None, :, None] < rows[:, -1:, None] + 1)
+            & (torch.arange(sw, device=u8.device)[None, None, :] < cols[:, None, -1:] + 1))
+    out = u8.clone()
+    out[:, :, :sh, :sw].index_copy_(0, ids, y * keep[:, None])
+    return out
+
+
 def jpeg_u8(u8: torch.Tensor, sizes, qualities: Sequence[int | None], codec: str) -> torch.Tensor:
     """JPEG round trip of the samples with a quality (``None``: unchanged), on a uint8 ragged batch.
 
-    Host-side calls per stage: ``tensor`` — one upload, nothing back; ``libjpeg``/``nvjpeg`` — one
+    Host-side calls per stage: ``tensor`` and ``diffjpeg`` — one upload, nothing back; ``libjpeg``/``nvjpeg`` — one
     ``encode_jpeg`` call per distinct quality, one device-to-host copy (of the images for ``libjpeg`` on
     CUDA, of the encoded bytes for ``nvjpeg``) and ONE batched ``decode_jpeg`` call. Per image the bytes of
     the torchvision codecs are those of a single-image round trip."""
@@ -63,6 +101,8 @@ def jpeg_u8(u8: torch.Tensor, sizes, qualities: Sequence[int | None], codec: str
         return u8
     if codec == "tensor":
         return jpeg_tensor(u8, sizes, qualities)
+    if codec == "diffjpeg":
+        return _diffjpeg(u8, sizes, qualities)
     if codec not in ("nvjpeg", "libjpeg"):  # pragma: no cover - resolved before
         raise AssertionError(codec)
     from torchvision.io import decode_jpeg, encode_jpeg
