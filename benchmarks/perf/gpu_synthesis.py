@@ -10,8 +10,9 @@ drawn outside the timed region (in training the loader workers draw them). Every
 new canvas sizes: ``--warmup`` (default 3) whole batches run first, so kernel compilation, cuFFT plans (FFT
 lengths are bucketed, :data:`rawsynth.degrade.gpu.blur.FFT_BUCKET`) and codec handles are warm. Reported per
 batch size: the median pairs/s over ``--batches`` timed batches with its spread (min, p10–p90, max), timed with
-``torch.cuda.synchronize()`` around each, and the share of the degradation (blur/resize/JPEG) and of IPTP+MNS. ``--blur-sweep`` also times the grouped
-convolution against the FFT blur for every kernel size (the rule behind ``blur="auto"``).
+``torch.cuda.synchronize()`` around each, and the share of the degradation (blur/resize/JPEG) and of IPTP+MNS.
+``--blur-sweep`` also times the grouped convolution against the FFT blur for every kernel size (the rule behind
+``blur="auto"``).
 
 Without CUDA the same runs on the CPU (one thread) and the script says that the GPU figures are still owed.
 """
