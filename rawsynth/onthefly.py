@@ -17,7 +17,8 @@ Same seed → same parameters as ``rawsynth generate`` records: both draw throug
 from a shard (see ``docs/gpu.md``): ``hq`` is not rounded to 16 bits as ``hq.png`` is; the noise field is a
 different draw of the same distribution on the Triton path (on the CPU with ``backend="torch"`` it is the same
 ``torch.Generator`` stream, byte for byte); and on CUDA the JPEG steps use the batched tensor JPEG (a model of
-libjpeg, ~50 dB from it) unless ``jpeg="libjpeg"``. No shard augmentation (crop/flip) is applied: use ``rawsynth.data.apply_crop_flip`` if needed.
+libjpeg, ~50 dB from it) unless ``jpeg="libjpeg"``. No shard augmentation (crop/flip) is applied: use
+``rawsynth.data.apply_crop_flip`` if needed.
 """
 
 from __future__ import annotations
