@@ -239,4 +239,4 @@ def test_diffjpeg_backend_is_basicsrs():
         with torch.no_grad():
             ref = ref_mod(t, quality=torch.tensor([float(q)]))
         ref = (ref.clamp(0, 1) * 255.0).round().to(torch.uint8)[0, :, :h, :w]
-        assert (out[k, :, :h, :w].int() - ref.int()).abs().max() <= 1  # batched vs single: float summation order
+        assert torch.equal(out[k, :, :h, :w], ref)  # batched with mixed qualities = one image at a time
