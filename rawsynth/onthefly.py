@@ -16,8 +16,9 @@ Two halves, split where the work changes hands:
 Same seed → same parameters as ``rawsynth generate`` records: both draw through ``sample_recipe``. What can differ
 from a shard (see ``docs/gpu.md``): ``hq`` is not rounded to 16 bits as ``hq.png`` is; the noise field is a
 different draw of the same distribution on the Triton path (on the CPU with ``backend="torch"`` it is the same
-``torch.Generator`` stream, byte for byte); and on CUDA the JPEG steps use nvJPEG (4:4:4 chroma) unless
-``jpeg="libjpeg"``. No shard augmentation (crop/flip) is applied: use ``rawsynth.data.apply_crop_flip`` if needed.
+``torch.Generator`` stream, byte for byte); and on CUDA the JPEG steps use the batched tensor JPEG (a model of
+libjpeg, ~50 dB from it) unless ``jpeg="libjpeg"``. No shard augmentation (crop/flip) is applied: use
+``rawsynth.data.apply_crop_flip`` if needed.
 """
 
 from __future__ import annotations
@@ -178,7 +179,8 @@ class OnTheFlySynth:
         device: where to synthesise (``"cuda"``, ``"cuda:1"``, ``"cpu"``).
         backend: :func:`rawsynth.kernels.iptp_mns` backend: ``"auto"`` (Triton on CUDA), ``"torch"``, ``"triton"``.
         blur: :func:`rawsynth.degrade.gpu.degrade_batch_gpu` blur method (``"auto"``, ``"conv"``, ``"fft"``).
-        jpeg: JPEG codec on CUDA: ``"auto"`` (nvJPEG) or ``"libjpeg"`` (the shards' codec, on the host).
+        jpeg: JPEG codec on CUDA: ``"auto"`` (the batched tensor JPEG), ``"tensor"``, ``"nvjpeg"`` or
+            ``"libjpeg"`` (the shards' codec, on the host).
 
     Example (on a GPU machine; ``sources`` from :func:`rawsynth.sources.collect_sources`, ``cfg`` a
     :class:`~rawsynth.pipeline.SynthConfig`)::

@@ -34,7 +34,7 @@ def test_every_step_module_exists_and_parses_its_arguments():
     a = kernels.parse_args(list(gpu_check.STEPS[1].argv[1:]))
     assert a.batch == 256 and a.warmup >= 3
     g = gpu_synthesis.parse_args(list(gpu_check.STEPS[2].argv[1:]))
-    assert g.batch == [64, 256] and g.crop == 512
+    assert g.batch == [64, 256] and g.crop == 512 and g.warmup >= 3
 
 
 def test_wheel_names_match_the_environment_check(tmp_path):

@@ -8,9 +8,10 @@ repository root with ``PYTHONPATH=.``, plus the pure-Python packages that image 
 (:data:`WHEELS`; ``docs/gpu.md`` has the exact ``device`` call). Steps (each a subprocess with its own time limit,
 so one failure or hang costs only its slot and the others still run; :data:`STEPS`):
 
-1. the CUDA tests (``tests/kernels/test_cuda.py``, ``tests/degrade/test_gpu.py``, ``tests/test_onthefly.py``);
+1. the CUDA tests (``tests/kernels/test_cuda.py``, ``tests/degrade/test_gpu.py``, the CUDA test of
+   ``tests/degrade/test_gpu_parts.py`` (packed uploads, tensor JPEG on the GPU), ``tests/test_onthefly.py``);
 2. kernel bandwidth vs a device copy, the five IPTP+MNS variants at B = 256 (``benchmarks.perf.kernels``);
-3. GPU synthesis pairs/s at 512², B = 64 and 256 (``benchmarks.perf.gpu_synthesis``);
+3. GPU synthesis pairs/s at 512², B = 64 and 256, 3 warm-up batches, spreads (``benchmarks.perf.gpu_synthesis``);
 4. a 512² one-step restore at SD-2.1 size, random weights, bf16 (``rddm.restore.memory``: ms);
 5. a tiled 24-MP restore (6000×4000, same: seconds, peak memory);
 6. one ``rddm train`` step at 512², batch 2, bf16 (``rddm.scripts.memory --stage rddm``: peak memory).
@@ -49,14 +50,14 @@ class Step:
 STEPS = (
     Step("cuda-tests", "the CUDA tests (kernels vs reference at 512², GPU degradation, on-the-fly pairs)",
          ("pytest", "-x", "-q", "-p", "no:cacheprovider", "tests/kernels/test_cuda.py", "tests/degrade/test_gpu.py",
-          "tests/test_onthefly.py"), 120),
+          "tests/degrade/test_gpu_parts.py::test_cuda_uploads_and_tensor_jpeg", "tests/test_onthefly.py"), 120),
     Step("kernels", "IPTP+MNS variants (dn, dn-fast, pair, pair-fast, clean) and PTP at B=256, 512²: bandwidth vs "
          "device copy, LQ+HQ pairs/s (do_bench, L2 flushed)",
          ("benchmarks.perf.kernels", "--batch", "256", "--size", "512", "--repeats", "30", "--warmup", "3",
           "--json", "{out}/kernels.json"), 80),
     Step("synthesis", "GPU synthesis (degradation + IPTP+MNS) pairs/s at 512², B=64 and 256",
          ("benchmarks.perf.gpu_synthesis", "--device", "cuda", "--batch", "64", "256", "--crop", "512",
-          "--batches", "4"), 90),
+          "--batches", "4", "--warmup", "3"), 90),
     Step("restore-512", "one-step restore of a 512² mosaic, SD-2.1 sizes, random weights, bf16 (ms)",
          ("rddm.restore.memory", "--size", "512x512", "--device", "cuda", "--dtype", "bf16"), 30, True),
     Step("restore-24mp", "tiled 24-MP restore (6000x4000, 512 tiles), bf16 (s, peak memory)",

@@ -1,15 +1,18 @@
 """Pairs/s of the on-the-fly GPU path: batched degradation (:func:`rawsynth.degrade.gpu.degrade_batch_gpu`) +
 fused IPTP+MNS (:func:`rawsynth.kernels.iptp_mns`) at 512², with per-sample recipes.
 
-Run as ``python -m benchmarks.perf.gpu_synthesis [--device cuda] [--batch 32 64] [--crop 512] [--batches 10]
-[--blur-sweep]``. Results: ``benchmarks/perf/RESULTS.md``.
+Run as ``python -m benchmarks.perf.gpu_synthesis [--device cuda] [--batch 64 256] [--crop 512] [--batches 10]
+[--warmup 3] [--jpeg tensor] [--blur-sweep]``. Results: ``benchmarks/perf/RESULTS.md``.
 
 What is timed: :class:`rawsynth.onthefly.OnTheFlySynth` on batches of 8-bit crops already on the device (made from
 the photos bundled with scikit-image), each sample with its own recipe drawn from ``(seed, key)``; recipes are
-drawn outside the timed region (in training the loader workers draw them). Reported per batch size: the median
-pairs/s over ``--batches`` timed batches after one warm-up batch, with ``torch.cuda.synchronize()`` around each,
-and the share of the degradation (blur/resize/JPEG) and of IPTP+MNS. ``--blur-sweep`` also times the grouped
-convolution against the FFT blur for every kernel size (the rule behind ``blur="auto"``).
+drawn outside the timed region (in training the loader workers draw them). Every batch has new recipes, hence
+new canvas sizes: ``--warmup`` (default 3) whole batches run first, so kernel compilation, cuFFT plans (FFT
+lengths are bucketed, :data:`rawsynth.degrade.gpu.blur.FFT_BUCKET`) and codec handles are warm. Reported per
+batch size: the median pairs/s over ``--batches`` timed batches with its spread (min, p10–p90, max), timed with
+``torch.cuda.synchronize()`` around each, and the share of the degradation (blur/resize/JPEG) and of IPTP+MNS.
+``--blur-sweep`` also times the grouped convolution against the FFT blur for every kernel size (the rule behind
+``blur="auto"``).
 
 Without CUDA the same runs on the CPU (one thread) and the script says that the GPU figures are still owed.
 """
@@ -31,13 +34,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, nargs="+", default=None, help="batch sizes (default: 16 64 on CUDA, 4 on CPU)")
     p.add_argument("--crop", type=int, default=512, help="crop side (default 512; a multiple of 8)")
     p.add_argument("--batches", type=int, default=None, help="timed batches per size (default 10 on CUDA, 2 on CPU)")
-    p.add_argument("--jpeg", default="auto", choices=("auto", "nvjpeg", "libjpeg"), help="JPEG codec (default auto)")
+    p.add_argument("--warmup", type=int, default=3, help="warm-up batches per size, new recipes each (default 3)")
+    p.add_argument("--jpeg", default="auto", choices=("auto", "tensor", "diffjpeg", "nvjpeg", "libjpeg"),
+                   help="JPEG codec (default auto: tensor on CUDA)")
     p.add_argument("--blur", default="auto", choices=("auto", "conv", "fft"), help="blur method (default auto)")
     p.add_argument("--blur-sweep", action="store_true", help="also time conv vs FFT blur per kernel size")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     if a.crop < 16 or a.crop % 8:
         p.error("--crop must be a multiple of 8, >= 16")
+    if a.warmup < 0:
+        p.error("--warmup must be >= 0")
     return a
 
 
@@ -59,8 +66,16 @@ def _crops(n: int, crop: int) -> torch.Tensor:
     return torch.stack([out[i % len(out)] for i in range(n)])
 
 
-def time_batches(synth, srgb: torch.Tensor, keys_of, n_batches: int) -> dict:
-    """Median pairs/s over ``n_batches`` batches (one warm-up first) and the degradation's share."""
+def spread(values: list[float]) -> dict:
+    """Median, min, max and the 10th/90th percentiles of ``values``."""
+    v = np.asarray(values, dtype=np.float64)
+    return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()),
+            "p10": float(np.percentile(v, 10)), "p90": float(np.percentile(v, 90))}
+
+
+def time_batches(synth, srgb: torch.Tensor, keys_of, n_batches: int, warmup: int = 3) -> dict:
+    """Pairs/s over ``n_batches`` batches after ``warmup`` warm-up batches (new recipes, so new canvas sizes,
+    every batch): median and spread, and the degradation's share of the timed batches."""
     from rawsynth.degrade.gpu import degrade_batch_gpu
     from rawsynth.pipeline import sample_recipe
 
@@ -68,7 +83,7 @@ def time_batches(synth, srgb: torch.Tensor, keys_of, n_batches: int) -> dict:
     b, _, h, w = srgb.shape
     x = srgb.to(dev)
     rates, deg_s, tot_s = [], 0.0, 0.0
-    for it in range(n_batches + 1):
+    for it in range(warmup + n_batches):
         keys = keys_of(it)
         recipes = [sample_recipe(synth.seed, k, synth.config, (h, w)) for k in keys]
         _sync(dev)
@@ -81,11 +96,11 @@ def time_batches(synth, srgb: torch.Tensor, keys_of, n_batches: int) -> dict:
         synth.pairs(x, lq, recipes, keys)
         _sync(dev)
         t2 = time.perf_counter()
-        if it:  # the first batch warms up (kernel compilation, cuFFT plans, nvJPEG handles)
+        if it >= warmup:  # warm-ups: kernel compilation, cuFFT plans, codec handles, allocator growth
             rates.append(b / (t2 - t0))
             deg_s += t1 - t0
             tot_s += t2 - t0
-    return {"rate": statistics.median(rates), "deg_share": deg_s / tot_s, "rates": rates}
+    return {"rate": statistics.median(rates), "deg_share": deg_s / tot_s, "rates": rates, "spread": spread(rates)}
 
 
 def blur_sweep(dev: torch.device, crop: int, batch: int) -> list[str]:
@@ -120,17 +135,20 @@ def main(argv=None) -> int:
     from rawsynth.onthefly import OnTheFlySynth
     from rawsynth.pipeline import SynthConfig
 
-    sizes = a.batch or ([16, 64] if dev.type == "cuda" else [4])
+    sizes = a.batch or ([64, 256] if dev.type == "cuda" else [4])
     n_batches = a.batches or (10 if dev.type == "cuda" else 2)
     cfg = SynthConfig(crop=a.crop)
     synth = OnTheFlySynth(cfg, a.seed, dev, blur=a.blur, jpeg=a.jpeg)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU, one thread"
     print(f"rawsynth GPU-path synthesis: rddm pairs at {a.crop}x{a.crop} on {name}, torch {torch.__version__}, "
-          f"jpeg={a.jpeg}, blur={a.blur}, {n_batches} timed batch(es) after one warm-up")
+          f"jpeg={a.jpeg}, blur={a.blur}, {n_batches} timed batch(es) after {a.warmup} warm-up batch(es)")
     for b in sizes:
         srgb = _crops(b, a.crop)
-        r = time_batches(synth, srgb, lambda it, b=b: [f"{it:07d}_{i:04d}" for i in range(b)], n_batches)
-        print(f"batch {b:4d}: {r['rate']:9.1f} pairs/s  ({1e3 / r['rate']:.2f} ms/pair; degradation "
+        r = time_batches(synth, srgb, lambda it, b=b: [f"{it:07d}_{i:04d}" for i in range(b)], n_batches,
+                         a.warmup)
+        s = r["spread"]
+        print(f"batch {b:4d}: {r['rate']:9.1f} pairs/s median (min {s['min']:.1f}, p10–p90 {s['p10']:.1f}–"
+              f"{s['p90']:.1f}, max {s['max']:.1f}; {1e3 / r['rate']:.2f} ms/pair; degradation "
               f"{100 * r['deg_share']:.0f}% of the time, IPTP+MNS the rest; runs: "
               + ", ".join(f"{v:.1f}" for v in r["rates"]) + ")")
     if dev.type == "cuda":

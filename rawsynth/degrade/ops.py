@@ -215,8 +215,8 @@ def degrade_batch(x: torch.Tensor, params: DegradationParams | Sequence[Degradat
     """Batch form of :func:`apply_degradation` (not differentiable).
 
     CPU tensors run :func:`apply_degradation` per sample (the shards' exact chain). CUDA tensors run the batched
-    GPU path, :func:`rawsynth.degrade.gpu.degrade_batch_gpu` (same maths; nvJPEG for the JPEG steps), and stay
-    on the GPU.
+    GPU path, :func:`rawsynth.degrade.gpu.degrade_batch_gpu` (same maths; a batched tensor model of libjpeg
+    for the JPEG steps), and stay on the GPU.
 
     Args:
         x: ``(B, 3, H, W)`` float RGB in ``[0, 1]``, any device.

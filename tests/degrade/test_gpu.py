@@ -239,19 +239,22 @@ def test_bad_inputs(imgs128):
 @cuda
 def test_cuda_dispatch_and_codecs(imgs128):  # pragma: no cover - needs a GPU
     """On CUDA: degrade_batch stays on the GPU; with the shards' codec (libjpeg on the host) the result is the
-    CPU chain's within the float bound; with nvJPEG (4:4:4 chroma, its own DCT) within a looser one. The
-    4:4:4-vs-4:2:0 gap alone, measured on the CPU with libjpeg at both settings over 40 draws at 256², is
-    28.4–40.1 dB (median 34.6)."""
+    CPU chain's within the float bound; with the default tensor JPEG (~50 dB from libjpeg per stage, measured
+    on the CPU) within a looser one; with nvJPEG (4:4:4 chroma, its own DCT) looser still. The 4:4:4-vs-4:2:0
+    gap alone, measured on the CPU with libjpeg at both settings over 40 draws at 256², is 28.4–40.1 dB
+    (median 34.6)."""
     rng = np.random.default_rng(6)
     ps = _draws(rng, 8, (128, 128))
     x = _batch([imgs128[i % 4] for i in range(8)]).cuda()
-    out = degrade_batch(x, ps)
+    out = degrade_batch(x, ps)  # the tensor JPEG
     assert out.is_cuda and out.shape == x.shape
     exact = degrade_batch_gpu(x, ps, jpeg="libjpeg").cpu()
+    nv = degrade_batch_gpu(x, ps, jpeg="nvjpeg").cpu()
     for i, p in enumerate(ps):
         ref = apply_degradation(imgs128[i % 4], p)
         assert _psnr(exact[i].permute(1, 2, 0).numpy(), ref) > MIN_PSNR
-        assert _psnr(out[i].cpu().permute(1, 2, 0).numpy(), ref) > 25.0
+        assert _psnr(out[i].cpu().permute(1, 2, 0).numpy(), ref) > 35.0  # CPU: worst 40.3 dB over 40 draws
+        assert _psnr(nv[i].permute(1, 2, 0).numpy(), ref) > 25.0
     conv = degrade_batch_gpu(x, ps, blur="conv", jpeg="libjpeg").cpu()
     for i in range(len(ps)):
         assert _psnr(conv[i].numpy(), exact[i].numpy()) > MIN_PSNR
