@@ -342,3 +342,40 @@ def test_train_rddm_validates_the_restoration_with_ema(rddm_shards, sd21_folder,
             assert torch.equal(final[k], shadow[ema_key]), k  # the final folder holds the EMA
             moved += not torch.equal(final[k], trained[k])
     assert moved > 0  # the group trained at step 2 (its B was 0 at step 1): EMA = half its trained value
+
+
+def test_benchmark_folder_is_read_as_restore_and_benchmarks_read_it(tmp_path):
+    """A benchmark built by ``benchmarks``' own builder: each validation sample's mosaic and pattern are what
+    ``rddm restore``'s PNG + JSON reader gives, and its target developed by PTP is the builder's ``gt_srgb`` PNG
+    (within one 8-bit level); a validation of it is logged as ``val_bench/...``."""
+    import cv2
+
+    from benchmarks.builders import build_benchmark, load_recipe
+    from rddm.losses import isp_from_meta, to_srgb
+    from rddm.models.ddnet import DDNet
+    from rddm.restore.inputs import InputSource, read_source
+    from rddm.train.distributed import DistEnv
+    from rddm.train.validation import Validator, iter_samples, val_sources
+
+    from ..benchmarks.conftest import make_div2k
+
+    bench = tmp_path / "div2k-val"
+    build_benchmark(load_recipe("div2k-val", crop={"policy": "center", "size": 64}),
+                    make_div2k(tmp_path / "src", indices=range(801, 804), h=80, w=96), bench, allow_partial=True)
+    cfg = ValidationConfig(benchmark=str(bench), max_samples=2, grid_samples=2, lpips=False)
+    (source,) = val_sources(cfg)
+    samples = list(iter_samples(source, cfg))
+    assert [s["key"] for s in samples] == ["0801", "0802"]
+    for s in samples:
+        ref = next(read_source(InputSource(bench / "raw" / f"{s['key']}.png", "png16")))
+        assert np.array_equal(s["raw"][0].numpy(), ref.raw) and s["pattern"] == ref.pattern
+        mine = to_srgb(s["hq"][None], isp_from_meta([s["meta"]]))[0].clamp(0, 1)
+        mine = torch.round(mine * 255).permute(1, 2, 0).numpy()
+        theirs = cv2.imread(str(bench / "gt_srgb" / f"{s['key']}.png"))[..., ::-1].astype(np.float64)
+        assert np.abs(mine - theirs).max() <= 1
+    torch.manual_seed(0)
+    net = DDNet(block_out_channels=(8, 16), layers_per_block=1)
+    rec = Validator(cfg, "test", DistEnv(0, 1, 0, torch.device("cpu")), tmp_path / "run").run(
+        7, lambda b: net(b["raw"], b["pattern"]), [net])
+    assert rec["val_bench"]["val_bench/samples"] == 2 and math.isfinite(rec["val_bench"]["val_bench/srgb_psnr"])
+    assert (tmp_path / "run/validation/val_bench-step-000007.png").is_file()
