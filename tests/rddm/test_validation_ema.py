@@ -274,6 +274,15 @@ def test_resume_restores_ema_and_validation_bit_exactly(shards, tmp_path):
     assert [r["step"] for r in strip] == [3, 5]
     assert strip == [{k: v for k, v in r.items() if k != "val/seconds"} for r in _val_rows(b)]
     assert (a / "validation/val-step-000005.png").read_bytes() == (b / "validation/val-step-000005.png").read_bytes()
+    # validation may be dropped (or changed) when resuming: it never changes the trained weights
+    c = tmp_path / "no-validation"
+    shutil.copytree(b, c)
+    shutil.rmtree(c / "checkpoints/step-000005")
+    train_ddnet(config_from_dict(DDNetTrainConfig, dict(d, validation=None)), c, resume="latest", device="cpu",
+                progress=False)
+    assert [r["step"] for r in _val_rows(c)] == [3]
+    wa, wc = DDNet.from_pretrained(a / "ddnet").state_dict(), DDNet.from_pretrained(c / "ddnet").state_dict()
+    assert all(torch.equal(wa[k], wc[k]) for k in wa)
 
 
 def test_train_rvae_validates_reconstruction_with_ema(shards, sd_folder, lpips_folder, tmp_path):
@@ -379,3 +388,31 @@ def test_benchmark_folder_is_read_as_restore_and_benchmarks_read_it(tmp_path):
         7, lambda b: net(b["raw"], b["pattern"]), [net])
     assert rec["val_bench"]["val_bench/samples"] == 2 and math.isfinite(rec["val_bench"]["val_bench/srgb_psnr"])
     assert (tmp_path / "run/validation/val_bench-step-000007.png").is_file()
+
+
+def test_two_processes_split_the_validation_and_agree_with_one(shards, tmp_path):
+    """torchrun, 2 CPU processes (gloo): the samples are split over the ranks and gathered on rank 0; the last
+    validation (EMA weights) equals a one-process validation of the saved final model, grid bytes included."""
+    from rddm.models.ddnet import DDNet
+    from rddm.train.distributed import DistEnv
+    from rddm.train.validation import Validator
+
+    held_out = [str(p) for p in sorted(Path(shards).glob("shard-*.tar"))[2:]]
+    val = {"every": 2, "shards": held_out, "max_samples": 3, "batch_size": 2, "grid_samples": 3, "lpips": False}
+    d = _ddnet_dict(shards, max_steps=2, tensorboard=False, validation=val, ema={"decay": 0.5})
+    d["data"]["shards"] = d["data"]["shards"][:2]
+    r = run_cli("train-ddnet", "--config", str(write_yaml(tmp_path / "c.yaml", d)), "--out", "out", "--device",
+                "cpu", "--no-progress", cwd=tmp_path,
+                launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"), timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path / "out"
+    (row,) = _val_rows(out)
+    assert row["step"] == 2 and row["val/samples"] == 3
+    net = DDNet.from_pretrained(out / "ddnet")  # the EMA weights, which the last validation used
+    single = Validator(ValidationConfig(**{**val, "shards": tuple(held_out)}), "test",
+                       DistEnv(0, 1, 0, torch.device("cpu")), tmp_path / "one").run(
+        2, lambda b: net(b["raw"], b["pattern"]).float(), [net])["val"]
+    assert {k: v for k, v in row.items() if k not in ("step", "val/seconds")} == pytest.approx(
+        {k: v for k, v in single.items() if k != "val/seconds"}, rel=1e-6)
+    assert (out / "validation/val-step-000002.png").read_bytes() == (
+        tmp_path / "one/validation/val-step-000002.png").read_bytes()
