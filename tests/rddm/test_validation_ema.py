@@ -159,46 +159,6 @@ def _ddnet_dict(shards, **over) -> dict:
     return d
 
 
-def test_train_ddnet_cli_validates_every_n_and_at_the_end_with_ema(shards, lpips_folder, tmp_path):
-    """Held-out shard 3 (never trained on), every 2 of 5 steps → steps 2, 4 and 5; EMA in the final folder."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from rddm.models.ddnet import DDNet
-
-    held_out = sorted(Path(shards).glob("shard-*.tar"))[3]
-    d = _ddnet_dict(shards, validation={"every": 2, "shards": [str(held_out)], "grid_samples": 2,
-                                        "lpips_weights": str(lpips_folder)}, ema={"decay": 0.5})
-    r = run_cli("train-ddnet", "--config", str(write_yaml(tmp_path / "c.yaml", d)), "--out", "out", "--device",
-                "cpu", "--no-progress", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    out = tmp_path / "out"
-    rows = _val_rows(out)
-    assert [v["step"] for v in rows] == [2, 4, 5]
-    keys = {"val/linear_psnr", "val/linear_ssim", "val/srgb_psnr", "val/srgb_ssim", "val/srgb_lpips"}
-    assert all(keys <= set(v) and all(math.isfinite(v[k]) for k in keys) and v["val/samples"] == 2 for v in rows)
-    assert all(0 < v["val/linear_ssim"] <= 1 and v["val/linear_psnr"] > 10 for v in rows)
-    # the grid: 2 rows (samples) x 3 columns (RAW, prediction, target) of 64x64 samples, read back by OpenCV
-    import cv2
-
-    for s in (2, 4, 5):
-        grid = cv2.imread(str(out / "validation" / f"val-step-{s:06d}.png"), cv2.IMREAD_UNCHANGED)
-        assert grid.shape == (2 * 64, 3 * 64, 3) and grid.dtype == np.uint8
-    ea = EventAccumulator(str(out / "logs"), size_guidance={"images": 0})
-    ea.Reload()
-    assert [e.step for e in ea.Scalars("val/linear_psnr")] == [2, 4, 5]
-    assert [e.step for e in ea.Images("val/grid")] == [2, 4, 5]
-    # EMA: in the checkpoints (training_state.pt) and the final folder; the checkpoint's model is the trained one
-    state = torch.load(out / "checkpoints/step-000005/training_state.pt", weights_only=True)
-    assert state["ema"]["n_averaged"] == 5 and state["ema"]["decay"] == 0.5
-    final, trained = DDNet.from_pretrained(out / "ddnet"), DDNet.from_pretrained(out / "checkpoints/step-000005")
-    fsd, tsd = final.state_dict(), trained.state_dict()
-    assert all(torch.equal(fsd[k], v) for k, v in state["ema"]["shadow"].items())
-    assert not all(torch.equal(fsd[k], tsd[k]) for k in fsd)
-    summary = json.loads((out / "train_summary.json").read_text())
-    assert summary["final_weights"] == "ema" and summary["last_validation"]["val"] == {
-        k: v for k, v in rows[-1].items() if k != "step"}
-
-
 def test_grid_and_metrics_are_identical_for_an_unchanged_model(shards, tmp_path):
     from rddm.models.ddnet import DDNet
     from rddm.train.distributed import DistEnv
@@ -390,29 +350,56 @@ def test_benchmark_folder_is_read_as_restore_and_benchmarks_read_it(tmp_path):
     assert (tmp_path / "run/validation/val_bench-step-000007.png").is_file()
 
 
-def test_two_processes_split_the_validation_and_agree_with_one(shards, tmp_path):
-    """torchrun, 2 CPU processes (gloo): the samples are split over the ranks and gathered on rank 0; the last
-    validation (EMA weights) equals a one-process validation of the saved final model, grid bytes included."""
+def test_train_ddnet_cli_two_processes_validate_every_n_and_at_the_end_with_ema(shards, lpips_folder, tmp_path):
+    """``torchrun`` with 2 CPU processes (gloo), 3 steps, validation every 2 on held-out shards (never trained on)
+    → records at steps 2 and 3 with finite values, grids, TensorBoard; the samples are split over the ranks and
+    gathered on rank 0: the last validation (EMA weights) equals a one-process validation of the saved final model,
+    grid bytes included; the final folder holds the EMA, the checkpoint the trained weights."""
+    import cv2
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     from rddm.models.ddnet import DDNet
     from rddm.train.distributed import DistEnv
     from rddm.train.validation import Validator
 
     held_out = [str(p) for p in sorted(Path(shards).glob("shard-*.tar"))[2:]]
-    val = {"every": 2, "shards": held_out, "max_samples": 3, "batch_size": 2, "grid_samples": 3, "lpips": False}
-    d = _ddnet_dict(shards, max_steps=2, tensorboard=False, validation=val, ema={"decay": 0.5})
+    val = {"every": 2, "shards": held_out, "max_samples": 3, "batch_size": 2, "grid_samples": 3,
+           "lpips_weights": str(lpips_folder)}
+    d = _ddnet_dict(shards, max_steps=3, save_every=3, validation=val, ema={"decay": 0.5})
     d["data"]["shards"] = d["data"]["shards"][:2]
     r = run_cli("train-ddnet", "--config", str(write_yaml(tmp_path / "c.yaml", d)), "--out", "out", "--device",
                 "cpu", "--no-progress", cwd=tmp_path,
                 launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"), timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
     out = tmp_path / "out"
-    (row,) = _val_rows(out)
-    assert row["step"] == 2 and row["val/samples"] == 3
-    net = DDNet.from_pretrained(out / "ddnet")  # the EMA weights, which the last validation used
+    rows = _val_rows(out)
+    assert [v["step"] for v in rows] == [2, 3]
+    keys = {"val/linear_psnr", "val/linear_ssim", "val/srgb_psnr", "val/srgb_ssim", "val/srgb_lpips"}
+    assert all(keys <= set(v) and all(math.isfinite(v[k]) for k in keys) and v["val/samples"] == 3 for v in rows)
+    assert all(0 < v["val/linear_ssim"] <= 1 and v["val/linear_psnr"] > 10 for v in rows)
+    for s in (2, 3):  # 3 rows (samples) x 3 columns (RAW, prediction, target) of 64x64 samples, read by OpenCV
+        grid = cv2.imread(str(out / "validation" / f"val-step-{s:06d}.png"), cv2.IMREAD_UNCHANGED)
+        assert grid.shape == (3 * 64, 3 * 64, 3) and grid.dtype == np.uint8
+    ea = EventAccumulator(str(out / "logs"), size_guidance={"images": 0})
+    ea.Reload()
+    assert [e.step for e in ea.Scalars("val/linear_psnr")] == [2, 3]
+    assert [e.step for e in ea.Images("val/grid")] == [2, 3]
+    # one process, the saved final model (the EMA, which the last validation used): the same record and grid
+    net = DDNet.from_pretrained(out / "ddnet")
     single = Validator(ValidationConfig(**{**val, "shards": tuple(held_out)}), "test",
                        DistEnv(0, 1, 0, torch.device("cpu")), tmp_path / "one").run(
-        2, lambda b: net(b["raw"], b["pattern"]).float(), [net])["val"]
-    assert {k: v for k, v in row.items() if k not in ("step", "val/seconds")} == pytest.approx(
+        3, lambda b: net(b["raw"], b["pattern"]).float(), [net])["val"]
+    assert {k: v for k, v in rows[-1].items() if k not in ("step", "val/seconds")} == pytest.approx(
         {k: v for k, v in single.items() if k != "val/seconds"}, rel=1e-6)
-    assert (out / "validation/val-step-000002.png").read_bytes() == (
-        tmp_path / "one/validation/val-step-000002.png").read_bytes()
+    assert (out / "validation/val-step-000003.png").read_bytes() == (
+        tmp_path / "one/validation/val-step-000003.png").read_bytes()
+    # EMA: in the checkpoint (training_state.pt) and the final folder; the checkpoint's model is the trained one
+    state = torch.load(out / "checkpoints/step-000003/training_state.pt", weights_only=True)
+    assert state["ema"]["n_averaged"] == 3 and state["ema"]["decay"] == 0.5
+    fsd = net.state_dict()
+    tsd = DDNet.from_pretrained(out / "checkpoints/step-000003").state_dict()
+    assert all(torch.equal(fsd[k], v) for k, v in state["ema"]["shadow"].items())
+    assert not all(torch.equal(fsd[k], tsd[k]) for k in fsd)
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["final_weights"] == "ema" and summary["ranks_identical"]
+    assert summary["last_validation"]["val"] == {k: v for k, v in rows[-1].items() if k != "step"}
