@@ -348,13 +348,14 @@ class Validator:
                 t0 = time.time()
                 rows, tiles = self._evaluate(source, predict)
                 gathered = _all_gather(self.env, (rows, tiles))
+                if not any(g[0] for g in gathered):  # decided on every rank alike
+                    raise DataError(f"validation ({source.kind}) gave no sample", path=source.paths[0],
+                                    fix="check validation.shards / validation.benchmark (see the warnings above "
+                                        "for skipped samples)")
                 if not self.env.is_main:
                     continue
                 rows = sorted((r for g in gathered for r in g[0]), key=lambda r: r[0])
                 tiles = {k: v for g in gathered for k, v in g[1].items()}
-                if not rows:
-                    raise DataError(f"validation ({source.kind}) gave no sample", path=source.paths[0],
-                                    fix="check validation.shards / validation.benchmark")
                 names = sorted(rows[0][1])
                 record = {f"{source.prefix}/{n}": float(np.mean([r[1][n] for r in rows])) for n in names}
                 record[f"{source.prefix}/samples"] = float(len(rows))
