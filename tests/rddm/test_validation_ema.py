@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from rddm.cli import default_config_path, main
+from rddm.cli import main
 from rddm.config import DDNetTrainConfig, RDDMTrainConfig, RVAETrainConfig, config_from_dict
 from rddm.errors import ConfigError
 from rddm.train.ema import EMA
