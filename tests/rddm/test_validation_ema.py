@@ -403,3 +403,23 @@ def test_train_ddnet_cli_two_processes_validate_every_n_and_at_the_end_with_ema(
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["final_weights"] == "ema" and summary["ranks_identical"]
     assert summary["last_validation"]["val"] == {k: v for k, v in rows[-1].items() if k != "step"}
+
+
+def test_lpips_without_weights_is_skipped_with_one_note_and_found_with_them(shards, lpips_folder, tmp_path):
+    from rddm.models.ddnet import DDNet
+    from rddm.train.distributed import DistEnv
+    from rddm.train.validation import Validator
+
+    env = DistEnv(0, 1, 0, torch.device("cpu"))
+    cfg = ValidationConfig(shards=(str(shards),), max_samples=1, grid_samples=0, lpips_weights=str(tmp_path / "none"))
+    with pytest.warns(RuntimeWarning, match="LPIPS-alex skipped, no weights found"):
+        v = Validator(cfg, "test", env, tmp_path / "a")
+    net = DDNet(block_out_channels=(8, 16), layers_per_block=1)
+    rec = v.run(1, lambda b: net(b["raw"], b["pattern"]), [net])["val"]
+    assert "val/srgb_lpips" not in rec and math.isfinite(rec["val/srgb_psnr"])
+    assert not (tmp_path / "a/validation").exists()  # grid_samples: 0
+    # found in the folder the benchmarks use ($TORCH_HOME layout: hub/checkpoints, hub/pyiqa)
+    cfg = ValidationConfig(shards=(str(shards),), max_samples=1, lpips_weights=None)
+    rec = Validator(cfg, "test", env, tmp_path / "b", lpips_folder=str(lpips_folder)).run(
+        1, lambda b: net(b["raw"], b["pattern"]), [net])["val"]
+    assert rec["val/srgb_lpips"] > 0
