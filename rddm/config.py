@@ -22,6 +22,8 @@ from rawsynth._config import from_mapping, load_yaml, to_dict, with_path
 from rawsynth.errors import ConfigError
 from rawsynth.io.atomic import atomic_output
 
+from .train.val_config import EmaConfig, ValidationConfig
+
 __all__ = ["OnTheFlyConfig", "DataConfig", "OptimConfig", "TrainConfig", "DDNetModelConfig", "DDNetTrainConfig",
            "RVAEModelConfig", "RVAELossConfig", "RVAETrainConfig", "CalibrateConfig", "RDDMModelConfig",
            "RDDMLossConfig", "PromptConfig", "RDDMTrainConfig", "OSEDIFF_NEGATIVE_PROMPT", "config_from_dict",
@@ -172,6 +174,10 @@ class TrainConfig:
         tensorboard: write TensorBoard event files under ``OUT/logs``.
         data: :class:`DataConfig`.
         optim: :class:`OptimConfig`.
+        validation: :class:`~rddm.train.val_config.ValidationConfig`: held-out validation while training
+            (``null``: none).
+        ema: :class:`~rddm.train.val_config.EmaConfig`: an EMA of the trained weights, used for validation and
+            the final model folder (``null``: none).
     """
 
     seed: int = 0
@@ -188,6 +194,8 @@ class TrainConfig:
     tensorboard: bool = True
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    validation: ValidationConfig | None = None  # issue 16: rddm.train.validation
+    ema: EmaConfig | None = None  # issue 16: rddm.train.ema
 
     def __post_init__(self):
         _check(self.max_steps >= 0, "max_steps", "an int >= 0", self.max_steps)

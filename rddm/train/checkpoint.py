@@ -22,10 +22,13 @@ from ..errors import CheckpointError, ConfigError, WeightsError
 from .checkpoint_io import estimate_bytes, recover_checkpoints, storage_errors, write_checkpoint_dir
 from .distributed import DistEnv, _all_gather
 from .logger import peak_memory
+from .val_config import ValidationConfig
 
 #: Config keys that may change when a run is resumed (everything else must match the checkpoint's config).
 MUTABLE_KEYS = ("max_steps", "log_every", "save_every", "keep_checkpoints", "tensorboard", "data.num_workers",
                 "data.shards", "data.handler", "data.verify", "data.onthefly.sources")
+# issue 16: the validation section may change on resume (it never changes the trained weights)
+MUTABLE_KEYS += ("validation", *(f"validation.{f}" for f in ValidationConfig.__dataclass_fields__))
 #: The files of a checkpoint folder besides the model folders.
 CHECKPOINT_FILES = ("config.yaml", "rng_states.pt", "trainer_state.json", "training_state.pt")
 

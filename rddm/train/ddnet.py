@@ -4,10 +4,12 @@
 processes, checkpoints and logging. Output folder::
 
     OUT/config.yaml            the resolved config
-    OUT/ddnet/                 the final DDNet (config.json + diffusion_pytorch_model.safetensors)
+    OUT/ddnet/                 the final DDNet (config.json + diffusion_pytorch_model.safetensors; the EMA
+                               weights when ``ema`` is set, the trained ones in the last checkpoint)
     OUT/checkpoints/step-N/    ddnet/, training_state.pt, rng_states.pt, config.yaml, trainer_state.json
     OUT/logs/                  TensorBoard events
-    OUT/metrics.jsonl          logged losses
+    OUT/metrics.jsonl          logged losses (and ``val/...`` records with ``validation``)
+    OUT/validation/            the validation image grids (with ``validation``)
     OUT/train_summary.json     final step, time, peak memory, per-rank weight digests
 """
 
@@ -19,7 +21,9 @@ import torch.nn.functional as F
 
 from ..config import DDNetTrainConfig, config_to_dict
 from . import core, recipe
+from .ema import build_ema, ema_applied
 from .guard import NonFiniteGuard, guarded_step
+from .validation import build_validator
 
 __all__ = ["train_ddnet", "ddnet_loss"]
 
@@ -59,6 +63,7 @@ def train_ddnet(cfg: DDNetTrainConfig, out: str | os.PathLike, *, resume: str | 
         cfg = recipe.effective_config(cfg, env.world_size)  # global_batch_size -> per-process batch, accumulation
         data = core.resolve_data(cfg.data)  # shards or on-the-fly sources: fails early, before any write
         model = build_ddnet(cfg)  # fails early on a bad init folder, before anything is written
+        validator = build_validator(cfg.validation, "train-ddnet", env, out, data=cfg.data)  # (fails early too)
         run = core.Run.start(out, given, env, resume)
         if cfg.gradient_checkpointing:
             model.enable_gradient_checkpointing()
@@ -67,13 +72,16 @@ def train_ddnet(cfg: DDNetTrainConfig, out: str | os.PathLike, *, resume: str | 
         sched = core.build_scheduler(opt, cfg.optim, cfg.max_steps)
         scaler = core.make_scaler(env, cfg.mixed_precision)
         states = {"optimizer": opt, "scheduler": sched, "scaler": scaler}
+        ema = build_ema(cfg.ema, model.named_parameters())
+        if ema is not None:
+            states["ema"] = ema
         step, position = 0, None
         if run.resume_from is not None:
             step, position = run.load_checkpoint({"ddnet": model}, states)
         net = core.wrap_ddp(model, env)
         stream = core.make_stream(data, cfg.batch_size, cfg.seed, position, env)
         log = core.TrainLogger(run, step, progress, desc="train-ddnet")
-        last = {}
+        last, last_val = {}, {}
         guard = NonFiniteGuard(env, cfg.max_nonfinite, "rddm train-ddnet")
         try:
             while step < cfg.max_steps:
@@ -94,10 +102,22 @@ def train_ddnet(cfg: DDNetTrainConfig, out: str | os.PathLike, *, resume: str | 
                           "nonfinite": float(not ok), "nonfinite_skipped": guard.skipped + (not ok)}
                 last = log.log(step, values, force=not ok) or last
                 guard.end_step(step, not ok)
+                if ema is not None and ok:
+                    ema.update(step)
+                if validator is not None and validator.due(step, cfg.max_steps):
+                    def predict(b):
+                        with core.autocast(env, cfg.mixed_precision):
+                            return model(b["raw"].to(env.device), b["pattern"]).float()
+
+                    with ema_applied(ema):
+                        last_val = validator.run(step, predict, [model], log)
                 if step % cfg.save_every == 0 or step == cfg.max_steps:
                     run.save_checkpoint(step, {"ddnet": model}, states, stream.position)
         finally:
             log.close()
-        return run.finish(step, {"ddnet": model}, {"stage": "ddnet", "last_logged": last})
+        extra = {"stage": "ddnet", "last_logged": last, "last_validation": last_val,
+                 "final_weights": "ema" if ema is not None else "trained"}
+        with ema_applied(ema):
+            return run.finish(step, {"ddnet": model}, extra)
     finally:
         core.cleanup_distributed(env)

@@ -28,7 +28,8 @@ touched). All ranks hold bitwise-identical weights (``train_summary.json``: ``ra
 Output folder, as for the other stages::
 
     OUT/config.yaml            the resolved config
-    OUT/rddm/                  the final restorer (RDDM.save_pretrained; `rddm restore --model OUT/rddm`)
+    OUT/rddm/                  the final restorer (RDDM.save_pretrained; `rddm restore --model OUT/rddm`); with
+                               ``ema`` its LoRA groups hold the EMA weights (the trained ones: the last checkpoint)
     OUT/vsd/                   the VSD update UNet's LoRA (to continue training)
     OUT/checkpoints/step-N/    rddm/, vsd/, training_state.pt, rng_states.pt, config.yaml, trainer_state.json
     OUT/logs/, OUT/metrics.jsonl, OUT/train_summary.json
@@ -47,7 +48,9 @@ from ..config import RDDMTrainConfig
 from ..errors import ConfigError
 from ..losses import DualDomainLoss, isp_from_meta
 from . import core, recipe
+from .ema import build_ema, ema_applied
 from .guard import NonFiniteGuard, guarded_step
+from .validation import build_validator
 
 __all__ = ["train_rddm", "Trainer", "build_rddm", "build_vsd", "build_rec_loss", "build_prompts", "Prompts",
            "generator_step", "regulariser_loss"]
@@ -322,6 +325,7 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v.float() / accum
         core.all_reduce_grads(self.params, env)
         norm, ok = guarded_step(self.opt, self.scaler, cfg.optim.max_grad_norm, sums["loss"], self.guard)
+        self.generator_stepped = ok  # (the EMA follows the generator's steps)
         self.scaler.update()
         self.sched.step()
         _zero(self.opt, self.reg_opt)
@@ -370,16 +374,28 @@ def train_rddm(cfg: RDDMTrainConfig, out: str | os.PathLike, *, resume: str | No
         _check_crop(cfg, rddm)
         vsd = build_vsd(cfg, rddm)
         prompts = build_prompts(cfg, env.device)
+        validator = build_validator(cfg.validation, "train", env, out, lpips_folder=cfg.loss.lpips_weights,
+                                    data=cfg.data)
         run = core.Run.start(out, given, env, resume)
         trainer = Trainer(cfg, env, rddm, vsd, rec_loss, prompts)
         states = trainer.states()
+        ema = build_ema(cfg.ema, rddm.lora_named_parameters())
+        if ema is not None:
+            states["ema"] = ema
         models = _checkpointed(rddm, vsd)
         step, position = 0, None
         if run.resume_from is not None:
             step, position = run.load_checkpoint(models, states)
         stream = core.make_stream(data, cfg.batch_size, cfg.seed, position, env)
         log = core.TrainLogger(run, step, progress, desc="train")
-        last = {}
+        last, last_val = {}, {}
+
+        def predict(b):
+            raw = b["raw"].to(env.device)
+            isp = isp_from_meta(b["meta"], device=env.device)
+            with core.autocast(env, cfg.mixed_precision):
+                return rddm(raw, b["pattern"], prompts.embeds(raw, b["pattern"], isp)).linear.float()
+
         try:
             while step < cfg.max_steps:
                 sums = trainer.step(step, stream.next)
@@ -388,11 +404,19 @@ def train_rddm(cfg: RDDMTrainConfig, out: str | os.PathLike, *, resume: str | No
                 sums["nonfinite_skipped"] = trainer.guard.skipped + skipped
                 last = log.log(step, sums, force=skipped) or last
                 trainer.guard.end_step(step, skipped)
+                if ema is not None and trainer.generator_stepped:
+                    ema.update(step)
+                if validator is not None and validator.due(step, cfg.max_steps):
+                    with ema_applied(ema):
+                        last_val = validator.run(step, predict, [rddm], log)
                 if step % cfg.save_every == 0 or step == cfg.max_steps:
                     run.save_checkpoint(step, models, states, stream.position)
         finally:
             log.close()
-        return run.finish(step, models, {"stage": "rddm", "loss_terms": cfg.loss.terms(), "last_logged": last,
-                                         "batch_per_process": cfg.batch_size, "grad_accum_steps": cfg.grad_accum_steps})
+        extra = {"stage": "rddm", "loss_terms": cfg.loss.terms(), "last_logged": last, "last_validation": last_val,
+                 "final_weights": "ema" if ema is not None else "trained", "batch_per_process": cfg.batch_size,
+                 "grad_accum_steps": cfg.grad_accum_steps}
+        with ema_applied(ema):
+            return run.finish(step, models, extra)
     finally:
         core.cleanup_distributed(env)

@@ -9,7 +9,9 @@ The encoder and decoder learn ``D(E(X_H^lin)) ≈ X_H^lin`` on linear HQ images:
 with PTP using each sample's own ISP parameters. The patch discriminator ``D`` (GroupNorm ``NLayer``
 discriminator) trains with the hinge (or vanilla) loss on real ``x`` vs ``x̂`` from ``disc_start`` on; during the
 VAE's backward pass its weights are frozen. Both networks step once per optimizer step (with gradient
-accumulation over micro-batches). Output folder as for ``train-ddnet``, with ``rvae/`` and ``discriminator/``.
+accumulation over micro-batches). Output folder as for ``train-ddnet``, with ``rvae/`` and ``discriminator/``
+(with ``ema``, ``OUT/rvae/`` holds the RVAE's EMA weights; the discriminator is not averaged). Validation
+compares ``D(E(x))`` (the posterior's mode) with ``x``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from ..errors import ConfigError
 from ..losses import (DualDomainLoss, adaptive_gan_weight, generator_gan_loss, hinge_d_loss, isp_from_meta, to_srgb,
                       vanilla_d_loss)
 from . import core, recipe
+from .ema import build_ema, ema_applied
 from .guard import NonFiniteGuard, guarded_step
+from .validation import build_validator
 
 __all__ = ["train_rvae", "build_rvae", "build_discriminator", "build_rec_loss", "Stage1", "generator_losses"]
 
@@ -129,6 +133,8 @@ def train_rvae(cfg: RVAETrainConfig, out: str | os.PathLike, *, resume: str | No
         data = core.resolve_data(cfg.data)  # shards or on-the-fly sources: fails early, before any write
         rec_loss = build_rec_loss(cfg).to(env.device)
         rvae = build_rvae(cfg) if resume is None else None  # fails early on a bad SD folder, before any write
+        validator = build_validator(cfg.validation, "train-rvae", env, out, lpips_folder=cfg.loss.lpips_weights,
+                                    show_raw=False, data=cfg.data)
         run = core.Run.start(out, given, env, resume)
         if rvae is None:  # resuming: the architecture is in the checkpoint; the weights are loaded below
             from ..models.rvae import RVAE
@@ -148,6 +154,9 @@ def train_rvae(cfg: RVAETrainConfig, out: str | os.PathLike, *, resume: str | No
         states = {"optimizer": opt, "scheduler": sched, "disc_optimizer": d_opt, "disc_scheduler": d_sched,
                   "scaler": scaler}
         models = {"rvae": rvae, "discriminator": disc}
+        ema = build_ema(cfg.ema, rvae.named_parameters())
+        if ema is not None:
+            states["ema"] = ema
         step, position = 0, None
         if run.resume_from is not None:
             step, position = run.load_checkpoint(models, states)
@@ -157,7 +166,7 @@ def train_rvae(cfg: RVAETrainConfig, out: str | os.PathLike, *, resume: str | No
         stream = core.make_stream(data, cfg.batch_size, cfg.seed, position, env)
         log = core.TrainLogger(run, step, progress, desc="train-rvae")
         d_loss_fn = hinge_d_loss if cfg.loss.disc_loss == "hinge" else vanilla_d_loss
-        accum, last = cfg.grad_accum_steps, {}
+        accum, last, last_val = cfg.grad_accum_steps, {}, {}
         guard = NonFiniteGuard(env, cfg.max_nonfinite, "rddm train-rvae")
         try:
             while step < cfg.max_steps:
@@ -188,6 +197,7 @@ def train_rvae(cfg: RVAETrainConfig, out: str | os.PathLike, *, resume: str | No
                     for k, v in values.items():
                         sums[k] = sums.get(k, 0.0) + v.float() / accum
                 norm, ok = guarded_step(opt, scaler, cfg.optim.max_grad_norm, sums["loss"], guard)
+                vae_stepped = ok
                 if gan:
                     _, d_ok = guarded_step(d_opt, scaler, cfg.disc_optim.max_grad_norm, sums["d_loss"], guard)
                     ok = ok and d_ok
@@ -201,10 +211,22 @@ def train_rvae(cfg: RVAETrainConfig, out: str | os.PathLike, *, resume: str | No
                 sums.update(grad_norm=norm, nonfinite=float(not ok), nonfinite_skipped=guard.skipped + (not ok))
                 last = log.log(step, sums, force=not ok) or last
                 guard.end_step(step, not ok)
+                if ema is not None and vae_stepped:
+                    ema.update(step)
+                if validator is not None and validator.due(step, cfg.max_steps):
+                    def predict(b):
+                        with core.autocast(env, cfg.mixed_precision):
+                            return rvae.reconstruct(b["hq"].to(env.device), sample_posterior=False)[0].float()
+
+                    with ema_applied(ema):
+                        last_val = validator.run(step, predict, [rvae], log)
                 if step % cfg.save_every == 0 or step == cfg.max_steps:
                     run.save_checkpoint(step, models, states, stream.position)
         finally:
             log.close()
-        return run.finish(step, models, {"stage": "rvae", "last_logged": last})
+        extra = {"stage": "rvae", "last_logged": last, "last_validation": last_val,
+                 "final_weights": "ema" if ema is not None else "trained"}
+        with ema_applied(ema):
+            return run.finish(step, models, extra)
     finally:
         core.cleanup_distributed(env)
