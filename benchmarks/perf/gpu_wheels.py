@@ -108,7 +108,7 @@ def download_command(dest: str | Path, python: str = sys.executable) -> list[str
 def build_command(dest: str | Path, python: str = sys.executable) -> list[str]:
     """``pip wheel`` of the packages of :data:`WHEELS` that publish only an sdist (basicsr: pure Python, its CUDA
     extensions are built only with ``BASICSR_EXT=True``, so the wheel is ``py3-none-any``)."""
-    return [python, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dest)] + \
+    return [python, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-cache-dir", "-w", str(dest)] + \
         [w.pin for w in WHEELS if w.how == "build"]
 
 
