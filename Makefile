@@ -13,7 +13,7 @@ PIPC   := $(PIP) install --quiet -c $(CONSTRAINTS)
 DEMO_OUT ?= demo_out
 CHROMIUM ?= chromium
 
-.PHONY: install install-dev demo test test-latest test-min lock lint docs docs-serve clean
+.PHONY: install install-dev demo test test-latest test-min lock lint docs docs-serve clean wheels
 
 $(VENV)/.core: setup.cfg pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,11 @@ lock:
 	  .venv-lock/bin/python -m pip freeze --all --exclude-editable; } > constraints.txt
 	rm -rf .venv-lock
 
+# The wheels the one-shot GPU kit carries to the lent H200 (docs/gpu.md): downloaded for CPython 3.12 and basicsr
+# built here, into .whl/ (git-ignored); then the size of what travels against the device's 64 MiB carry limit.
+wheels: $(VENV)/.core
+	$(PY) -m benchmarks.perf.gpu_wheels fetch --dest .whl
+
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check rawsynth rddm benchmarks tests
 
@@ -79,4 +84,4 @@ docs-serve: $(VENV)/.dev
 	$(VENV)/bin/mkdocs serve
 
 clean:
-	rm -rf $(VENV) .venv-latest .venv-min .venv-lock build site $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) .venv-latest .venv-min .venv-lock build site $(DEMO_OUT) .pytest_cache .whl

@@ -12,302 +12,43 @@ and every shard. One run at a time holds ``--out`` (:mod:`rawsynth.runlock`); SI
 
 Where the shard tasks run is a backend (:mod:`rawsynth.backends`: this machine, or a Dask cluster); each runs
 the same :class:`ShardJob`, so the bytes never depend on it.
+
+The parts live in :mod:`rawsynth.generate_plan` (the plan), :mod:`rawsynth.generate_job` (one shard's work) and
+:mod:`rawsynth.generate_out` (the output folder and manifest); every name is re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from ._version import __version__
 from .backends import ShardBackend, make_backend
-from .backends.local import worker_init
-from .errors import ConfigError, InputError, RawsynthError
-from .io.atomic import atomic_output
-from .io.dng import encode_dng
-from .io.images import decode_srgb
-from .pipeline import SynthConfig, apply_crop, sample_crop, synthesize
-from .rng import numpy_rng
-from . import shards as _shards  # looked up at call time (tests replace write_shard to simulate a full disk)
+from .errors import ConfigError
+from .generate_job import ShardJob, _failure, _load_source, _make_sample, run_shard
+from .generate_out import (MANIFEST, _done, _has_stats, _identity, _make_out_dir, _prepare_out_dir, _remove_tmp,
+                           _write_manifest, load_manifest)
+from .generate_plan import SampleRef, ShardTask, plan_shards, shard_name
+from .pipeline import SynthConfig
 from .runlock import RunLock
-from .shards.checksums import MEMBER_CHECKSUMS, member_checksums
 from .signals import terminate_as_interrupt
-from .sources import Source, is_escaped, read_regular_file
+from .sources import Source
 
 if TYPE_CHECKING:
     from .storage import RemoteOut
 
 __all__ = ["SampleRef", "ShardTask", "ShardJob", "plan_shards", "run_shard", "generate", "GenerateSummary", "MANIFEST",
            "FORMAT_VERSION", "shard_name", "load_manifest"]
+# (private helpers re-exported for the modules and tests that import them from here)
+_REEXPORTED = (_done, _failure, _has_stats, _identity, _load_source, _make_out_dir, _make_sample, _prepare_out_dir,
+               _remove_tmp, _write_manifest)
 
-MANIFEST = "manifest.json"
 #: The format version written by default (``SynthConfig.format_version`` chooses; see ``docs/format.md``).
 FORMAT_VERSION = 2
-
-
-@dataclass(frozen=True)
-class SampleRef:
-    """One planned sample: its key, its source and which of the source's crops it is."""
-
-    key: str
-    source: Source
-    crop_index: int
-
-
-@dataclass(frozen=True)
-class ShardTask:
-    """One unit of work: a shard's index, name and samples (in key order)."""
-
-    index: int
-    name: str
-    refs: tuple[SampleRef, ...]
-
-
-def shard_name(index: int) -> str:
-    return f"shard-{index:06d}"
-
-
-def plan_shards(sources: Sequence[Source], crops_per_image: int, shard_size: int,
-                num_samples: int | None = None) -> list[ShardTask]:
-    """The shard plan: a pure function of the sorted sources, crops per image, shard size and sample count.
-
-    Sample ``k`` is crop ``k % crops_per_image`` of ``sources[k // crops_per_image]``, key
-    ``f"{k // crops_per_image:07d}_{k % crops_per_image:04d}"`` (wider crop field when ``crops_per_image``
-    exceeds 10⁴, so keys always sort in plan order); shard ``j`` holds samples
-    ``[j·shard_size, (j+1)·shard_size)``. ``num_samples`` keeps the first ``num_samples``.
-    """
-    if shard_size < 1 or crops_per_image < 1:
-        raise ConfigError(f"shard_size and crops_per_image must be >= 1, got {shard_size}, {crops_per_image}")
-    total = len(sources) * crops_per_image
-    if num_samples is not None:
-        if num_samples < 1:
-            raise ConfigError(f"num_samples must be >= 1, got {num_samples}")
-        if num_samples > total:
-            raise ConfigError(f"num_samples={num_samples} exceeds {len(sources)} sources x {crops_per_image} "
-                              f"crops = {total}; raise --crops-per-image or add sources")
-        total = num_samples
-    width = max(4, len(str(crops_per_image - 1)))  # zero-padded so keys sort in plan order
-    refs = [SampleRef(f"{k // crops_per_image:07d}_{k % crops_per_image:0{width}d}", sources[k // crops_per_image],
-                      k % crops_per_image) for k in range(total)]
-    return [ShardTask(j, shard_name(j), tuple(refs[i:i + shard_size]))
-            for j, i in enumerate(range(0, total, shard_size))]
-
-
-def _load_source(src: Source) -> tuple[np.ndarray, str]:
-    import cv2
-
-    data = read_regular_file(src.path, src.name)
-    img = decode_srgb(data, name=src.name).image
-    # = np.clip(np.rint(img * 255), 0, 255).astype(np.uint8) (float32 product, round half to even, saturate) on
-    # decode_srgb's finite, non-negative values (checked exhaustively over [0, 1]; above 1 both give 255), in one
-    # pass with no float temporaries (5.3 -> 0.2 ms on a 1000x872 photo)
-    u8 = cv2.convertScaleAbs(img, alpha=255.0)
-    return u8, hashlib.sha256(data).hexdigest()
-
-
-def _make_sample(ref: SampleRef, image: np.ndarray, digest: str, config: SynthConfig, seed: int) -> dict:
-    box = sample_crop(numpy_rng(seed, ref.key, "crop"), image.shape[:2], config.crop, config.small_policy,
-                      ref.source.name)
-    source = {"path": ref.source.name, "sha256": digest}
-    if is_escaped(ref.source):  # a file name that is not valid UTF-8 (see rawsynth.sources.name_to_bytes)
-        source["path_escaped"] = True
-    s = synthesize(apply_crop(image, box), ref.key, seed, config, source=source, crop=box)
-    dng = None
-    if config.save_dng:
-        cam = s.meta.get("camera") or {}  # a sampled camera's make and model (sensor and matrix are in s)
-        who = {k: cam[k] for k in ("make", "model") if cam.get(k)}
-        dng = encode_dng(s.raw_dn, s.pattern, s.sensor, s.isp, iso=s.noise.iso, **who)
-    return _shards.encode_sample(s.key, s.raw_dn, s.hq_linear, s.meta, lq_srgb=s.lq_srgb, gt_srgb=s.gt_srgb, dng=dng,
-                                 members=config.members, format_version=config.format_version)
-
-
-def _failure(ref: SampleRef, e: BaseException) -> dict:
-    if isinstance(e, InputError):
-        reason, detail = e.reason, str(e)
-    elif isinstance(e, RawsynthError):
-        reason, detail = type(e).__name__, str(e)
-    else:
-        reason, detail = "error", f"{type(e).__name__}: {e}"
-    return {"key": ref.key, "source": ref.source.name, "reason": reason, "detail": detail}
-
-
-def run_shard(task: ShardTask, config: SynthConfig, seed: int, out_dir: str | os.PathLike,
-              on_sample: Callable[[], None] | None = None) -> dict:
-    """Make and write one shard; return its stats (also written, last, to ``{name}.stats.json``).
-
-    Bad inputs never stop the shard: each failed sample becomes a row ``{key, source, reason, detail}`` in
-    ``stats["failures"]``. Only I/O errors on the output (e.g. a full disk) raise, leaving no file under
-    the shard's final name.
-    """
-
-    t0 = time.perf_counter()
-    out = Path(out_dir)
-    samples, failures = [], []
-    cached: tuple[str, np.ndarray, str] | None = None
-    for ref in task.refs:
-        try:
-            if cached is None or cached[0] != ref.source.path:
-                cached = None
-                image, digest = _load_source(ref.source)
-                cached = (ref.source.path, image, digest)
-            samples.append(_make_sample(ref, cached[1], cached[2], config, seed))
-        except Exception as e:  # noqa: BLE001 - a bad sample is a row, never a crash
-            failures.append(_failure(ref, e))
-        if on_sample is not None:
-            on_sample()
-    shard = _shards.write_shard(out / f"{task.name}.tar", samples)
-    stats = {"shard": task.name, "count": shard.count, "failures": failures, "bytes": shard.bytes,
-             "sha256": shard.sha256, "seconds": round(time.perf_counter() - t0, 3),
-             "keys": [r.key for r in task.refs], MEMBER_CHECKSUMS: member_checksums(samples)}
-    with atomic_output(out / f"{task.name}.stats.json") as tmp, open(tmp, "w") as f:
-        json.dump(stats, f, indent=1, sort_keys=True)
-    return stats
-
-
-@dataclass(frozen=True)
-class ShardJob:
-    """The task every backend runs for one shard (picklable; idempotent).
-
-    ``job(task)`` returns the stats of ``task``'s shard. With ``resume``, a shard already complete in ``out_dir``
-    (its stats file is there and its tar has the recorded size and SHA-256) is adopted: its stats are read
-    back and nothing is written. Otherwise :func:`run_shard` makes it (again). Running a job twice, or again
-    after its worker died at any point, therefore leaves the same bytes. Sets one torch and one OpenCV thread
-    in the process that runs it.
-
-    Attributes:
-        config: what to synthesise.
-        seed: run seed.
-        out_dir: the output folder, absolute (workers elsewhere must see it at this path).
-        resume: adopt shards that are already complete and intact (``--resume``); without it, never: a shard
-            found there was not made by this run.
-    """
-
-    config: SynthConfig
-    seed: int
-    out_dir: str
-    resume: bool = False
-
-    def __call__(self, task: ShardTask, on_sample: Callable[[], None] | None = None) -> dict:
-        worker_init()
-        done = _done(Path(self.out_dir), task) if self.resume else None
-        if done is not None:
-            return done
-        # importing basicsr runs np.seterr(divide="ignore", invalid="ignore"), which numpy scopes to the importing
-        # thread; Dask runs tasks in other threads, so set it here for every backend alike (warnings only)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return run_shard(task, self.config, self.seed, self.out_dir, on_sample=on_sample)
-
-
-def load_manifest(out_dir: str | os.PathLike) -> dict | None:
-    """The ``manifest.json`` of an output folder or fsspec URL, ``None`` when there is none."""
-    from .storage import is_url, url_to_fs
-
-    if is_url(out_dir):
-        fs, root = url_to_fs(out_dir)
-        p = f"{out_dir.rstrip('/')}/{MANIFEST}"
-        try:
-            return json.loads(fs.cat_file(f"{root.rstrip('/')}/{MANIFEST}"))
-        except FileNotFoundError:
-            return None
-        except (OSError, json.JSONDecodeError) as e:
-            raise InputError(p, "unreadable manifest", str(e), hint="remove it or use --overwrite") from None
-    p = Path(out_dir) / MANIFEST
-    if not p.exists():
-        return None
-    try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(p, "unreadable manifest", str(e), hint="remove it or use --overwrite") from None
-
-
-def _identity(config: SynthConfig, seed: int, shard_size: int, plan: list[ShardTask],
-              sources: Sequence[Source]) -> dict:
-    return {"format": "rawsynth-shards", "format_version": config.format_version, "version": __version__,
-            "config": config.to_dict(), "seed": seed, "shard_size": shard_size,
-            "num_samples": sum(len(t.refs) for t in plan), "inputs": [s.name for s in sources]}
-
-
-def _make_out_dir(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a folder")
-    if not out.exists():
-        try:
-            out.mkdir(parents=True)
-        except FileExistsError:  # made meanwhile by someone else: fine if it is a folder
-            if not out.is_dir():
-                raise ConfigError(f"--out {out} exists and is not a folder") from None
-        except OSError as e:
-            raise ConfigError(f"--out {out} cannot be created: {e.strerror or e}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out} is not writable; choose another folder or fix its permissions")
-
-
-def _prepare_out_dir(out: Path, identity: dict, resume: bool, overwrite: bool) -> None:
-    """Check (and with ``overwrite`` empty) the locked output folder for this run."""
-    existing = load_manifest(out)
-    ours = list(out.glob("shard-*.tar")) + list(out.glob("shard-*.stats.json"))
-    if overwrite:
-        for p in ours + list(out.glob("shard-*.tmp")) + list(out.glob(".shard-*.tmp")) + [out / MANIFEST]:
-            p.unlink(missing_ok=True)
-        return
-    if existing is not None:
-        old = {k: existing.get(k) for k in identity}
-        if old != identity:
-            diff = sorted(k for k in identity if old.get(k) != identity[k])
-            raise ConfigError(f"{out} holds a different dataset (manifest differs in {diff}); use a new --out, "
-                              "or --overwrite to replace it")
-        if not resume:
-            raise ConfigError(f"{out} already holds this dataset; pass --resume to finish it or --overwrite "
-                              "to regenerate it")
-    elif ours and not resume:
-        raise ConfigError(f"{out} holds shards but no manifest; use a new --out or --overwrite")
-    for p in list(out.glob("*.tmp")) + list(out.glob(".*.tmp")):  # leftovers of a killed run
-        p.unlink(missing_ok=True)
-
-
-def _done(out: Path, task: ShardTask) -> dict | None:
-    """The stats of a finished, intact shard (stats file present, tar present with the recorded size and
-    SHA-256), else None."""
-    from .shards import sha256_file
-
-    sp, tp = out / f"{task.name}.stats.json", out / f"{task.name}.tar"
-    if not (sp.exists() and tp.exists()):
-        return None
-    try:
-        stats = json.loads(sp.read_text())
-        if stats.get("bytes") != tp.stat().st_size or stats.get("sha256") != sha256_file(tp):
-            return None
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return None
-    return stats
-
-
-def _has_stats(out: Path, task: ShardTask) -> bool:
-    return (out / f"{task.name}.stats.json").exists()
-
-
-def _write_manifest(out: Path, identity: dict, plan: list[ShardTask], results: dict[str, dict],
-                    publish: RemoteOut | None = None) -> None:
-    shards = []
-    for t in plan:
-        r = results.get(t.name)
-        shards.append({"name": f"{t.name}.tar", "planned": len(t.refs),
-                       "count": r["count"] if r else None, "failures": len(r["failures"]) if r else None,
-                       "bytes": r["bytes"] if r else None, "sha256": r["sha256"] if r else None})
-    manifest = dict(identity, complete=len(results) == len(plan), shards=shards)
-    with atomic_output(out / MANIFEST) as tmp, open(tmp, "w") as f:
-        json.dump(manifest, f, indent=1, sort_keys=True)
-    if publish is not None:
-        publish.push_manifest(out)
 
 
 def _generate_remote(sources, url: str, config: SynthConfig, *, resume: bool, overwrite: bool, **kw) -> GenerateSummary:
@@ -452,11 +193,6 @@ def generate(sources: Sequence[Source], out_dir: str | os.PathLike, config: Synt
     return GenerateSummary(samples=sum(r["count"] for r in new), failures=sum(len(r["failures"]) for r in new),
                            shards=len(plan), skipped_shards=skipped, seconds=seconds,
                            bytes=sum(r["bytes"] for r in results.values()), redone_shards=redone)
-
-
-def _remove_tmp(out: Path) -> None:
-    for p in list(out.glob("shard-*.tmp")) + list(out.glob(".shard-*.tmp")):
-        p.unlink(missing_ok=True)
 
 
 def _check_workers(runner: ShardBackend, out: Path, source_path: str) -> None:

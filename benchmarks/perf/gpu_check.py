@@ -34,6 +34,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import gpu_wheels as _wheels
+
 #: Seconds for the whole kit (the device's one command may run 600 s; this leaves time to copy results back).
 BUDGET_S = 470
 
@@ -68,26 +70,15 @@ STEPS = (
           "--mixed-precision", "bf16", "--steps", "1"), 80, True),
 )
 
-#: Import name -> the wheel (``name==version``, the versions the torch-2.11 stack `.venv-min` passes the suite with) the
-#: H200 image lacks. Everything else the steps import is in the
-#: image (/work/.library/device/KINDS.md: torch 2.11, torchvision 0.26, triton 3.6, numpy, opencv, scikit-image,
-#: tifffile, pyyaml, tqdm, pillow, peft, transformers, safetensors, pytest). basicsr is built here as a wheel
-#: (``pip wheel --no-deps basicsr==1.4.2``).
-WHEELS = {
-    "diffusers": "diffusers==0.36.0",
-    "webdataset": "webdataset==1.0.2",
-    "braceexpand": "braceexpand==0.1.7",
-    "kornia": "kornia==0.9.0",
-    "kornia_rs": "kornia_rs==0.2.0",
-    "basicsr": "basicsr==1.4.2",
-    "addict": "addict==2.4.0",
-    "rawpy": "rawpy==0.28.0",
-}
+#: Import name -> the wheel (``name==version``) the H200 image lacks; the list, why each is there and how it is made
+#: (basicsr: built here, ``pip wheel --no-deps basicsr==1.4.2``) live in :mod:`benchmarks.perf.gpu_wheels`.
+WHEELS = {w.module: w.pin for w in _wheels.WHEELS}
 #: The device machine's limit on what travels with one call (working tree + carried paths).
-CARRY_LIMIT = 64 * 2**20
-#: What the kit needs to import on the GPU machine (beyond the standard library).
+CARRY_LIMIT = _wheels.CARRY_LIMIT
+#: What the kit needs to import on the GPU machine (beyond the standard library). Checked against the imports
+#: themselves by ``tests/test_gpu_check.py`` (the kit's modules import with only these and the image's packages).
 NEEDS = ("torch", "torchvision", "triton", "numpy", "cv2", "yaml", "pytest", "diffusers", "peft", "transformers",
-         "safetensors", "webdataset", "kornia", "basicsr", "rawpy", "tifffile", "skimage")
+         "safetensors", "webdataset", "braceexpand", "basicsr", "tifffile", "skimage")
 
 
 def check_env(wheel_dir: Path | None) -> dict:
@@ -111,14 +102,14 @@ def check_env(wheel_dir: Path | None) -> dict:
             info["versions"][mod] = __import__(mod).__version__
         except ImportError:
             pass
-    wheels = sorted(p.name for p in wheel_dir.glob("*.whl")) if wheel_dir and wheel_dir.is_dir() else []
-    info["wheels_present"] = wheels
-    info["wheels_bytes"] = sum((wheel_dir / w).stat().st_size for w in wheels) if wheels else 0
-    norm = [w.split("-")[0].lower().replace("_", "") for w in wheels]
-    info["missing_without_wheel"] = [m for m in info["missing"]
-                                     if m not in WHEELS or WHEELS[m].split("==")[0].lower().replace("_", "").replace(
-                                         "-", "") not in norm]
-    info["carry_ok"] = info["wheels_bytes"] < CARRY_LIMIT
+    carry = _wheels.measure(wheel_dir if wheel_dir is not None else Path(_wheels.DEFAULT_DEST))
+    info["wheels_present"] = [r["file"] for r in carry["wheels"]]
+    info["wheels_bytes"] = carry["wheels_bytes"]
+    info["carry"] = carry
+    have = {r["dist"] for r in carry["wheels"]}
+    stems = {w.module: w.stem for w in _wheels.WHEELS}
+    info["missing_without_wheel"] = [m for m in info["missing"] if stems.get(m) not in have]
+    info["carry_ok"] = carry["fits"] and not carry["twice"]
     return info
 
 
@@ -187,10 +178,10 @@ def main(argv=None) -> int:
         print(f"environment: python {env['python']}, " + ", ".join(f"{k} {v}" for k, v in env["versions"].items())
               + f", CUDA {'yes: ' + env.get('device', '') if env['cuda'] else 'no'}")
         print(f"missing here: {env['missing'] or 'nothing'}")
-        print(f"wheels to carry (the H200 image lacks them; {len(env['wheels_present'])} present in {a.wheels}, "
-              f"{env['wheels_bytes'] / 2**20:.1f} MiB of the {CARRY_LIMIT // 2**20} MiB limit):")
+        print("wheels to carry (the H200 image lacks them; python -m benchmarks.perf.gpu_wheels list says why):")
         for mod, wheel in WHEELS.items():
             print(f"  {wheel:24s} (import {mod})")
+        print("\n".join(_wheels.report(env["carry"])))
         print(f"steps (budget {BUDGET_S} s in all):")
         for s in steps:
             print(f"  {s.name:13s} <= {s.timeout_s:3d} s  {s.what}\n                  python -m {' '.join(s.argv)}")
@@ -198,7 +189,10 @@ def main(argv=None) -> int:
             print("error: the steps' limits exceed the budget")
             return 1
         if not env["carry_ok"]:
-            print(f"error: the wheels in {a.wheels} exceed the carry limit")
+            c = env["carry"]
+            print(f"error: what would travel ({c['total_bytes'] / 2**20:.1f} MiB: the wheels in {a.wheels} and the "
+                  f"working tree) is over the device's {CARRY_LIMIT // 2**20} MiB carry limit, or a package is there "
+                  "in two versions; remove wheels the kit does not list, or ignore large untracked files")
             return 1
         print("dry run: nothing was run")
         return 0
