@@ -12,9 +12,10 @@ from .blur_kernels import build_kernel
 from .ops import apply_degradation, degrade_batch
 from .params import DegradationParams, FinalParams, KernelParams, StageParams
 from .sample import sample_degradation
+from .stage import DEGRADE_BACKENDS, degrade
 
 __all__ = [
-    "REAL_ESRGAN_KERNELS", "REAL_ESRGAN_KERNEL_PROBS", "DegradationConfig", "DegradationParams", "FinalConfig",
+    "DEGRADE_BACKENDS", "REAL_ESRGAN_KERNELS", "REAL_ESRGAN_KERNEL_PROBS", "DegradationConfig", "DegradationParams", "FinalConfig",
     "FinalOrder", "FinalParams", "KernelConfig", "KernelParams", "KernelType", "ResizeDirection", "ResizeMode",
-    "StageConfig", "StageParams", "apply_degradation", "build_kernel", "degrade_batch", "sample_degradation",
+    "StageConfig", "StageParams", "apply_degradation", "build_kernel", "degrade", "degrade_batch", "sample_degradation",
 ]
