@@ -35,7 +35,7 @@ from ..errors import ConfigError, InputError, UnsupportedCFAError
 from ..isp.params import ISPParams, rgb2cam_from_xyz2cam
 from ..mns.cfa import Pattern
 from ..mns.sensor import SensorParams
-from .dng import ILLUMINANT_D65, LIBRAW_MIN_SIZE, read_dng_tags
+from .dng_read import ILLUMINANT_D65, LIBRAW_MIN_SIZE, read_dng_tags
 from .dng_color import isp_from_dng_tags
 from .orientation import LIBRAW_FLIP_TO_EXIF, orient
 
