@@ -1,4 +1,5 @@
-"""The one device resolver of every command line: ``--device auto|cpu|cuda|cuda:N``."""
+"""The one device resolver of every command line: ``--device auto|cpu|cuda|cuda:N``.
+See ``docs/architecture.md``."""
 
 from __future__ import annotations
 

@@ -1,24 +1,5 @@
-"""On-the-fly synthesis for training: the loader streams 8-bit sRGB crops, the GPU makes the RAW/linear pairs.
-
-Two halves, split where the work changes hands:
-
-* :class:`SourceCrops` (a map-style ``torch.utils.data.Dataset``) and :func:`make_onthefly_loader`: the samples
-  ``rawsynth generate`` would plan for the same sources (:func:`rawsynth.generate.plan_shards`: same keys), each
-  the crop it would cut (:func:`rawsynth.pipeline.sample_crop` from stream ``"crop"``), as ``(3, H, W)`` uint8,
-  with its :class:`~rawsynth.pipeline.SampleRecipe` drawn in the loader worker
-  (:func:`rawsynth.pipeline.sample_recipe`).
-* :class:`OnTheFlySynth`: ``synth(batch)`` moves the crops to its device, degrades them
-  (:func:`rawsynth.degrade.degrade_batch`: the batched GPU path on CUDA, the CPU chain on the CPU) and runs
-  IPTP + MNS (:func:`rawsynth.kernels.iptp_mns`: the fused Triton kernel on CUDA). It returns exactly the batch
-  :func:`rawsynth.data.collate` makes from shards: ``raw`` ``(B, 1, H, W)`` normalised (not clipped),
-  ``hq`` ``(B, 3, H, W)`` linear, ``pattern``, ``meta`` (the ``meta.json`` the shard would hold) and ``key``.
-
-Same seed → same parameters as ``rawsynth generate`` records: both draw through ``sample_recipe``. What can differ
-from a shard (see ``docs/gpu.md``): ``hq`` is not rounded to 16 bits as ``hq.png`` is; the noise field is a
-different draw of the same distribution on the Triton path (on the CPU with ``backend="torch"`` it is the same
-``torch.Generator`` stream, byte for byte); and on CUDA the JPEG steps use nvJPEG (4:4:4 chroma) unless
-``jpeg="libjpeg"``. No shard augmentation (crop/flip) is applied: use ``rawsynth.data.apply_crop_flip`` if needed.
-"""
+"""On-the-fly synthesis for training: the loader streams 8-bit sRGB crops, the GPU makes the pairs with the
+chain's own ops (the shards' recipe, ``rawsynth.data.collate``'s batch). See ``docs/gpu.md``."""
 
 from __future__ import annotations
 

@@ -1,19 +1,5 @@
-"""Apply recorded degradation parameters: blur, resize, JPEG, 8-bit rounding, in Real-ESRGAN's order.
-
-The maths follows Real-ESRGAN's ``RealESRNetModel.feed_data`` with every noise step removed. Blur and the
-resize back use faster CPU implementations of the same maths; JPEG is a different codec:
-
-* blur: ``cv2.filter2D`` (correlation, ``BORDER_REFLECT_101``) = basicsr's ``filter2D`` (``F.pad(mode='reflect')``
-  + ``F.conv2d``); the kernel is used unpadded, which gives the same sums as the zero-padded 21×21 one, and an
-  isotropic Gaussian runs as two 1-D passes (it is rank one);
-* resize: ``torch.nn.functional.interpolate`` exactly as Real-ESRGAN calls it (``align_corners=False``, no
-  antialias, the first order by ``scale_factor``, the others by ``size``); only rawsynth's own resize back to
-  ``(H, W)`` uses ``cv2.resize`` for bilinear/bicubic (same maths, ~4e-7 apart, far faster);
-* JPEG: real libjpeg through OpenCV (4:2:0 chroma, integer quality) on the image clamped and rounded to 8 bits,
-  where Real-ESRGAN uses basicsr's ``DiffJPEG`` on the clamped float image.
-
-Images are ``(H, W, 3)`` float32 RGB in ``[0, 1]`` unless stated otherwise.
-"""
+"""The CPU degradation chain: apply recorded parameters (blur, resize, JPEG, 8-bit rounding) in Real-ESRGAN's order;
+the reference of every other path. See ``docs/degrade.md``."""
 
 from __future__ import annotations
 

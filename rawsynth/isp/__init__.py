@@ -9,6 +9,6 @@ from .ptp import Process, gamma, process, tone, white_balance
 __all__ = [
     "EPS", "RGB2XYZ", "UNPROCESS_BACKENDS", "XYZ2CAMS", "ISPBatch", "ISPConfig", "ISPParams", "Process", "Unprocess",
     "apply_matrix", "fixed_isp_params", "gamma", "inverse_gamma", "inverse_tone", "inverse_white_balance",
-    "invertible_mask", "linear_lut", "lut_lookup", "process", "rgb2cam_from_xyz2cam", "sample_isp_params", "tone", "unprocess",
-    "white_balance",
+    "invertible_mask", "linear_lut", "lut_lookup", "process", "rgb2cam_from_xyz2cam", "sample_isp_params", "tone",
+    "unprocess", "white_balance",
 ]
