@@ -63,7 +63,8 @@ def _dataclass_type(tp):
     return None
 
 
-def from_mapping(cls, mapping, where: str | None = None, *, base=None, convert: bool = False):
+def from_mapping(cls: type, mapping: Mapping | object, where: str | None = None, *, base: object = None,
+                 convert: bool = False):
     """Build dataclass ``cls`` from ``mapping``, strictly.
 
     Args:

@@ -4,6 +4,7 @@ then one camera → linear sRGB matrix. See ``docs/io.md``."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -97,7 +98,7 @@ def _analog_balance(tags: dict) -> np.ndarray:
     return np.diag(np.asarray(ab, dtype=np.float64))
 
 
-def as_shot_white_xy(tags: dict, neutral=None) -> tuple[float, float]:
+def as_shot_white_xy(tags: dict, neutral: np.ndarray | Sequence[float] | None = None) -> tuple[float, float]:
     """The scene white chromaticity the tags imply (``AsShotNeutral`` through the colour matrices, iterated as
     the DNG SDK does; ``AsShotWhiteXY`` when there is no neutral).
 
@@ -130,7 +131,7 @@ def as_shot_white_xy(tags: dict, neutral=None) -> tuple[float, float]:
     return xy
 
 
-def isp_from_dng_tags(tags: dict, neutral=None) -> ISPParams:
+def isp_from_dng_tags(tags: dict, neutral: np.ndarray | Sequence[float] | None = None) -> ISPParams:
     """:class:`~rawsynth.isp.ISPParams` of a DNG's colour tags (module docstring).
 
     Args:

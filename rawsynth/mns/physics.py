@@ -152,7 +152,8 @@ def _bias_map(color_bias: torch.Tensor, patterns: Sequence[Pattern], h: int, w: 
 
 
 def apply_physics_noise(x: torch.Tensor, params: PhysicsParams | Sequence[PhysicsParams],
-                        sensor: SensorParams | Sequence[SensorParams], pattern,
+                        sensor: SensorParams | Sequence[SensorParams],
+                        pattern: Pattern | str | Sequence[Pattern | str],
                         generator: torch.Generator) -> torch.Tensor:
     """Add physics noise to a clean normalised mosaic (pure given the generator's state).
 
