@@ -197,6 +197,18 @@ def apply_degradation_u8(img: np.ndarray, params: DegradationParams) -> np.ndarr
     return u8
 
 
+def batch_params(x: torch.Tensor, params, name: str, floating: bool = True) -> list[DegradationParams]:
+    """Check a ``(B, 3, H, W)`` batch and broadcast ``params`` to ``B`` entries that share one output size."""
+    check_bchw(x, name, channels=3, floating=floating)
+    if x.shape[0] == 0:
+        raise ShapeError(f"{name} is an empty batch")
+    plist = per_sample(params, x.shape[0], "params")
+    sizes = {p.out_size for p in plist if isinstance(p, DegradationParams)}
+    if len(sizes) > 1:
+        raise ShapeError(f"params give different output sizes {sorted(sizes)}; they cannot be stacked")
+    return plist
+
+
 def degrade_batch(x: torch.Tensor, params: DegradationParams | Sequence[DegradationParams]) -> torch.Tensor:
     """Batch form of :func:`apply_degradation` (not differentiable).
 
@@ -212,14 +224,7 @@ def degrade_batch(x: torch.Tensor, params: DegradationParams | Sequence[Degradat
     Returns:
         ``(B, 3, h, w)`` tensor on ``x``'s device with ``x``'s dtype (``(h, w) = params.out_size``).
     """
-    check_bchw(x, "x", channels=3)
-    b = x.shape[0]
-    if b == 0:
-        raise ShapeError("x is an empty batch")
-    plist = per_sample(params, b, "params")
-    sizes = {p.out_size for p in plist if isinstance(p, DegradationParams)}
-    if len(sizes) > 1:
-        raise ShapeError(f"params give different output sizes {sorted(sizes)}; they cannot be stacked")
+    plist = batch_params(x, params, "x")
     if x.is_cuda:
         from .gpu import degrade_batch_gpu
 

@@ -8,10 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .._checks import check_bchw, per_sample
 from ..errors import ConfigError, ShapeError
 from .gpu import BLUR_METHODS, JPEG_CODECS, degrade_batch_gpu
-from .ops import apply_degradation_u8
+from .ops import apply_degradation_u8, batch_params
 from .params import DegradationParams
 
 __all__ = ["DEGRADE_BACKENDS", "degrade"]
@@ -26,14 +25,7 @@ def _reference_u8(u8_hwc: np.ndarray, params: DegradationParams) -> np.ndarray:
 
 
 def _degrade_tensor(srgb: torch.Tensor, params, backend: str, blur: str, jpeg: str) -> torch.Tensor:
-    check_bchw(srgb, "srgb", channels=3, floating=False)
-    b = srgb.shape[0]
-    if b == 0:
-        raise ShapeError("srgb is an empty batch")
-    plist = per_sample(params, b, "params")
-    sizes = {p.out_size for p in plist if isinstance(p, DegradationParams)}
-    if len(sizes) > 1:
-        raise ShapeError(f"params give different output sizes {sorted(sizes)}; they cannot be stacked")
+    plist = batch_params(srgb, params, "srgb", floating=False)
     if backend == "auto":
         backend = "batched" if srgb.is_cuda else "reference"
     if backend == "batched":

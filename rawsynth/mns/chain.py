@@ -52,11 +52,8 @@ def _srgb_to_raw_torch(srgb, isp, patterns, noise, sensor, seeds, hq, return_lin
     with torch.no_grad():
         linear = unprocess(srgb, isp, backend="torch")
         clean = mosaic(linear, pats)
-        noisy = torch.empty_like(clean)
-        for i in range(b):
-            g = torch.Generator(device=srgb.device)
-            g.manual_seed(seed_list[i])
-            noisy[i:i + 1] = add_noise(clean[i:i + 1], noises[i], g)
+        gens = [torch.Generator(device=srgb.device).manual_seed(s) for s in seed_list]  # one stream per sample
+        noisy = torch.cat([add_noise(clean[i:i + 1], noises[i], gens[i]) for i in range(b)]) if b else clean
         raw_dn = quantize(noisy, sensors)
         if hq is not None:
             linear = unprocess(hq, isp, backend="torch")
