@@ -147,8 +147,9 @@ def _use_triton(srgb: torch.Tensor, backend: str) -> bool:
         return False
     from ..kernels._common import Backend, resolve_backend  # the kernels package imports this one
 
-    if backend == "auto" and (srgb.dtype != torch.uint8 or not srgb.is_cuda):
-        return False  # float input stays on the differentiable torch path
+    if backend == "auto" and (srgb.dtype != torch.uint8 or not srgb.is_cuda or srgb.shape[-1] % 2
+                              or srgb.shape[-2] % 2):
+        return False  # float input stays on the differentiable torch path; the kernel wants whole 2x2 blocks
     return resolve_backend(backend, srgb.device) is Backend.TRITON
 
 
@@ -174,8 +175,8 @@ def unprocess(srgb: torch.Tensor, params: ISPParams | list[ISPParams] | ISPBatch
     Args:
         srgb: ``(B, 3, H, W)`` float in ``[0, 1]`` (values outside are clipped) or uint8 ``[0, 255]``, any device.
         params: one :class:`ISPParams` for the whole batch, one per sample, or an :class:`ISPBatch`.
-        backend: ``"auto"`` (the fused Triton kernel for uint8 CUDA tensors when Triton is available and
-            ``RAWSYNTH_KERNELS`` is not ``0``; the torch operations otherwise, so float input stays
+        backend: ``"auto"`` (the fused Triton kernel for uint8 CUDA tensors of even size when Triton is available
+            and ``RAWSYNTH_KERNELS`` is not ``0``; the torch operations otherwise, so float input stays
             differentiable), ``"torch"`` (the reference) or ``"triton"`` (:func:`rawsynth.kernels.iptp_mns`'s
             linear output: bit-identical to ``"torch"`` on uint8 input, ~1e-6 on float; even ``H``, ``W``; not
             differentiable; Triton's interpreter on CPU tensors).
