@@ -124,3 +124,17 @@ def test_degrade_one_image_and_batches():
         degrade(np.ascontiguousarray(hwc[0]), degs[0], backend="batched")
     with pytest.raises(ShapeError):
         degrade(x.float(), degs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_auto_picks_the_fast_paths():  # pragma: no cover - needs a GPU
+    from rawsynth.kernels import iptp_mns
+
+    x, isp = _u8().cuda(), _isp(2)
+    assert torch.equal(unprocess(x, isp), unprocess(x, isp, backend="torch"))  # the kernel, bit-identical
+    args = (x, isp, ["RGGB", "BGGR"], NoiseParams(800, 2e-3, 1e-4), SensorParams(), [3, 4])
+    dn, lin = srgb_to_raw(*args, hq=x.flip(-1).contiguous())
+    ref_dn, ref_lin = iptp_mns(*args, backend="triton", hq=x.flip(-1).contiguous())
+    assert torch.equal(dn, ref_dn) and torch.equal(lin, ref_lin)  # "auto" on CUDA is the fused kernel
+    degs = [sample_degradation(np.random.default_rng(i), DegradationConfig(), (16, 16)) for i in range(2)]
+    assert torch.equal(degrade(x, degs), degrade_batch_gpu(x.float() / 255, degs, as_uint8=True))
