@@ -136,5 +136,6 @@ def test_cuda_auto_picks_the_fast_paths():  # pragma: no cover - needs a GPU
     dn, lin = srgb_to_raw(*args, hq=x.flip(-1).contiguous())
     ref_dn, ref_lin = iptp_mns(*args, backend="triton", hq=x.flip(-1).contiguous())
     assert torch.equal(dn, ref_dn) and torch.equal(lin, ref_lin)  # "auto" on CUDA is the fused kernel
-    degs = [sample_degradation(np.random.default_rng(i), DegradationConfig(), (16, 16)) for i in range(2)]
-    assert torch.equal(degrade(x, degs), degrade_batch_gpu(x.float() / 255, degs, as_uint8=True))
+    x32 = _u8(2, 32).cuda()
+    degs = [sample_degradation(np.random.default_rng(i), DegradationConfig(), (32, 32)) for i in range(2)]
+    assert torch.equal(degrade(x32, degs), degrade_batch_gpu(x32.float() / 255, degs, as_uint8=True))
