@@ -1,13 +1,5 @@
-"""rawsynth — synthesise RAW-domain LQ–HQ training pairs from sRGB photo collections.
-
-Data flow (RDDM paper, Fig. 5): sRGB → detail degradation (:mod:`rawsynth.degrade`) → IPTP
-(:mod:`rawsynth.isp`) → MNS (:mod:`rawsynth.mns`) → pairs (:mod:`rawsynth.pipeline`) → shards
-(:mod:`rawsynth.shards`, written by :mod:`rawsynth.generate`) → training (:mod:`rawsynth.data`);
-:mod:`rawsynth.io` reads and writes images, 16-bit PNG and DNG.
-
-Importing ``rawsynth`` is cheap: subpackages load on first use, and basicsr is only reached through
-:mod:`rawsynth.compat.basicsr`.
-"""
+"""rawsynth: synthesise RAW-domain LQ–HQ training pairs from sRGB photos (the RDDM paper's Fig. 5 chain).
+Importing it is cheap: subpackages load on first use. See ``docs/architecture.md``."""
 
 from __future__ import annotations
 

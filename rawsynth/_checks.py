@@ -1,4 +1,5 @@
-"""Small argument checks shared by the tensor ops (validate first, raise, never silently correct)."""
+"""Small argument checks shared by the tensor ops (validate first, raise, never silently correct).
+See ``docs/architecture.md``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """What every command line of the project (``rawsynth``, ``rddm``, ``python -m benchmarks``) does around its
-subcommands: help when none is given, and one-line errors with exit status 2 instead of tracebacks."""
+subcommands: help when none is given, one-line errors with exit status 2. See ``docs/architecture.md``."""
 
 from __future__ import annotations
 

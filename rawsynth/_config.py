@@ -1,15 +1,5 @@
-"""The one config system of the project: dataclass ⇄ mapping ⇄ YAML (see ``docs/architecture.md``).
-
-* :func:`from_mapping` builds a dataclass from a (JSON/YAML) mapping, strictly: unknown keys and missing required
-  keys raise :class:`~rawsynth.errors.ConfigError` naming them, nested mappings build nested dataclasses, keys
-  left out keep the defaults (or those of ``base``), and with ``convert`` values are checked and converted to
-  the annotated types (lists → tuples, ints → floats, strings → enums).
-* :func:`load_yaml` reads a YAML/JSON file holding a mapping; every fault is one ``ConfigError(path=, fix=)``.
-* :func:`to_dict` is the inverse: enums → values, tuples → lists, nested dataclasses → dicts.
-* :class:`ConfigMixin` gives a dataclass ``to_dict``/``from_dict``/``to_json``/``from_json``/``from_yaml``.
-
-Importing this module is cheap (no torch, no yaml until a file is read).
-"""
+"""The one config system: dataclass ⇄ mapping ⇄ YAML (:func:`from_mapping`, :func:`load_yaml`, :func:`to_dict`,
+:class:`ConfigMixin`), every fault a ``ConfigError``. Cheap to import. See ``docs/architecture.md``."""
 
 from __future__ import annotations
 
@@ -73,7 +63,8 @@ def _dataclass_type(tp):
     return None
 
 
-def from_mapping(cls, mapping, where: str | None = None, *, base=None, convert: bool = False):
+def from_mapping(cls: type, mapping: Mapping | object, where: str | None = None, *, base: object = None,
+                 convert: bool = False):
     """Build dataclass ``cls`` from ``mapping``, strictly.
 
     Args:

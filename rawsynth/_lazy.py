@@ -1,15 +1,5 @@
-"""The one lazy-export helper of every package ``__init__`` (PEP 562), see ``docs/architecture.md``.
-
-A package lists what it exports and from where; the names load on first use, and a ``TYPE_CHECKING`` block in the
-package imports them for IDEs and type checkers::
-
-    from typing import TYPE_CHECKING
-    from rawsynth._lazy import lazy_exports
-
-    if TYPE_CHECKING:
-        from .images import read_srgb
-    __getattr__, __dir__, __all__ = lazy_exports(__name__, {"read_srgb": "images"})
-"""
+"""The one lazy-export helper (PEP 562) of every package ``__init__``, beside a ``TYPE_CHECKING`` import block.
+See ``docs/architecture.md``."""
 
 from __future__ import annotations
 

@@ -1,24 +1,5 @@
-"""``rawsynth calibrate``: a sensor's physics noise profile from its own bias and flat RAW frames (ELD's
-calibration, Wei et al. TPAMI 2021 §4).
-
-Folders: ``BIAS/<ISO>/*`` and ``FLAT/<ISO>/*``, any RAW LibRaw reads (one subfolder per ISO named by its value;
-frames directly in ``BIAS``/``FLAT`` or in a non-numeric subfolder are grouped by the ISO in their metadata).
-
-Per ISO, in DN:
-
-* **colour bias** ``b_c``: mean of each CFA colour (R, G1, G2, B) of the bias frames minus its black level;
-* **row noise** ``σ_row``: from the variance of the row means of the bias residual ``r = bias − black − b_c``,
-  less the read noise's share: ``σ_row² = var(row means) − var(r − row means)/W``;
-* **read noise** on ``e = r − row means``: Gaussian ``σ = std(e)``; Tukey-lambda shape ``λ`` maximising the
-  probability-plot correlation coefficient (PPCC, :func:`scipy.stats.ppcc_max`) and scale ``σ_TL`` the slope of
-  that probability plot (:func:`scipy.stats.probplot`);
-* **system gain** ``K`` by photon transfer: for each flat pair and colour, ``var(a − b)/2 = K·μ + c`` with ``μ``
-  the mean signal above black; ``K`` is the slope of a weighted line fit over all pairs and colours.
-
-Across ISOs, the laws ``log σ = a·log K + b`` (with the residual spread as ``sigma``) for ``σ_TL``, ``σ`` and
-``σ_row``. The profile JSON (:class:`~rawsynth.mns.physics.PhysicsProfile`) holds ``iso.<ISO>.{K, sigma_tl,
-tukey_lambda, sigma_gauss, sigma_row, color_bias}``, the laws and the camera; plots of the fits are written beside it.
-"""
+"""``rawsynth calibrate``: a sensor's physics-noise profile from its own bias and flat RAW frames (ELD's
+calibration, Wei et al. TPAMI 2021 §4). See ``docs/cameras.md``."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""Cameras drawn per sample: bundled or calibrated camera profiles (uniform or weighted), or LED-style virtual
-cameras; which colour matrix a sample uses (Brooks' random mix or the camera's own).
-
-A camera is a :class:`~rawsynth.mns.physics.PhysicsProfile` (noise laws + :class:`~rawsynth.mns.physics.CameraInfo`:
-make, model, bit depth, black/white level, colour matrix). ``generate --cameras A,B`` (or ``cameras:`` in a
-config) draws one per sample from the stream ``"camera"`` of ``(seed, key)``.
-"""
+"""Cameras drawn per sample (bundled or calibrated profiles, or LED-style virtual cameras) and which colour matrix a
+sample uses. See ``docs/cameras.md``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ``rawsynth`` command line."""
+"""The ``rawsynth`` command line. See ``docs/generate.md``."""
 
 from __future__ import annotations
 

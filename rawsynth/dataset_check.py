@@ -1,4 +1,5 @@
-"""``rawsynth inspect`` and ``rawsynth preview``: verify a generated dataset and look at it."""
+"""``rawsynth inspect`` and ``rawsynth preview``: verify a generated dataset and look at it.
+See ``docs/format.md``."""
 
 from __future__ import annotations
 

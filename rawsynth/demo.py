@@ -1,12 +1,5 @@
-"""The ISP round-trip demo: real photos → IPTP → MNS → RAW files → back through PTP, as one picture.
-
-``rawsynth demo --out DIR`` (and ``make demo``) writes, for each photo bundled with scikit-image:
-* ``<name>.dng`` — the noisy RAW as a CFA DNG any RAW developer opens;
-* ``<name>_raw.png`` + ``<name>.json`` — the same mosaic as uint16 DN with its metadata (pattern, sensor,
-  ISP and noise parameters);
-* ``isp_roundtrip.png`` — one row per photo: sRGB input | IPTP linear camera RGB | noisy RAW mosaic in CFA
-  colours | RAW → bilinear demosaic → PTP | PTP(IPTP(x)), the noise-free round trip.
-"""
+"""``rawsynth demo``: real photos → IPTP → MNS → RAW files (DNG, 16-bit PNG) → back through PTP, as one picture.
+See ``docs/isp.md``."""
 
 from __future__ import annotations
 

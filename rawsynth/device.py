@@ -1,11 +1,16 @@
-"""The one device resolver of every command line: ``--device auto|cpu|cuda|cuda:N``."""
+"""The one device resolver of every command line: ``--device auto|cpu|cuda|cuda:N``.
+See ``docs/architecture.md``."""
 
 from __future__ import annotations
 
 import argparse
 import re
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported when a device is resolved (the CLIs' --help stays fast)
+    import torch
 
 __all__ = ["DEVICE_HELP", "check_device", "device_arg", "resolve_device"]
 
@@ -30,7 +35,7 @@ def device_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(e.message) from None
 
 
-def resolve_device(spec="auto", local_rank: int | None = None):
+def resolve_device(spec: str | torch.device | None = "auto", local_rank: int | None = None) -> torch.device:
     """The ``torch.device`` of ``spec``.
 
     Args:

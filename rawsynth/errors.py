@@ -1,8 +1,5 @@
-"""Typed errors: the one error contract of rawsynth, rddm and benchmarks (see ``docs/architecture.md``).
-
-Every error raised on purpose derives from :class:`RawsynthError` ``(message, *, path=None, fix=None)`` and reads
-``"PATH: MESSAGE. Fix: FIX"``; a CLI prints it as one line and exits 2, a generator records it as a failure row.
-"""
+"""Typed errors, the one error contract of rawsynth, rddm and benchmarks: ``RawsynthError(message, *, path, fix)``
+reads ``"PATH: MESSAGE. Fix: FIX"``. See ``docs/architecture.md``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """What ``rawsynth generate`` is told: a :class:`GenerateConfig` (synthesis config + run options), read from the
-flat YAML that ``rawsynth config`` prints."""
+flat YAML that ``rawsynth config`` prints. See ``docs/generate.md``."""
 
 from __future__ import annotations
 

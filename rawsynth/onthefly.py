@@ -1,25 +1,5 @@
-"""On-the-fly synthesis for training: the loader streams 8-bit sRGB crops, the GPU makes the RAW/linear pairs.
-
-Two halves, split where the work changes hands:
-
-* :class:`SourceCrops` (a map-style ``torch.utils.data.Dataset``) and :func:`make_onthefly_loader`: the samples
-  ``rawsynth generate`` would plan for the same sources (:func:`rawsynth.generate.plan_shards`: same keys), each
-  the crop it would cut (:func:`rawsynth.pipeline.sample_crop` from stream ``"crop"``), as ``(3, H, W)`` uint8,
-  with its :class:`~rawsynth.pipeline.SampleRecipe` drawn in the loader worker
-  (:func:`rawsynth.pipeline.sample_recipe`).
-* :class:`OnTheFlySynth`: ``synth(batch)`` moves the crops to its device, degrades them
-  (:func:`rawsynth.degrade.degrade_batch`: the batched GPU path on CUDA, the CPU chain on the CPU) and runs
-  IPTP + MNS (:func:`rawsynth.kernels.iptp_mns`: the fused Triton kernel on CUDA). It returns exactly the batch
-  :func:`rawsynth.data.collate` makes from shards: ``raw`` ``(B, 1, H, W)`` normalised (not clipped),
-  ``hq`` ``(B, 3, H, W)`` linear, ``pattern``, ``meta`` (the ``meta.json`` the shard would hold) and ``key``.
-
-Same seed → same parameters as ``rawsynth generate`` records: both draw through ``sample_recipe``. What can differ
-from a shard (see ``docs/gpu.md``): ``hq`` is not rounded to 16 bits as ``hq.png`` is; the noise field is a
-different draw of the same distribution on the Triton path (on the CPU with ``backend="torch"`` it is the same
-``torch.Generator`` stream, byte for byte); and on CUDA the JPEG steps use the batched tensor JPEG (a model of
-libjpeg, ~50 dB from it) unless ``jpeg="libjpeg"``. No shard augmentation (crop/flip) is applied: use
-``rawsynth.data.apply_crop_flip`` if needed.
-"""
+"""On-the-fly synthesis for training: the loader streams 8-bit sRGB crops, the GPU makes the pairs with the
+chain's own ops (the shards' recipe, ``rawsynth.data.collate``'s batch). See ``docs/gpu.md``."""
 
 from __future__ import annotations
 
@@ -31,9 +11,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .degrade import degrade
+from .degrade.gpu import BLUR_METHODS, JPEG_CODECS
 from .errors import ConfigError, RawsynthError, ShapeError
 from .generate import _load_source, plan_shards
-from .mns import normalize
+from .mns import normalize, srgb_to_raw
+from .mns.physics import PhysicsProfile
 from .pipeline import CropBox, Mode, SampleRecipe, SynthConfig, apply_crop, recipe_meta, sample_crop, sample_recipe
 from .rng import derive_seed, numpy_rng
 from .sources import Source
@@ -177,8 +160,8 @@ class OnTheFlySynth:
         config: the synthesis config (the same as the loader's and as ``rawsynth generate`` would use).
         seed: the run seed.
         device: where to synthesise (``"cuda"``, ``"cuda:1"``, ``"cpu"``).
-        backend: :func:`rawsynth.kernels.iptp_mns` backend: ``"auto"`` (Triton on CUDA), ``"torch"``, ``"triton"``.
-        blur: :func:`rawsynth.degrade.gpu.degrade_batch_gpu` blur method (``"auto"``, ``"conv"``, ``"fft"``).
+        backend: :func:`rawsynth.mns.srgb_to_raw` backend: ``"auto"`` (Triton on CUDA), ``"torch"``, ``"triton"``.
+        blur: :func:`rawsynth.degrade.degrade` blur method (``"auto"``, ``"conv"``, ``"fft"``).
         jpeg: JPEG codec on CUDA: ``"auto"`` (the batched tensor JPEG), ``"tensor"``, ``"nvjpeg"`` or
             ``"libjpeg"`` (the shards' codec, on the host).
 
@@ -197,14 +180,10 @@ class OnTheFlySynth:
             raise ConfigError(f"config must be a SynthConfig, got {type(config).__name__}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise ConfigError(f"seed must be an int, got {seed!r}")
-        from .degrade.gpu import BLUR_METHODS, JPEG_CODECS
-
         if blur not in BLUR_METHODS:
             raise ConfigError(f"blur must be one of {BLUR_METHODS}, got {blur!r}")
         if jpeg not in JPEG_CODECS:
             raise ConfigError(f"jpeg must be one of {JPEG_CODECS}, got {jpeg!r}")
-        from .mns.physics import PhysicsProfile
-
         if config.cameras is not None or isinstance(config.profile(), PhysicsProfile):
             raise ConfigError("OnTheFlySynth runs paper Eq. 11 noise only (the fused kernel); physics noise and "
                               "camera profiles are made by `rawsynth generate` (docs/cameras.md)")
@@ -216,38 +195,27 @@ class OnTheFlySynth:
         return [sample_recipe(self.seed, k, self.config, size) for k in keys]
 
     def degrade(self, srgb: torch.Tensor, recipes: Sequence[SampleRecipe]) -> torch.Tensor:
-        """The detail degradation of a uint8 batch: ``(B, 3, H, W)`` uint8 → uint8 LQ at ``(H, W)``."""
-        from .degrade import degrade_batch
-        from .degrade.gpu import degrade_batch_gpu
-
-        degs = [r.degradation for r in recipes]
-        x = srgb.to(torch.float32) / 255.0  # = the CPU path's hq8 / 255 in float32
-        if x.is_cuda:
-            lq8 = degrade_batch_gpu(x, degs, blur=self.blur, jpeg=self.jpeg, as_uint8=True)
-        else:  # the CPU chain itself (exactly the shards' LQ)
-            lq8 = (degrade_batch(x, degs) * 255.0).round_().to(torch.uint8)
+        """The detail degradation of a uint8 batch: ``(B, 3, H, W)`` uint8 → uint8 LQ at ``(H, W)``
+        (:func:`rawsynth.degrade.degrade`: batched on CUDA, the shards' CPU chain on the CPU)."""
+        lq8 = degrade(srgb, [r.degradation for r in recipes], blur=self.blur, jpeg=self.jpeg)
         if lq8.shape[-2:] != srgb.shape[-2:]:
             raise ConfigError("rddm pairs need the LQ at the HQ size: set degradation.resize_back: true")
         return lq8
 
     def pairs(self, hq8: torch.Tensor, src8: torch.Tensor, recipes: Sequence[SampleRecipe], keys: Sequence[str],
               sources: Sequence[dict | None] | None = None, crops: Sequence[CropBox | None] | None = None) -> dict:
-        """IPTP + MNS: the training batch from the HQ crops and the images to mosaic (the LQ, or the HQ itself
-        in ``ddnet`` mode), both ``(B, 3, H, W)`` uint8 on the same device."""
-        from .kernels import iptp_mns
-
+        """unprocess → mosaic → add_noise → quantize (:func:`rawsynth.mns.srgb_to_raw`, one fused kernel on CUDA):
+        the training batch from the HQ crops and the images to mosaic (the LQ, or the HQ itself in ``ddnet``
+        mode), both ``(B, 3, H, W)`` uint8 on the same device."""
         b, _, h, w = hq8.shape
         isp = [r.isp for r in recipes]
         patterns = [r.pattern for r in recipes]
         sensors = [r.sensor for r in recipes]
+        noise = [r.noise for r in recipes]
         seeds = [r.noise_seed for r in recipes]
-        if src8 is hq8:
-            dn, hq = iptp_mns(hq8, isp, patterns, [r.noise for r in recipes], sensors, seeds, return_linear=True,
-                              backend=self.backend)
-        else:
-            # one launch: DN from the LQ, the clean linear HQ from hq8 (equal to two calls, bit for bit)
-            dn, hq = iptp_mns(src8, isp, patterns, [r.noise for r in recipes], sensors, seeds, backend=self.backend,
-                              hq=hq8)
+        # DN from src8, the clean linear target from hq8 (one launch on the Triton path; equal to two calls)
+        dn, hq = srgb_to_raw(src8, isp, patterns, noise, sensors, seeds, hq=None if src8 is hq8 else hq8,
+                             return_linear=True, backend=self.backend)
         raw = normalize(dn, sensors, clip=False, dtype=torch.float32)
         sources = [None] * b if sources is None else list(sources)
         crops = [None] * b if crops is None else list(crops)

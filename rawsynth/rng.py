@@ -1,8 +1,5 @@
-"""Explicit randomness: every generator derives from (seed, sample key) and nothing else.
-
-The library never reads or seeds numpy's or torch's global RNG. A sample's generators depend only on the
-run seed and the sample's key, so any sample can be regenerated alone, in any process, in any order.
-"""
+"""Explicit randomness: every generator derives from (seed, sample key, stream) and nothing else; the global RNGs
+are never touched. See ``docs/architecture.md``."""
 
 from __future__ import annotations
 

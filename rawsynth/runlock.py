@@ -1,15 +1,5 @@
-"""One run at a time per output folder: ``OUT/.rawsynth.lock``.
-
-The lock is a file holding ``{"pid", "host", "started"}`` (JSON) with an advisory ``flock`` on it held for the
-whole run, so the kernel releases the ``flock`` the moment the holder dies. It is written and locked under a
-temporary name first and then published with :func:`os.link`, which fails if a lock is there: it never
-appears empty or unlocked (``O_CREAT | O_EXCL`` is the fallback where hard links are not supported).
-A second run finds the file and is refused with a :class:`~rawsynth.errors.ConfigError` naming the holder's
-PID and host. A *stale* lock (the holder was killed, so the file stayed) is detected when its host is
-this machine, its ``flock`` is free and its PID is no longer alive: it is taken over, and a one-line note says
-so. A lock from another host cannot be checked from here; the error says how to remove it once no run on that
-host uses the folder.
-"""
+"""One run at a time per output folder: ``OUT/.rawsynth.lock`` (exclusive, ``flock``-held, stale locks of dead
+local runs taken over). See ``docs/reliability.md``."""
 
 from __future__ import annotations
 

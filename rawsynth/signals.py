@@ -1,13 +1,5 @@
-"""SIGTERM handled like Ctrl-C, and worker processes that die with their parent.
-
-* :func:`terminate_as_interrupt`: while a long run is going, SIGTERM (``kill PID``, a batch scheduler's stop,
-  ``docker stop``) raises :class:`Terminated` (a ``KeyboardInterrupt``) in the main thread, so the clean-up
-  written for Ctrl-C runs for it too: temporary files removed, the manifest written, one line and exit
-  status ``128 + 15``.
-* :func:`die_with_parent`: called in a worker process, makes the kernel send it SIGTERM when its parent dies
-  (Linux ``prctl(PR_SET_PDEATHSIG)``, through ``ctypes``), even if the parent was SIGKILLed. Elsewhere a
-  daemon thread polls the parent PID instead (once a second).
-"""
+"""SIGTERM handled like Ctrl-C (:func:`terminate_as_interrupt`), and worker processes that die with their parent
+(:func:`die_with_parent`). See ``docs/reliability.md``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Where source photos come from: folders, files, list files, or the photos bundled with scikit-image."""
+"""Where source photos come from: folders, files, list files, or the photos bundled with scikit-image.
+See ``docs/generate.md``."""
 
 from __future__ import annotations
 

@@ -1,17 +1,5 @@
-"""fsspec URLs for datasets: ``rawsynth generate --out s3://bucket/prefix``, and readers of the same URLs.
-
-A *URL* here is a string with a scheme other than ``file`` (``s3://``, ``gs://``, ``memory://``, ...): any
-protocol whose fsspec implementation is installed (``s3fs`` for S3, ``gcsfs`` for GCS; ``memory://`` is
-built in). Plain paths and ``file://`` stay on the local code paths.
-
-Writing (:class:`RemoteOut`): shards are made in a local staging folder exactly as for a local ``--out`` (same
-bytes), and each finished shard is published from the main process: the tar is uploaded to a temporary key
-``shard-NNNNNN.tar.<random>.tmp``, moved onto ``shard-NNNNNN.tar``, and only then is its
-``shard-NNNNNN.stats.json`` written (to a temporary key, then moved). As locally, a shard counts as done only
-when its stats exist and its tar has the recorded size and SHA-256; ``manifest.json`` is uploaded after
-every change. ``--resume`` first downloads the manifest and the finished shards into the staging folder.
-Object stores have no file locks: do not run two ``generate`` on one URL at once.
-"""
+"""fsspec URLs for datasets (``rawsynth generate --out s3://...`` and the readers): shards staged locally and
+published atomically. See ``docs/format.md``."""
 
 from __future__ import annotations
 

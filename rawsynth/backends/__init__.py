@@ -1,12 +1,5 @@
-"""Where ``rawsynth generate`` runs its shard tasks: this machine, or a Dask cluster.
-
-Every backend runs the same task, :class:`rawsynth.generate.ShardJob` (one shard: make its samples, write the
-tar and its stats file atomically, return the stats), so the shard bytes never depend on the backend, the
-number of workers or how often a task was retried, and ``--resume`` works across backends. The client plans,
-shows progress and writes ``manifest.json``.
-
-``dask.distributed`` is imported only when a Dask backend is opened.
-"""
+"""Where ``rawsynth generate`` runs its shard tasks (this machine or a Dask cluster); every backend runs the same
+:class:`rawsynth.generate.ShardJob`, so the bytes never depend on it. See ``docs/scale.md``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The backend interface: run shard jobs somewhere and hand their stats back to the client as they finish."""
+"""The backend interface: run shard jobs somewhere and hand their stats back to the client as they finish.
+See ``docs/scale.md``."""
 
 from __future__ import annotations
 

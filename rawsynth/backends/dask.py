@@ -1,15 +1,5 @@
-"""The Dask backend: shard jobs on the workers of a ``dask.distributed`` cluster.
-
-The client (the ``rawsynth generate`` process) plans the shards, submits one task per shard, shows the
-progress bar and alone writes ``manifest.json``; workers run :class:`rawsynth.generate.ShardJob`, which writes
-the shard and its stats file atomically into the shared output folder and returns the stats. A worker that
-dies mid-task (killed, out of memory, a lost node) makes the scheduler run the task again elsewhere (up to
-``distributed.scheduler.allowed-failures`` deaths per task, 3 by default); a task that raises is retried
-``retries`` times. Jobs are idempotent, so a task that runs twice writes the same bytes or finds its shard done.
-
-At most ``max_in_flight`` tasks (default: twice the cluster's threads) are submitted at a time, so neither the
-client nor the scheduler ever holds the whole plan of a run of millions of samples.
-"""
+"""The Dask backend: shard jobs on the workers of a ``dask.distributed`` cluster, retried where a worker dies, a
+bounded number in flight. See ``docs/scale.md``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The local backend: shard jobs in this process (one worker) or in a pool of spawned processes."""
+"""The local backend: shard jobs in this process (one worker) or in a pool of spawned processes.
+See ``docs/scale.md``."""
 
 from __future__ import annotations
 

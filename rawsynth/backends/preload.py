@@ -1,12 +1,5 @@
-"""Import the whole synthesis stack now (torch, OpenCV, basicsr's kernels, the shard writer): a worker preload.
-
-A fresh worker otherwise spends its first shard task importing them (about 5 s of CPU). Importing this
-module does it up front, and fails at worker start, not mid-run, if the environment is broken::
-
-    dask worker tcp://HOST:8786 --nthreads 1 --preload rawsynth.backends.preload
-
-It also works as a ``multiprocessing`` forkserver preload (each worker then forks already warm).
-"""
+"""A worker preload that imports the whole synthesis stack up front (``dask worker ... --preload
+rawsynth.backends.preload``, or a forkserver preload). See ``docs/scale.md``."""
 
 from __future__ import annotations
 

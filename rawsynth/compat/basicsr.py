@@ -1,12 +1,5 @@
-"""The one door to basicsr 1.4.2.
-
-basicsr's ``basicsr/data/degradations.py`` imports ``torchvision.transforms.functional_tensor``, a private
-module torchvision removed (0.17+), and ``import basicsr`` star-imports every submodule, so one stale import
-breaks the whole package. This module installs a minimal stand-in for that private module (only the
-``rgb_to_grayscale`` basicsr uses, taken from the public ``torchvision.transforms.functional``), imports
-basicsr once, lazily, and hands out the few functions rawsynth uses. Nothing imports basicsr at
-``import rawsynth`` time; the first call here takes about a second.
-"""
+"""The one door to basicsr 1.4.2: imported lazily, once, after a stand-in for the torchvision module it still
+imports. See ``docs/degrade.md``."""
 
 from __future__ import annotations
 

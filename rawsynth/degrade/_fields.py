@@ -1,9 +1,5 @@
-"""Field validators and dict helpers shared by the degradation configs and params.
-
-Every validator takes the raw value (as it comes from Python, JSON or YAML) and the field's name, returns
-the canonical form (floats, ints, tuples, enum members) and raises :class:`~rawsynth.errors.ConfigError`
-naming the field otherwise. Nothing is silently corrected.
-"""
+"""Field validators shared by the degradation configs and params: raw value in, canonical form out, or a
+``ConfigError`` naming the field. See ``docs/degrade.md``."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""Blur kernels from recorded parameters, built by basicsr's deterministic constructors.
-
-basicsr's ``random_*`` kernel samplers draw from numpy's global RNG, so rawsynth draws the parameters itself
-(:mod:`rawsynth.degrade.sample`) and only calls the constructors here: ``bivariate_Gaussian``,
-``bivariate_generalized_Gaussian``, ``bivariate_plateau`` and ``circular_lowpass_kernel``.
-"""
+"""Blur kernels from recorded parameters, built by basicsr's deterministic constructors. See ``docs/degrade.md``."""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
-"""Configuration of the detail degradation: Real-ESRGAN's defaults (``train_realesrnet_x4plus.yml``) without
-its noise steps.
-
-:class:`DegradationConfig` holds a :class:`StageConfig` per degradation order (each with a
-:class:`KernelConfig`) and a :class:`FinalConfig` for the last resize/sinc/JPEG step. All are frozen,
-validated on construction, and round-trip through ``to_dict``/``from_dict`` (and YAML). ``from_dict`` starts
-from the defaults, so a mapping only needs the keys it changes; unknown keys raise
-:class:`~rawsynth.errors.ConfigError` naming the dotted key.
-"""
+"""The distributions of the detail degradation (:class:`DegradationConfig`): Real-ESRGAN's defaults without its
+noise steps. See ``docs/degrade.md``."""
 
 from __future__ import annotations
 

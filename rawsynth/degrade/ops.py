@@ -1,19 +1,5 @@
-"""Apply recorded degradation parameters: blur, resize, JPEG, 8-bit rounding, in Real-ESRGAN's order.
-
-The maths follows Real-ESRGAN's ``RealESRNetModel.feed_data`` with every noise step removed. Blur and the
-resize back use faster CPU implementations of the same maths; JPEG is a different codec:
-
-* blur: ``cv2.filter2D`` (correlation, ``BORDER_REFLECT_101``) = basicsr's ``filter2D`` (``F.pad(mode='reflect')``
-  + ``F.conv2d``); the kernel is used unpadded, which gives the same sums as the zero-padded 21×21 one, and an
-  isotropic Gaussian runs as two 1-D passes (it is rank one);
-* resize: ``torch.nn.functional.interpolate`` exactly as Real-ESRGAN calls it (``align_corners=False``, no
-  antialias, the first order by ``scale_factor``, the others by ``size``); only rawsynth's own resize back to
-  ``(H, W)`` uses ``cv2.resize`` for bilinear/bicubic (same maths, ~4e-7 apart, far faster);
-* JPEG: real libjpeg through OpenCV (4:2:0 chroma, integer quality) on the image clamped and rounded to 8 bits,
-  where Real-ESRGAN uses basicsr's ``DiffJPEG`` on the clamped float image.
-
-Images are ``(H, W, 3)`` float32 RGB in ``[0, 1]`` unless stated otherwise.
-"""
+"""The CPU degradation chain: apply recorded parameters (blur, resize, JPEG, 8-bit rounding) in Real-ESRGAN's order;
+the reference of every other path. See ``docs/degrade.md``."""
 
 from __future__ import annotations
 
@@ -211,6 +197,18 @@ def apply_degradation_u8(img: np.ndarray, params: DegradationParams) -> np.ndarr
     return u8
 
 
+def batch_params(x: torch.Tensor, params, name: str, floating: bool = True) -> list[DegradationParams]:
+    """Check a ``(B, 3, H, W)`` batch and broadcast ``params`` to ``B`` entries that share one output size."""
+    check_bchw(x, name, channels=3, floating=floating)
+    if x.shape[0] == 0:
+        raise ShapeError(f"{name} is an empty batch")
+    plist = per_sample(params, x.shape[0], "params")
+    sizes = {p.out_size for p in plist if isinstance(p, DegradationParams)}
+    if len(sizes) > 1:
+        raise ShapeError(f"params give different output sizes {sorted(sizes)}; they cannot be stacked")
+    return plist
+
+
 def degrade_batch(x: torch.Tensor, params: DegradationParams | Sequence[DegradationParams]) -> torch.Tensor:
     """Batch form of :func:`apply_degradation` (not differentiable).
 
@@ -226,14 +224,7 @@ def degrade_batch(x: torch.Tensor, params: DegradationParams | Sequence[Degradat
     Returns:
         ``(B, 3, h, w)`` tensor on ``x``'s device with ``x``'s dtype (``(h, w) = params.out_size``).
     """
-    check_bchw(x, "x", channels=3)
-    b = x.shape[0]
-    if b == 0:
-        raise ShapeError("x is an empty batch")
-    plist = per_sample(params, b, "params")
-    sizes = {p.out_size for p in plist if isinstance(p, DegradationParams)}
-    if len(sizes) > 1:
-        raise ShapeError(f"params give different output sizes {sorted(sizes)}; they cannot be stacked")
+    plist = batch_params(x, params, "x")
     if x.is_cuda:
         from .gpu import degrade_batch_gpu
 

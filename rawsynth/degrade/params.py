@@ -1,8 +1,5 @@
-"""Everything one sample's degradation drew: frozen, validated, exact JSON round trip.
-
-``DegradationParams.from_dict(json.loads(json.dumps(p.to_dict()))) == p`` for every ``p`` (floats survive JSON
-exactly; enums travel as their string values; "not applied" is ``null``).
-"""
+"""Everything one sample's degradation drew (:class:`DegradationParams`): frozen, validated, exact JSON round
+trip. See ``docs/degrade.md``."""
 
 from __future__ import annotations
 

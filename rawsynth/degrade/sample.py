@@ -1,27 +1,5 @@
-"""Draw one sample's degradation parameters from an explicit generator.
-
-Every parameter is drawn per sample (BasicSR shares the resize choice, scale, mode and second-blur decision
-across a batch; we do not) from the ``rng`` passed in, in this fixed order:
-
-1. **first order**, then 2. **second order**, each:
-
-   a. blur coin ``rng.random() < blur_prob`` (drawn even when ``blur_prob`` is 1);
-   b. if blurring, the kernel: size index ``rng.integers(#sizes)``; sinc coin ``rng.random() < sinc_prob``;
-      sinc: ``ω_c = rng.uniform(*range)`` (``sinc_omega_range`` if size < 13 else ``sinc_omega_range_large``);
-      otherwise kind (one ``rng.random()`` against the cumulative ``kernel_prob``), ``σ_x = rng.uniform``,
-      anisotropic kinds ``σ_y = rng.uniform`` then ``θ = rng.uniform``, generalized/plateau kinds a coin
-      ``rng.random() < 0.5`` then ``β = rng.uniform(lo, 1)`` if heads else ``rng.uniform(1, hi)`` — the order
-      and distributions of basicsr's ``random_bivariate_*`` samplers;
-   c. resize direction (one ``rng.random()`` against the cumulative ``resize_prob``); scale
-      ``rng.uniform(1, hi)`` (up) or ``rng.uniform(lo, 1)`` (down), no draw for keep (scale 1);
-   d. resize mode ``rng.integers(#modes)``;
-   e. JPEG quality ``rng.integers(lo, hi + 1)`` if the order has a ``jpeg_range``.
-
-3. **final step**: order coin ``rng.random() < resize_first_prob``; resize mode ``rng.integers(#modes)``; sinc
-   coin ``rng.random() < sinc_prob``, if applied size index then ``ω_c = rng.uniform``; JPEG quality.
-
-JPEG quality is an integer because libjpeg takes one (Real-ESRGAN's DiffJPEG takes a float ``U(30, 95)``).
-"""
+"""Draw one sample's degradation parameters from an explicit generator, in a fixed order (listed in the docs).
+See ``docs/degrade.md``."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Image and RAW I/O: a robust sRGB reader, bit-exact 16-bit PNG, a CFA DNG writer, and a rawpy-based reader
-of DNG and camera RAW into rawsynth's structures.
-
-Names are loaded on first use, so ``from rawsynth.io import write_png16`` does not import rawpy.
-"""
+"""Image and RAW I/O: the sRGB reader, 16-bit PNG, the DNG writer and the DNG/camera RAW reader (names load on
+first use). See ``docs/io.md``."""
 
 from __future__ import annotations
 

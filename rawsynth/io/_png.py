@@ -1,4 +1,5 @@
-"""PNG chunk walking shared by the 16-bit PNG codec and the sRGB reader (headers and CRCs, no decompression)."""
+"""PNG chunk walking shared by the 16-bit PNG codec and the sRGB reader (headers and CRCs, no decompression).
+See ``docs/io.md``."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Atomic file output: write next to the destination, then move into place.
-
-A crash, a full disk or an exception never leaves a half-written file under the final name.
-"""
+"""Atomic file output: write next to the destination, then move into place, so a crash, a full disk or an
+exception never leaves a half-written file under the final name. See ``docs/io.md``."""
 
 from __future__ import annotations
 

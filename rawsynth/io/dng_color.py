@@ -1,30 +1,10 @@
-"""The DNG colour model (DNG 1.7 specification, chapter 6 "Mapping Camera Color Space to CIE XYZ Space"),
-reduced to what :func:`rawsynth.isp.process` applies: white balance, then one camera → linear sRGB matrix.
-
-Inputs are the tags :func:`rawsynth.io.dng.read_dng_tags` returns. The model:
-
-* ``CM`` (XYZ → reference camera) is ``ColorMatrix1``/``ColorMatrix2`` interpolated in inverse colour
-  temperature of the scene white (one matrix is used as is); the raw camera matrix is ``AB @ CC @ CM`` with
-  ``AB = diag(AnalogBalance)`` and ``CC`` the ``CameraCalibration`` of the same illuminant.
-* The scene white: ``AsShotNeutral`` ``n`` (camera raw of the white), else ``AsShotWhiteXY``. The white's xy is
-  found, as the SDK does, by iterating ``XYZ = inv(AB @ CC @ CM(xy)) @ n``.
-* Without ``ForwardMatrix``: white-balanced camera → XYZ is ``inv(AB @ CC @ CM) @ diag(n)``, adapted from the
-  scene white to D65 (Bradford), then XYZ → linear sRGB.
-* With ``ForwardMatrix`` ``FM`` (white-balanced reference camera → XYZ D50): ``FM @ diag(1/r) @ inv(AB @ CC) @
-  diag(n)`` with ``r = inv(AB @ CC) @ n``, adapted D50 → D65 (Bradford), then XYZ → linear sRGB.
-
-In both cases the camera → sRGB matrix maps white-balanced white ``(1, 1, 1)`` to sRGB white, so
-``rgb2cam = inv(cam2rgb)`` has rows summing to 1, as :class:`~rawsynth.isp.ISPParams` wants. For a DNG written
-by :func:`rawsynth.io.write_dng` (one D65 matrix ``diag(n) @ rgb2cam @ inv(RGB2XYZ)``) the white is D65 and the
-result is ``rgb2cam`` exactly.
-
-Simplification against the SDK: the colour temperature of an xy white uses McCamy's cubic (within ~2 K of
-Robertson's method between 2800 K and 10000 K), which only matters for two-matrix (dual-illuminant) profiles.
-"""
+"""The DNG colour model (DNG 1.7, chapter 6) reduced to what :func:`rawsynth.isp.process` applies: white balance,
+then one camera → linear sRGB matrix. See ``docs/io.md``."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -118,7 +98,7 @@ def _analog_balance(tags: dict) -> np.ndarray:
     return np.diag(np.asarray(ab, dtype=np.float64))
 
 
-def as_shot_white_xy(tags: dict, neutral=None) -> tuple[float, float]:
+def as_shot_white_xy(tags: dict, neutral: np.ndarray | Sequence[float] | None = None) -> tuple[float, float]:
     """The scene white chromaticity the tags imply (``AsShotNeutral`` through the colour matrices, iterated as
     the DNG SDK does; ``AsShotWhiteXY`` when there is no neutral).
 
@@ -151,7 +131,7 @@ def as_shot_white_xy(tags: dict, neutral=None) -> tuple[float, float]:
     return xy
 
 
-def isp_from_dng_tags(tags: dict, neutral=None) -> ISPParams:
+def isp_from_dng_tags(tags: dict, neutral: np.ndarray | Sequence[float] | None = None) -> ISPParams:
     """:class:`~rawsynth.isp.ISPParams` of a DNG's colour tags (module docstring).
 
     Args:

@@ -1,9 +1,5 @@
-"""EXIF / TIFF ``Orientation`` (codes 1–8) applied to arrays, and LibRaw's ``sizes.flip`` codes.
-
-:func:`orient` turns an array stored in sensor order into display order, the way every RAW developer shows
-the image. Applied to a Bayer mosaic it gives a Bayer mosaic again (the 2×2 period survives flips and
-transposes); its pattern is the oriented top-left 2×2 block of the colour layout (orient the layout too).
-"""
+"""EXIF/TIFF ``Orientation`` (codes 1–8) applied to arrays and mosaics (sensor order → display order), and
+LibRaw's ``flip`` codes. See ``docs/io.md``."""
 
 from __future__ import annotations
 

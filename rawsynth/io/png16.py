@@ -1,11 +1,5 @@
-"""16-bit PNG for mosaics (digital numbers) and linear RGB.
-
-Arrays are ``uint16``: ``(H, W)`` for a Bayer mosaic in DN, ``(H, W, 3)`` for RGB in **R, G, B** order (the
-file's order; OpenCV's BGR is swapped when decoding). A round trip is bit-exact, and the same array always
-encodes to the same bytes (fixed encoder settings, no timestamp chunk). Writes are atomic: the file is written
-next to its destination and moved into place with :func:`os.replace`, so a crash never leaves a half-written
-PNG under the final name.
-"""
+"""16-bit PNG for mosaics (DN) and linear RGB: bit-exact round trip, deterministic bytes, atomic writes.
+See ``docs/io.md``."""
 
 from __future__ import annotations
 

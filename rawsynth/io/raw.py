@@ -1,24 +1,5 @@
-"""Read DNG and camera RAW files through rawpy (LibRaw) into rawsynth's structures.
-
-Only the four 2×2 Bayer layouts of R, G, B are supported; X-Trans, Quad Bayer, Foveon, linear
-(demosaicked) DNG, monochrome and CMYG sensors raise :class:`~rawsynth.errors.UnsupportedCFAError`.
-Every failure to read raises :class:`~rawsynth.errors.InputError` with one of the reasons
-``"empty file"``, ``"truncated"``, ``"not a RAW file"``, ``"unreadable"``, ``"too large"`` or
-``"unsupported compression"``.
-
-What cameras write and is honoured here (checked against LibRaw on DNGs from an independent writer):
-
-* **Orientation** (LibRaw's ``sizes.flip``, i.e. the file's EXIF/DNG ``Orientation``) is applied to the mosaic,
-  its black map and its colour layout alike, so :attr:`RawImage.mosaic` is in display order and
-  :attr:`RawImage.pattern` is the pattern of that oriented mosaic; :attr:`RawImage.orientation` keeps the code.
-* **Black level per sample**: per colour channel (LibRaw's ``black_level_per_channel``) and, for DNGs, the
-  ``BlackLevel`` repeat pattern (``BlackLevelRepeatDim``) plus ``BlackLevelDeltaH``/``BlackLevelDeltaV``
-  exactly (LibRaw folds the deltas into their mean). :meth:`RawImage.normalized` subtracts it sample by sample.
-* **Clipped highlights**: :meth:`RawImage.saturated` marks samples at or above the white level.
-* **Colour**: a DNG's ``ColorMatrix1/2``, ``CameraCalibration``, ``AnalogBalance``, ``ForwardMatrix``,
-  ``AsShotNeutral``/``AsShotWhiteXY`` and ``BaselineExposure`` through the DNG colour model
-  (:func:`rawsynth.io.dng_color.isp_from_dng_tags`); other cameras through LibRaw's matrix and white balance.
-"""
+"""Read DNG and camera RAW (2×2 Bayer only) through rawpy/LibRaw into a :class:`RawImage`: the mosaic in display
+order, per-sample black, white level, colour. See ``docs/io.md``."""
 
 from __future__ import annotations
 
@@ -35,7 +16,7 @@ from ..errors import ConfigError, InputError, UnsupportedCFAError
 from ..isp.params import ISPParams, rgb2cam_from_xyz2cam
 from ..mns.cfa import Pattern
 from ..mns.sensor import SensorParams
-from .dng import ILLUMINANT_D65, LIBRAW_MIN_SIZE, read_dng_tags
+from .dng_read import ILLUMINANT_D65, LIBRAW_MIN_SIZE, read_dng_tags
 from .dng_color import isp_from_dng_tags
 from .orientation import LIBRAW_FLIP_TO_EXIF, orient
 

@@ -1,20 +1,18 @@
-"""IPTP — inverse post-tone processing, ``F_PTP^{-1}`` (paper Eq. 7–10, App. A.1; Brooks et al. 2019).
-
-sRGB ``[0, 1]`` → linear camera RGB ``[0, 1]``:
-inverse tone → inverse gamma (Eq. 10) → inverse CCM (Eq. 9) → highlight-safe inverse white balance
-(Eq. 8) → clip. All ops take batched ``(B, 3, H, W)`` float tensors, any device, and are differentiable.
-"""
+"""IPTP, the inverse ISP ``F_PTP^{-1}`` (paper Eq. 7–10): sRGB → linear camera RGB. See ``docs/isp.md``."""
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import torch
 from torch import nn
 
-from .._checks import check_bchw
+from .._checks import check_bchw, check_even
+from ..errors import ConfigError, ShapeError
 from .params import ISPBatch, ISPParams, as_isp_batch
 
-__all__ = ["EPS", "HIGHLIGHT_INFLECTION", "inverse_tone", "inverse_gamma", "apply_matrix",
-           "inverse_white_balance", "unprocess", "invertible_mask", "Unprocess"]
+__all__ = ["EPS", "HIGHLIGHT_INFLECTION", "UNPROCESS_BACKENDS", "inverse_tone", "inverse_gamma", "apply_matrix",
+           "inverse_white_balance", "linear_lut", "lut_lookup", "unprocess", "invertible_mask", "Unprocess"]
 
 #: ε of Eq. 10: ``max(x, ε)`` keeps the power functions finite.
 EPS = 1e-8
@@ -98,16 +96,96 @@ def inverse_white_balance(x: torch.Tensor, params: ISPBatch, inflection: float =
     return out
 
 
-def unprocess(srgb: torch.Tensor, params: ISPParams | list[ISPParams] | ISPBatch) -> torch.Tensor:
+def _table() -> np.ndarray:
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    return inverse_gamma(inverse_tone(levels)).float().numpy()
+
+
+_TABLE = _table()  # entry k: inverse_gamma(inverse_tone(k / 255)) in float64, rounded once to float32
+_TABLE_ROW = np.ascontiguousarray(_TABLE.reshape(1, 256))  # cv2.LUT's table shape
+_TABLE_BY_DEVICE: dict[torch.device, torch.Tensor] = {}
+
+
+def linear_lut(device: str | torch.device | None = None) -> torch.Tensor:
+    """The 8-bit inverse tone + inverse gamma table: ``(256,)`` float32, entry ``k`` is
+    ``inverse_gamma(inverse_tone(k / 255))`` computed in float64 and rounded once. One cached copy per device
+    (read-only)."""
+    dev = torch.device("cpu") if device is None else torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    t = _TABLE_BY_DEVICE.get(dev)
+    if t is None:
+        t = _TABLE_BY_DEVICE[dev] = torch.from_numpy(_TABLE).to(dev)
+    return t
+
+
+def lut_lookup(srgb: torch.Tensor) -> torch.Tensor:
+    """``inverse_gamma(inverse_tone(k / 255))`` of a uint8 ``(B, C, H, W)`` tensor by table lookup: float32, same
+    shape, device and memory layout (channels-last in, channels-last out). On the CPU it is ``cv2.LUT`` (a copy
+    of the table entries, ~4x faster than indexing)."""
+    if srgb.dtype != torch.uint8 or srgb.ndim != 4:
+        raise TypeError(f"lut_lookup takes a uint8 (B, C, H, W) tensor, got {srgb.dtype} {tuple(srgb.shape)}")
+    if srgb.device.type != "cpu" or srgb.numel() == 0:
+        return linear_lut(srgb.device)[srgb.long()]
+    b, c, h, w = srgb.shape
+    nhwc = srgb.permute(0, 2, 3, 1)
+    if c in (1, 3, 4) and nhwc.is_contiguous():  # pixel-interleaved: cv2 sees B·H rows of W pixels
+        out = cv2.LUT(nhwc.numpy().reshape(b * h, w, c), _TABLE_ROW)
+        return torch.from_numpy(out.reshape(b, h, w, c)).permute(0, 3, 1, 2)
+    out = cv2.LUT(np.ascontiguousarray(srgb.numpy()).reshape(b * c * h, w), _TABLE_ROW)
+    return torch.from_numpy(out.reshape(b, c, h, w))
+
+
+#: ``backend=`` choices of :func:`unprocess`.
+UNPROCESS_BACKENDS = ("auto", "torch", "triton")
+
+
+def _use_triton(srgb: torch.Tensor, backend: str) -> bool:
+    if backend not in UNPROCESS_BACKENDS:
+        raise ConfigError(f"unprocess: unknown backend {backend!r}; use one of {list(UNPROCESS_BACKENDS)}")
+    if backend == "torch":
+        return False
+    from ..kernels._common import Backend, resolve_backend  # the kernels package imports this one
+
+    if backend == "auto" and (srgb.dtype != torch.uint8 or not srgb.is_cuda or srgb.shape[-1] % 2
+                              or srgb.shape[-2] % 2):
+        return False  # float input stays on the differentiable torch path; the kernel wants whole 2x2 blocks
+    return resolve_backend(backend, srgb.device) is Backend.TRITON
+
+
+def _unprocess_triton(srgb: torch.Tensor, params) -> torch.Tensor:
+    """The fused IPTP+MNS kernel's linear output (noise-free, its DN plane discarded)."""
+    from ..kernels import iptp_mns
+    from ..mns import NoiseParams, Pattern, SensorParams
+
+    check_even(srgb, "srgb")
+    _, lin = iptp_mns(srgb, params, Pattern.RGGB, NoiseParams(0.0, 0.0, 0.0), SensorParams(), [0] * srgb.shape[0],
+                      return_linear=True, backend="triton")
+    return lin
+
+
+def unprocess(srgb: torch.Tensor, params: ISPParams | list[ISPParams] | ISPBatch, *,
+              backend: str = "auto") -> torch.Tensor:
     """IPTP, ``F_PTP^{-1}``: sRGB → linear camera RGB (paper Eq. 7–10).
 
+    inverse tone → inverse gamma (Eq. 10) → inverse CCM (Eq. 9) → highlight-safe inverse white balance (Eq. 8)
+    → clip. On uint8 input the first two (pointwise) steps are a 256-entry table lookup (:func:`lut_lookup`),
+    equal to the float maths on ``k / 255`` to float rounding.
+
     Args:
-        srgb: ``(B, 3, H, W)`` float in ``[0, 1]`` (values outside are clipped), any device.
+        srgb: ``(B, 3, H, W)`` float in ``[0, 1]`` (values outside are clipped) or uint8 ``[0, 255]``, any device.
         params: one :class:`ISPParams` for the whole batch, one per sample, or an :class:`ISPBatch`.
+        backend: ``"auto"`` (the fused Triton kernel for uint8 CUDA tensors of even size when Triton is available
+            and ``RAWSYNTH_KERNELS`` is not ``0``; the torch operations otherwise, so float input stays
+            differentiable), ``"torch"`` (the reference) or ``"triton"`` (:func:`rawsynth.kernels.iptp_mns`'s
+            linear output: bit-identical to ``"torch"`` on uint8 input, ~1e-6 on float; even ``H``, ``W``; not
+            differentiable; Triton's interpreter on CPU tensors).
 
     Returns:
-        ``(B, 3, H, W)`` linear camera RGB in ``[0, 1]``, same dtype/device. Exactly inverted by
-        :func:`~rawsynth.isp.process` wherever :func:`invertible_mask` is true.
+        ``(B, 3, H, W)`` linear camera RGB in ``[0, 1]``: float input's dtype, float32 for uint8; same device.
+        A channels-last uint8 input gives a channels-last result on the torch path (``out[0].permute(1, 2, 0)``
+        is then a contiguous ``(H, W, 3)`` array). Exactly inverted by :func:`~rawsynth.isp.process` wherever
+        :func:`invertible_mask` is true.
 
     Example:
         >>> import torch
@@ -117,7 +195,18 @@ def unprocess(srgb: torch.Tensor, params: ISPParams | list[ISPParams] | ISPBatch
         >>> torch.allclose(process(unprocess(x, p), p), x, atol=1e-5)
         True
     """
-    check_bchw(srgb, "srgb", channels=3)
+    check_bchw(srgb, "srgb", channels=3, floating=False)
+    if srgb.dtype != torch.uint8 and not srgb.is_floating_point():
+        raise ShapeError(f"srgb must be uint8 or floating point, got {srgb.dtype}")
+    if _use_triton(srgb, backend):
+        return _unprocess_triton(srgb, params)
+    if srgb.dtype == torch.uint8:
+        x = lut_lookup(srgb)
+        p = as_isp_batch(params, x)
+        cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        x = inverse_white_balance(apply_matrix(x, p.rgb2cam), p, memory_format=fmt)
+        return x.clamp_(0.0, 1.0)
     p = as_isp_batch(params, srgb)
     x = inverse_gamma(inverse_tone(srgb))
     x = apply_matrix(x, p.rgb2cam)

@@ -1,8 +1,5 @@
-"""ISP parameters: colour matrices and white-balance gains, their sampler and their tensor form.
-
-Defaults follow Brooks et al., "Unprocessing Images for Learned Raw Denoising" (CVPR 2019), which the
-RDDM paper (App. A.1) builds its IPTP on. Every range is configurable through :class:`ISPConfig`.
-"""
+"""ISP parameters (colour matrices, white-balance gains; Brooks et al. 2019 defaults), their sampler and their
+tensor form. See ``docs/isp.md``."""
 
 from __future__ import annotations
 

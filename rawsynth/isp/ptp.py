@@ -1,10 +1,5 @@
-"""PTP — post-tone processing, the forward ISP ``F_PTP`` (paper Eq. 8–10, App. A.1).
-
-Linear camera RGB ``[0, 1]`` → sRGB ``[0, 1]``: white balance (Eq. 8) → CCM (Eq. 9) → gamma (Eq. 10) →
-smoothstep tone. The exact inverse of :func:`~rawsynth.isp.unprocess` away from clipping (Brooks' own
-forward pipeline omits the tone step; ours does not). Batched ``(B, 3, H, W)``, any device, differentiable
-(it is the sRGB branch of RDDM's dual-domain loss).
-"""
+"""PTP, the forward ISP ``F_PTP`` (paper Eq. 8–10): linear camera RGB → sRGB, differentiable (the sRGB branch of
+RDDM's loss), fused on CUDA. See ``docs/isp.md``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""MNS, the mosaic noise synthesizer ``F_DD^{-1}`` (paper Eq. 11–12): CFA mosaic, sensor noise, sensor
-encoding."""
+"""MNS, the mosaic noise synthesizer ``F_DD^{-1}`` (paper Eq. 11–12): CFA mosaic, sensor noise, sensor encoding.
+See ``docs/architecture.md``."""
 
 from .cfa import (DemosaicBilinear, Mosaic, Pattern, as_patterns, cfa_masks, crop, demosaic_bilinear, hflip, mosaic,
                   pack, unpack, vflip)
@@ -8,12 +8,12 @@ from .noise import (NoiseEstimate, NoiseModel, NoiseParams, NoiseProfile, add_no
 from .physics import (PhysicsParams, PhysicsProfile, ReadModel, apply_physics_noise, sample_physics_params,
                       tukey_lambda_ppf)
 from .sensor import SensorParams, normalize, quantize
+from .chain import SRGB_TO_RAW_BACKENDS, srgb_to_raw
 
 __all__ = [
     "DemosaicBilinear", "Mosaic", "NoiseEstimate", "NoiseModel", "NoiseParams", "NoiseProfile", "Pattern",
-    "PhysicsParams", "PhysicsProfile", "ReadModel", "apply_physics_noise", "sample_physics_params", "tukey_lambda_ppf",
-    "SensorParams", "add_noise", "as_patterns", "cfa_masks", "crop", "demosaic_bilinear", "estimate_noise_level",
-    "hflip",
-    "list_noise_profiles", "load_noise_profile", "mosaic", "noise_params_at_iso", "normalize", "pack",
-    "quantize", "sample_noise_params", "unpack", "vflip",
+    "PhysicsParams", "PhysicsProfile", "ReadModel", "SRGB_TO_RAW_BACKENDS", "SensorParams", "add_noise",
+    "apply_physics_noise", "as_patterns", "cfa_masks", "crop", "demosaic_bilinear", "estimate_noise_level", "hflip",
+    "list_noise_profiles", "load_noise_profile", "mosaic", "noise_params_at_iso", "normalize", "pack", "quantize",
+    "sample_noise_params", "sample_physics_params", "srgb_to_raw", "tukey_lambda_ppf", "unpack", "vflip",
 ]

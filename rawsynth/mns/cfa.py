@@ -1,15 +1,5 @@
-"""Bayer colour filter arrays: mosaic, pack/unpack, bilinear demosaic, and pattern bookkeeping for
-flips and crops (the mosaic half of MNS, ``F_DD^{-1}``, paper Eq. 11–12).
-
-Conventions:
-    * A :class:`Pattern` names the top-left 2×2 block read row by row (``RGGB``: R at (0, 0)).
-      OpenCV and kornia name the same layouts differently (OpenCV's ``BayerBG`` is our ``RGGB``).
-    * Packed form ``(B, 4, H/2, W/2)`` holds the planes in the canonical order **R, G1, G2, B** for every
-      pattern, where G1 is the green on the red rows and G2 the green on the blue rows (LibRaw's
-      ``G`` and ``G2``). Flipping a mosaic therefore flips each packed plane without reordering them.
-    * Per-sample patterns: every op takes one :class:`Pattern` (or its name) for the whole batch or
-      a sequence of ``B`` patterns.
-"""
+"""Bayer colour filter arrays: mosaic, pack/unpack (planes R, G1, G2, B), bilinear demosaic, and the pattern
+bookkeeping of flips and crops. See ``docs/isp.md``."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Sensor noise: the heteroscedastic Gaussian of paper Eq. 11, its ISO-tied parameters, per-camera noise
-profiles, and an estimator that fits the parameters back from flat patches.
-
-``y ~ N(x, λ_shot·x + λ_read)`` with ``x`` the clean normalised mosaic. Variances are in normalised RAW units
-(``(DN − black)/(white − black)``).
-"""
+"""Sensor noise of paper Eq. 11, ``y ~ N(x, λ_shot·x + λ_read)`` (normalised units), its ISO-tied parameters,
+noise profiles and an estimator. See ``docs/isp.md``."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Sensor encoding: normalised RAW ``[0, 1]`` ↔ integer digital numbers (DN) with black and white level.
-
-``DN = round(x · (white − black) + black)`` clipped to ``[0, white]``; ``x = (DN − black) / (white − black)``.
-Values below black survive quantisation (as on a real sensor, read noise dips under the black level);
-values above white clip there (saturation).
-"""
+"""Sensor encoding: normalised RAW ↔ integer DN with black and white level (below black survives, above white
+clips). See ``docs/isp.md``."""
 
 from __future__ import annotations
 

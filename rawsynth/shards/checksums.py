@@ -1,13 +1,5 @@
-"""Per-sample integrity: the SHA-256 of every member of every sample, recorded next to the shard.
-
-``rawsynth generate`` records, in each shard's ``shard-NNNNNN.stats.json`` sidecar (never inside the tar,
-whose bytes stay as they were), ``"member_sha256": {KEY: {FIELD: hex SHA-256 of the member's bytes}}``. The
-training reader (:func:`rawsynth.data.make_dataset`, ``verify=True``) checks each sample against it before
-decoding: a changed byte (a black level 256 → 257 inside ``meta.json``), a missing or extra member, or a
-sample the stats do not know becomes a corrupt sample (``InputError`` reason ``"checksum mismatch"``) for the
-``handler=`` policy. The whole-shard SHA-256 of the stats and the manifest (``rawsynth inspect``) covers
-the same damage for a full pass; this check covers the samples a training run actually reads.
-"""
+"""Per-sample integrity: the SHA-256 of every member of every sample, recorded in the shard's stats file and
+checked by the training reader. See ``docs/format.md``."""
 
 from __future__ import annotations
 

@@ -1,25 +1,5 @@
-"""Encode and decode the fields of one shard sample (the member files ``KEY.FIELD`` of a webdataset tar).
-
-A sample is a dict ``{"__key__": KEY, FIELD: bytes, ...}`` with these fields (see ``docs/format.md``):
-
-=============  ====================================================================================
-``raw.npy``    ``(H, W)`` uint16 Bayer mosaic in digital numbers (DN), ``.npy`` (format version 2 default).
-``hq.npy``     ``(H, W, 3)`` uint16 linear camera RGB, ``round(x · 65535)``, ``.npy``.
-``meta.json``  UTF-8 JSON object, keys sorted; version 2: every field always present with one type
-               (:mod:`rawsynth.shards.schema`, ``meta.schema.json``).
-``lq.png``     optional 8-bit RGB PNG, the degraded sRGB image (LQ), ``(H, W, 3)``.
-``gt.png``     optional 8-bit RGB PNG, the HQ sRGB crop (GT), ``(H, W, 3)``.
-``raw.dng``    optional DNG file of the mosaic.
-=============  ====================================================================================
-
-``members="png"`` stores the mosaic and HQ as 16-bit PNG under ``raw.png16`` / ``hq.png16`` instead (~25 %
-smaller, ~100× slower to encode and decode; a member name no Pillow-based decoder claims, so none silently
-reads 8 bits). Format version 1 (still read; written with ``format_version=1``) had ``raw.png`` / ``hq.png``
-and ``null`` for absent metadata values.
-
-Encoding is deterministic (fixed PNG encoder settings, fixed ``.npy`` header, sorted JSON keys): the same
-arrays and metadata always give the same bytes. Decoding never unpickles anything.
-"""
+"""Encode and decode the fields of one shard sample (the member files ``KEY.FIELD``), deterministically and
+without unpickling. See ``docs/format.md``."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
 """``.npy`` members (format version 2): exact uint16 arrays that numpy-based decoders read as they are.
-
-webdataset's default decoders and Hugging Face ``datasets`` decode ``.npy`` members with
-``numpy.lib.format.read_array`` (no Pillow involved), so no common reader can silently reduce them to 8 bits
-as Pillow does with 16-bit RGB PNG. Encoding is deterministic: format 1.0 header, little-endian ``<u2``,
-C order, ``allow_pickle=False``.
-"""
+See ``docs/format.md``."""
 
 from __future__ import annotations
 

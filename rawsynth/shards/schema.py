@@ -1,28 +1,5 @@
-"""The version-2 ``meta.json``: every field present in every sample, always with the same JSON type.
-
-Version 1 wrote ``null`` for whatever a sample did not draw (the JPEG of a degradation order without one, the
-parameters a kernel kind does not have, the whole degradation in ``ddnet`` mode). Columnar readers infer one
-type per field from the first samples, so a field that is ``null`` there and a number later breaks them
-(Hugging Face ``datasets``: ``TypeError: Couldn't cast array of type double to null``). Version 2 writes the
-same information with documented sentinels instead (``docs/format.md``, JSON schema ``meta.schema.json``):
-
-=====================================  ==================================================================
-absent in version 1 (``null``)         version 2
-=====================================  ==================================================================
-a kernel / sinc that was not applied   ``{"kind": "none", "size": 0, every float 0.0}``
-a kernel parameter its kind lacks      ``0.0`` (``sigma_*``/``theta`` of sinc, ``beta`` of plain Gaussians,
-                                       ``omega_c`` of non-sinc kernels)
-an order without JPEG                  ``"jpeg_quality": 0`` (real qualities are 1..100)
-the degradation (``ddnet`` mode)       the identity degradation with ``"applied": false``: scale 1, no
-                                       kernel, ``"keep"`` resizes, no JPEG, enum fields ``"none"``
-no source / crop (API use)             ``{"path": "", "sha256": "", "path_escaped": false}`` /
-                                       the whole image, ``"policy": "none"``
-=====================================  ==================================================================
-
-:func:`stable_meta` turns the generator's (version-1 style) metadata into version 2; :func:`legacy_meta`
-turns either version back into the version-1 form (``null`` for absent values) that
-``DegradationParams.from_dict`` and the other parameter classes read.
-"""
+"""The version-2 ``meta.json``: every field in every sample with one JSON type (sentinels instead of ``null``), and
+the way back to version 1. See ``docs/format.md``."""
 
 from __future__ import annotations
 

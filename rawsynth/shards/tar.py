@@ -1,13 +1,4 @@
-"""Deterministic, atomic webdataset tar shards.
-
-:func:`write_shard` writes samples (dicts of bytes, see :mod:`rawsynth.shards.fields`) with webdataset's
-``TarWriter``: samples in ascending key order, the members of a sample in ascending field order, fixed
-``mtime = 0``, owner ``rawsynth:rawsynth`` (uid/gid 0), mode ``0644``, POSIX ustar headers, no compression.
-The same samples therefore always give the same bytes. The tar is written to a unique
-``PATH.<pid>.<random>.tmp`` and renamed onto ``PATH`` (:func:`os.replace`) only once complete and flushed to
-disk, so no half-written shard ever exists under its final name, even with two writers of one shard.
-:func:`iter_shard` reads samples back with the standard :mod:`tarfile` module.
-"""
+"""Deterministic, atomic webdataset tar shards (:func:`write_shard`, :func:`iter_shard`). See ``docs/format.md``."""
 
 from __future__ import annotations
 
