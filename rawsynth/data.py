@@ -39,7 +39,8 @@ from torch.utils.data import DataLoader
 
 from .data_samples import apply_crop_flip, bayer_crop_flip, collate, decode_pair
 from .data_stages import (HANDLERS, _DecodeAugment, _EpochClock, _OpenShards, _ShardList, _ShuffleSamples,
-                          _VerifySamples)
+                          _SplitByWorker, _VerifySamples)
+from .data_tar import TarSamples
 from .errors import ConfigError
 
 __all__ = ["HANDLERS", "decode_pair", "apply_crop_flip", "bayer_crop_flip", "RawPairDataset", "make_dataset",
@@ -83,7 +84,7 @@ class RawPairDataset(wds.WebDataset):
 
     def __init__(self, urls, *, crop: int | None = None, flips: bool = True, seed: int = 0, shuffle: int = 0,
                  split_by_node: bool = True, split_by_worker: bool = True, handler: str = "raise",
-                 resampled: bool = False, verify: bool = True):
+                 resampled: bool = False, verify: bool = True, positions: bool = False):
         if handler not in HANDLERS:
             raise ConfigError(f"handler must be one of {sorted(HANDLERS)}, got {handler!r}")
         crop = _check_int("crop", crop, 1, allow_none=True)
@@ -99,36 +100,49 @@ class RawPairDataset(wds.WebDataset):
         # (webdataset's check would raise "No samples found in dataset; perhaps you have fewer shards than workers")
         super().__init__(urls, handler=h, resampled=bool(resampled), shardshuffle=False, seed=seed,
                          nodesplitter=wds.split_by_node if split_by_node and not resampled else None,
-                         workersplitter=wds.split_by_worker if split_by_worker and not resampled else None,
+                         workersplitter=_SplitByWorker(self._clock) if split_by_worker and not resampled else None,
                          empty_check=False)
-        # webdataset's opener never closes its files; ours closes each shard once read
-        self.pipeline = [_OpenShards(h) if isinstance(st, wds.cache.StreamingOpen) else st for st in self.pipeline]
+        # webdataset's opener never closes its files; ours closes each shard once read. Its tar expander and
+        # grouper become one stage that also records each sample's place and can skip members (resume)
+        i = next(i for i, st in enumerate(self.pipeline) if isinstance(st, wds.cache.StreamingOpen))
+        self.pipeline[i:i + 3] = [_OpenShards(h, self._clock), TarSamples(h, self._clock.plan)]
+        track = bool(positions) and not resampled
         if verify:
             self.append(_VerifySamples(h))
         if shuffle > 0:
-            self.append(_ShuffleSamples(shuffle, seed, self._clock))
-        self.append(_DecodeAugment(crop, bool(flips), seed, self._clock, h))
+            self.append(_ShuffleSamples(shuffle, seed, self._clock, track))
+        self.append(_DecodeAugment(crop, bool(flips), seed, self._clock, h, bool(resampled), track))
         self.urls, self.crop, self.flips, self.seed, self.shuffle, self.handler_name = (
             urls, crop, bool(flips), seed, shuffle, handler)
         self.resampled, self.split_by_node, self.split_by_worker = bool(resampled), split_by_node, split_by_worker
-        self.verify = bool(verify)
+        self.verify, self.positions = bool(verify), track
 
     def create_url_iterator(self, args):  # webdataset hook: our seeded shard list replaces its own
         self.append(self._source)
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, seek: dict | None = None) -> None:
         """Set the epoch index used to draw shard order, shuffling and crops of the next pass.
 
         Call it before each epoch when the loader uses worker processes without ``persistent_workers``
         (each epoch's workers start from a copy of this dataset); otherwise passes count up by themselves.
+
+        Args:
+            epoch: the epoch index, ``>= 0``.
+            seek: resume the next pass (only) mid-way: ``{"rotation": r, "workers": {"W": state}}`` with the
+                reader states that batches of a ``positions=True`` dataset carry (``batch["__stream__"]``;
+                :class:`rddm.train.streams.BatchStream` keeps them). Readers without a state start at the
+                beginning; DataLoader worker ``w`` plays reader ``(w + r) % num_workers``. Shards before a
+                reader's saved place are not opened, samples before it within its shard are skipped unread.
         """
         self._clock.base = _check_int("epoch", epoch, 0)
         self._clock.passes = 0
+        self._clock.pending = seek
 
 
 def make_dataset(urls: str | Sequence[str], *, crop: int | None = None, flips: bool = True, seed: int = 0,
                  shuffle: int = 0, split_by_node: bool = True, split_by_worker: bool = True, handler: str = "raise",
-                 resampled: bool = False, epoch_size: int | None = None, verify: bool = True) -> RawPairDataset:
+                 resampled: bool = False, epoch_size: int | None = None, verify: bool = True,
+                 positions: bool = False) -> RawPairDataset:
     """A webdataset pipeline yielding training samples (see the module docstring) from rawsynth shards.
 
     Args:
@@ -157,6 +171,9 @@ def make_dataset(urls: str | Sequence[str], *, crop: int | None = None, flips: b
             (``InputError`` reason ``"checksum mismatch"``) handled by ``handler``. Local shards without
             recorded checksums, and remote URLs, are read unchecked. Cost: hashing the sample's bytes once
             (measured in ``docs/reliability.md``).
+        positions: give every sample ``"__stream__"``, its reader's state after it (:func:`collate` keeps the
+            batch's last one), so that a pass can be resumed there with ``set_epoch(epoch, seek=...)``
+            instead of replayed (not with ``resampled``).
 
     Returns:
         A :class:`RawPairDataset` (a ``webdataset.WebDataset``); call ``.set_epoch(e)`` before each epoch.
@@ -165,7 +182,8 @@ def make_dataset(urls: str | Sequence[str], *, crop: int | None = None, flips: b
         ConfigError: invalid argument, no shards, or a local shard that does not exist.
     """
     ds = RawPairDataset(urls, crop=crop, flips=flips, seed=seed, shuffle=shuffle, split_by_node=split_by_node,
-                        split_by_worker=split_by_worker, handler=handler, resampled=resampled, verify=verify)
+                        split_by_worker=split_by_worker, handler=handler, resampled=resampled, verify=verify,
+                        positions=positions)
     epoch_size = _check_int("epoch_size", epoch_size, 1, allow_none=True)
     if epoch_size is not None:
         ds = ds.with_epoch(epoch_size)

@@ -141,7 +141,7 @@ def collate(samples: Sequence[dict]) -> dict:
 
     Returns:
         ``{"raw": (B, 1, h, w), "hq": (B, 3, h, w), "pattern": list[Pattern], "meta": list[dict],
-        "key": list[str]}``.
+        "key": list[str]}``, plus ``"__stream__"`` (the last sample's) when the samples carry one.
 
     Raises:
         ShapeError: an empty batch, or samples of different sizes (crop them to one size first).
@@ -153,6 +153,9 @@ def collate(samples: Sequence[dict]) -> dict:
     if len(set(sizes)) > 1:
         detail = ", ".join(f"{s.get('key', '?')}: {hw[0]}x{hw[1]}" for s, hw in zip(samples, sizes))
         raise ShapeError(f"collate: samples differ in size ({detail}); pass crop=... to make_dataset")
-    return {"raw": torch.stack([s["raw"] for s in samples]), "hq": torch.stack([s["hq"] for s in samples]),
-            "pattern": [Pattern(s["pattern"]) for s in samples], "meta": [s["meta"] for s in samples],
-            "key": [s.get("key") for s in samples]}
+    out = {"raw": torch.stack([s["raw"] for s in samples]), "hq": torch.stack([s["hq"] for s in samples]),
+           "pattern": [Pattern(s["pattern"]) for s in samples], "meta": [s["meta"] for s in samples],
+           "key": [s.get("key") for s in samples]}
+    if "__stream__" in samples[-1]:  # make_dataset(positions=True): the reader's state after the batch
+        out["__stream__"] = samples[-1]["__stream__"]
+    return out
