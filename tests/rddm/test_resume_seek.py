@@ -212,8 +212,9 @@ def _save_worker(rank: int, world: int, init: str, out: str) -> None:
 
 
 def test_a_refused_or_failed_save_on_rank_0_fails_every_rank(tmp_path):
-    ctx = mp.spawn(_save_worker, args=(2, f"file://{tmp_path / 'store'}", str(tmp_path)), nprocs=2, join=False)
-    deadline = time.monotonic() + 120
+    ctx = mp.start_processes(_save_worker, args=(2, f"file://{tmp_path / 'store'}", str(tmp_path)), nprocs=2,
+                             join=False, start_method="fork")  # fork: the children need not import torch again
+    deadline = time.monotonic() + 60
     while not ctx.join(timeout=1):
         if time.monotonic() > deadline:  # a rank left waiting at a barrier: the bug this test is about
             for p in ctx.processes:
