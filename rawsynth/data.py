@@ -17,10 +17,14 @@ Crops may start at any (also odd) offset and flips may be applied to any size: t
 
 Randomness is explicit. The crop and flips of a sample come from
 ``rawsynth.rng.numpy_rng(seed, key, f"augment/{epoch}/{n}")`` where ``n`` counts earlier occurrences of the
-key in the same pass (always 0 without resampling), so they do not depend on the number of workers or the
-order samples arrive in. Shard order (``shuffle > 0``) is a permutation drawn from ``(seed, epoch)`` alone,
+key in the same pass with ``resampled=True`` (and is 0 otherwise, also for equal keys in two shards), so they
+do not depend on the number of workers or the order samples arrive in. Shard order (``shuffle > 0``) is a permutation drawn from ``(seed, epoch)`` alone,
 identical on every rank and worker before the shards are split; the sample shuffle buffer and resampling
 draw from ``(seed, epoch, rank, worker)``. The global numpy/torch/random generators are never used.
+
+A pass can be resumed mid-way without replaying it: with ``positions=True`` every batch carries its reader's
+state (``batch["__stream__"]``), and ``dataset.set_epoch(epoch, seek=...)`` starts the next pass there (see
+:meth:`RawPairDataset.set_epoch`; :class:`rddm.train.streams.BatchStream` does this for training).
 
 The code is split at its seams: :mod:`rawsynth.data_samples` (decode, crop/flip, collate),
 :mod:`rawsynth.data_stages` (the pipeline stages); every name stays importable from here.
