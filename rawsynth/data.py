@@ -15,12 +15,12 @@ Crops may start at any (also odd) offset and flips may be applied to any size: t
 (:meth:`Pattern.shifted`, :meth:`Pattern.hflipped`, :meth:`Pattern.vflipped`) so that ``raw`` stays
 ``mosaic(hq, pattern)`` plus noise. Use an even crop size if you pack the mosaic into 2×2 planes.
 
-Randomness is explicit. The crop and flips of a sample come from
-``rawsynth.rng.numpy_rng(seed, key, f"augment/{epoch}/{n}")`` where ``n`` counts earlier occurrences of the
-key in the same pass with ``resampled=True`` (and is 0 otherwise, also for equal keys in two shards), so they
-do not depend on the number of workers or the order samples arrive in. Shard order (``shuffle > 0``) is a permutation drawn from ``(seed, epoch)`` alone,
-identical on every rank and worker before the shards are split; the sample shuffle buffer and resampling
-draw from ``(seed, epoch, rank, worker)``. The global numpy/torch/random generators are never used.
+Randomness is explicit. The crop and flips of a sample come from ``rawsynth.rng.numpy_rng(seed, key,
+f"augment/{epoch}/{n}")`` where ``n`` counts earlier occurrences of the key in the same pass with
+``resampled=True`` (and is 0 otherwise, also for equal keys in two shards), so they do not depend on the number
+of workers or the order samples arrive in. Shard order (``shuffle > 0``) is a permutation drawn from ``(seed,
+epoch)`` alone, identical on every rank and worker before the shards are split; the sample shuffle buffer and
+resampling draw from ``(seed, epoch, rank, worker)``. The global numpy/torch/random generators are never used.
 
 A pass can be resumed mid-way without replaying it: with ``positions=True`` every batch carries its reader's
 state (``batch["__stream__"]``), and ``dataset.set_epoch(epoch, seek=...)`` starts the next pass there (see
