@@ -20,9 +20,10 @@ from rawsynth.io.atomic import atomic_output
 from ..config import TrainConfig, config_diff, config_from_dict, load_yaml, save_config
 from ..errors import CheckpointError, ConfigError, WeightsError
 from .checkpoint_io import estimate_bytes, recover_checkpoints, storage_errors, write_checkpoint_dir
-from .distributed import DistEnv, _all_gather
+from .distributed import DistEnv, _all_gather, main_then_broadcast
 from .logger import peak_memory
 from .val_config import ValidationConfig
+from .streams import StreamPosition
 
 #: Config keys that may change when a run is resumed (everything else must match the checkpoint's config).
 MUTABLE_KEYS = ("max_steps", "log_every", "save_every", "keep_checkpoints", "tensorboard", "data.num_workers",
@@ -85,6 +86,25 @@ def nonfinite_tensors(model) -> list[str]:
             if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
+def pack_readers(readers: dict | None) -> dict | None:
+    """A :class:`~rddm.train.streams.StreamPosition`'s reader states for ``trainer_state.json``: each shuffle
+    buffer's ``[[k, o], ...]`` as one ``"k:o k:o ..."`` string (a buffer holds ``data.shuffle`` places)."""
+    if not readers:
+        return readers
+    workers = {w: dict(st, buf=" ".join(f"{k}:{o}" for k, o in st["buf"])) if "buf" in st else dict(st)
+               for w, st in readers["workers"].items()}
+    return {"last": readers["last"], "workers": workers}
+
+
+def unpack_readers(readers: dict | None) -> dict | None:
+    """The inverse of :func:`pack_readers`."""
+    if not readers:
+        return None
+    workers = {w: dict(st, buf=[[int(v) for v in loc.split(":")] for loc in st["buf"].split()])
+               if isinstance(st.get("buf"), str) else dict(st) for w, st in readers["workers"].items()}
+    return {"last": readers["last"], "workers": workers}
+
+
 def _step_dir_name(step: int) -> str:
     return f"step-{step:06d}"
 
@@ -128,9 +148,8 @@ class Run:
         out = Path(out)
         if out.exists() and not out.is_dir():
             raise CheckpointError("--out exists and is not a folder", path=out)
-        if env.is_main:  # a kill while a step was saved again: put the set-aside copy back
-            recover_checkpoints(out / "checkpoints")
-        env.barrier()
+        # a kill while a step was saved again: put the set-aside copy back (rank 0; its failure fails every rank)
+        main_then_broadcast(env, lambda: recover_checkpoints(out / "checkpoints"), "recovering the checkpoints")
         ckpts = cls.checkpoints(out)
         resume_from = None
         if resume is None:
@@ -176,30 +195,39 @@ class Run:
             models: name → model (saved with ``save_pretrained`` into ``name/``).
             states: name → object with ``state_dict()`` (optimizers, schedulers, scaler), into
                 ``training_state.pt``.
-            position: this rank's data-stream position.
+            position: this rank's data-stream position (``stream.position``; a
+                :class:`~rddm.train.streams.StreamPosition` also saves its reader states, so that resuming seeks).
             extra: more JSON-ready values for ``trainer_state.json``.
+
+        Raises:
+            CheckpointError: on every rank, when rank 0 refused to save (non-finite weights) or could not write
+                (the error names the folder and the fix); no rank is left waiting.
         """
         env = self.env
-        positions = _all_gather(env, list(position))
+        positions = _all_gather(env, [int(v) for v in position[:2]])
+        readers = _all_gather(env, getattr(position, "readers", None))
         rng = {"cpu": torch.get_rng_state()}
         if env.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(env.device)
         rngs = _all_gather(env, rng)
         final = self.ckpt_root / _step_dir_name(step)
-        bad = {name: nonfinite_tensors(m) for name, m in models.items()} if env.is_main else {}
-        bad = {k: v for k, v in bad.items() if v}
-        if bad:  # never written, so pruning below can never delete the last finite checkpoint
-            name, keys = next(iter(bad.items()))
-            raise CheckpointError(f"step {step}: {name} holds non-finite weights ({keys[:3]}); not saved",
-                                  path=final, fix="resume from the last checkpoint with a lower optim.lr")
-        if env.is_main:
+
+        def save() -> None:  # rank 0; its outcome is broadcast, so that a failure fails every rank
+            bad = {name: nonfinite_tensors(m) for name, m in models.items()}
+            bad = {k: v for k, v in bad.items() if v}
+            if bad:  # never written, so pruning below can never delete the last finite checkpoint
+                name, keys = next(iter(bad.items()))
+                raise CheckpointError(f"step {step}: {name} holds non-finite weights ({keys[:3]}); not saved",
+                                      path=final, fix="resume from the last checkpoint with a lower optim.lr")
+
             def write(tmp: Path) -> None:
                 for name, model in models.items():
                     model.save_pretrained(tmp / name)
                 torch.save({k: v.state_dict() for k, v in states.items()}, tmp / "training_state.pt")
                 torch.save({f"rank{r}": s for r, s in enumerate(rngs)}, tmp / "rng_states.pt")
                 save_config(self.cfg, tmp / "config.yaml")
-                state = {"step": step, "positions": positions, "world_size": env.world_size,
+                state = {"step": step, "positions": positions, "readers": [pack_readers(r) for r in readers],
+                         "world_size": env.world_size,
                          "num_workers": self.cfg.data.num_workers, "seed": self.cfg.seed, "version": __version__,
                          "models": sorted(models), "time": round(time.time() - self.t0, 2), **(extra or {})}
                 (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1, sort_keys=True))
@@ -212,45 +240,73 @@ class Run:
             if keep > 0:
                 for old in self.checkpoints(self.out)[:-keep]:
                     shutil.rmtree(old, ignore_errors=True)
-        env.barrier()
+
+        main_then_broadcast(env, save, f"saving checkpoint {final.name}")
         return final
 
     def load_checkpoint(self, models: dict[str, nn.Module], states: dict[str, object]) -> tuple[int, tuple | None]:
         """Restore models, optimizer/scheduler/scaler states and RNG states from :attr:`resume_from`.
 
+        States whose object has ``checkpoint_optional = True`` (the non-finite guard's counts) are restored when the
+        checkpoint holds them (an older checkpoint may not).
+
         Returns:
-            ``(step, position)``: the step to continue from and this rank's data position (``None`` when the
-            world size or worker count changed: the data stream then restarts at the next epoch, with a warning).
+            ``(step, position)``: the step to continue from and this rank's data position (a
+            :class:`~rddm.train.streams.StreamPosition`: with the shard readers' states, the stream seeks there).
+            When ``data.num_workers`` changed (shard training), the stream restarts at the next epoch, with a
+            warning: the readers' shares of the shards differ.
+
+        Raises:
+            ConfigError: the world size differs from the checkpoint's (each rank's share of the data, and with
+                ``global_batch_size`` its batch, depend on it: the run cannot continue exactly).
+            CheckpointError: unreadable or unfitting files.
         """
         ckpt = self.resume_from
+        env = self.env
         try:
             state = json.loads((ckpt / "trainer_state.json").read_text())
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"cannot restore the checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})",
+                                  path=ckpt, fix="resume from an older checkpoint (--resume checkpoints/step-NNNNNN)"
+                                  ) from None
+        saved_world = state.get("world_size")
+        if saved_world != env.world_size:
+            raise ConfigError(f"the checkpoint was written by {saved_world} process(es) and this run has "
+                              f"{env.world_size}: each rank's share of the data stream (and its batch) depends on the "
+                              "number of processes, so the run cannot continue exactly",
+                              path=ckpt / "trainer_state.json",
+                              fix=f"resume with {saved_world} process(es) (torchrun --nproc_per_node {saved_world} "
+                                  "on one node), or start a new run in a new --out")
+        try:
             for name, model in models.items():
                 load_model_weights(model, ckpt / name)
             blobs = torch.load(ckpt / "training_state.pt", map_location="cpu", weights_only=True)
             for name, obj in states.items():
+                if name not in blobs and getattr(obj, "checkpoint_optional", False):
+                    continue
                 obj.load_state_dict(blobs[name])
             rngs = torch.load(ckpt / "rng_states.pt", map_location="cpu", weights_only=True)
         except (OSError, KeyError, RuntimeError, ValueError, json.JSONDecodeError) as e:
             raise CheckpointError(f"cannot restore the checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})",
                                   path=ckpt, fix="resume from an older checkpoint (--resume checkpoints/step-NNNNNN)"
                                   ) from None
-        env = self.env
-        same = state.get("world_size") == env.world_size and state.get("num_workers") == self.cfg.data.num_workers
-        mine = rngs.get(f"rank{env.rank}") if same else None
+        # on-the-fly batches do not depend on the loader's workers; the shard readers' shares do
+        same = self.cfg.data.onthefly is not None or state.get("num_workers") == self.cfg.data.num_workers
+        mine = rngs.get(f"rank{env.rank}")
         if mine is not None:
             torch.set_rng_state(mine["cpu"])
             if env.device.type == "cuda" and "cuda" in mine:
                 torch.cuda.set_rng_state(mine["cuda"], env.device)
         position = None
         if same:
-            position = tuple(state["positions"][env.rank])
+            readers = (state.get("readers") or [None] * env.world_size)[env.rank]
+            position = StreamPosition(*state["positions"][env.rank], readers=unpack_readers(readers))
         else:
             epoch = max(p[0] for p in state["positions"]) + 1
             position = (epoch, 0)
             if env.is_main:
-                warnings.warn(f"resuming with {env.world_size} process(es) x {self.cfg.data.num_workers} worker(s) "
-                              f"instead of {state.get('world_size')} x {state.get('num_workers')}: the data stream "
+                warnings.warn(f"resuming with {self.cfg.data.num_workers} data worker(s) per process instead of "
+                              f"{state.get('num_workers')}: the data stream "
                               f"restarts at epoch {epoch}; training continues, but not as an exact continuation",
                               RuntimeWarning, stacklevel=2)
         return int(state["step"]), position
@@ -267,7 +323,8 @@ class Run:
         digests = _all_gather(env, {name: model_digest(m) for name, m in models.items()})
         memory = _all_gather(env, peak_memory(env))
         out = dict(summary)
-        if env.is_main:
+
+        def save() -> None:  # rank 0; a failure fails every rank
             with storage_errors(self.out, "the final models", lambda: estimate_bytes(
                     [m.state_dict() for m in models.values()])):
                 for name, model in models.items():
@@ -277,5 +334,6 @@ class Run:
                        ranks_identical=all(d == digests[0] for d in digests), version=__version__)
             with atomic_output(self.out / "train_summary.json") as tmp:
                 Path(tmp).write_text(json.dumps(out, indent=1, sort_keys=True))
-        env.barrier()
+
+        main_then_broadcast(env, save, "saving the final models")
         return out

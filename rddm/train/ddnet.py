@@ -71,7 +71,8 @@ def train_ddnet(cfg: DDNetTrainConfig, out: str | os.PathLike, *, resume: str | 
         opt = core.build_optimizer(model.parameters(), cfg.optim)
         sched = core.build_scheduler(opt, cfg.optim, cfg.max_steps)
         scaler = core.make_scaler(env, cfg.mixed_precision)
-        states = {"optimizer": opt, "scheduler": sched, "scaler": scaler}
+        guard = NonFiniteGuard(env, cfg.max_nonfinite, "rddm train-ddnet")
+        states = {"optimizer": opt, "scheduler": sched, "scaler": scaler, "guard": guard}
         ema = build_ema(cfg.ema, model.named_parameters())
         if ema is not None:
             states["ema"] = ema
@@ -82,7 +83,6 @@ def train_ddnet(cfg: DDNetTrainConfig, out: str | os.PathLike, *, resume: str | 
         stream = core.make_stream(data, cfg.batch_size, cfg.seed, position, env)
         log = core.TrainLogger(run, step, progress, desc="train-ddnet")
         last, last_val = {}, {}
-        guard = NonFiniteGuard(env, cfg.max_nonfinite, "rddm train-ddnet")
         try:
             while step < cfg.max_steps:
                 total = 0.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -95,6 +95,48 @@ def _broadcast(env: DistEnv, obj):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def main_then_broadcast(env: DistEnv, fn: Callable[[], object], what: str) -> None:
+    """Run ``fn`` on rank 0 only, then make its outcome every rank's (a collective; ends like a barrier).
+
+    A :class:`~rawsynth.errors.RawsynthError` (e.g. a refused or failed checkpoint save) is raised again on every
+    rank with the same type, message, path and fix; any other exception on rank 0 is raised there and as a
+    :class:`~rddm.errors.CheckpointError` naming it on the others. So no rank is left waiting at a barrier for a
+    rank 0 that has failed.
+
+    Args:
+        env: this process.
+        fn: what rank 0 does (its return value is ignored).
+        what: what ``fn`` does, for the other ranks' message (``"saving checkpoint step-000010"``).
+    """
+    from rawsynth.errors import RawsynthError
+
+    from ..errors import CheckpointError
+
+    error: BaseException | None = None
+    outcome = None
+    if env.is_main:
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - every rank gets the outcome, rank 0 raises it below
+            error = e
+            if isinstance(e, RawsynthError):
+                outcome = (type(e), e.message, None if e.path is None else str(e.path), e.fix)
+            else:
+                outcome = (CheckpointError, f"rank 0 failed while {what} ({type(e).__name__}: {e})", None,
+                           "see rank 0's error above")
+    if env.distributed:
+        outcome = _broadcast(env, outcome)
+    if error is not None:
+        raise error
+    if outcome is not None:
+        cls, message, path, fix = outcome
+        try:
+            error = cls(message, path=path, fix=fix)
+        except TypeError:  # an error type with another constructor: the same words as a CheckpointError
+            error = CheckpointError(message, path=path, fix=fix)
+        raise error
 
 
 def wrap_ddp(model: nn.Module, env: DistEnv) -> nn.Module:

@@ -40,14 +40,28 @@ class NonFiniteGuard:
     """Counts skipped steps; raises after ``max_consecutive`` in a row.
 
     Attributes:
-        skipped: steps skipped so far in this process's run (logged as ``nonfinite_skipped``).
-        consecutive: the current run of skipped steps.
+        skipped: steps skipped so far in the run (logged as ``nonfinite_skipped``; restored on resume).
+        consecutive: the current run of skipped steps (restored on resume: a run of skips that a checkpoint
+            and a resume interrupt still stops the run at ``max_consecutive``).
     """
 
     def __init__(self, env: DistEnv, max_consecutive: int, where: str = "training"):
         self.env, self.max_consecutive, self.where = env, int(max_consecutive), where
         self.skipped = self.consecutive = 0
         self.first_bad: int | None = None
+
+    #: :meth:`rddm.train.checkpoint.Run.load_checkpoint` skips it when a checkpoint (an older one) lacks it
+    checkpoint_optional = True
+
+    def state_dict(self) -> dict:
+        """The counts a checkpoint saves (in ``training_state.pt``, as ``"guard"``), so that a resumed run goes on
+        counting: ``skipped``, ``consecutive`` and ``first_bad`` (the first step of the current run of skips)."""
+        return {"skipped": self.skipped, "consecutive": self.consecutive, "first_bad": self.first_bad}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s counts."""
+        self.skipped, self.consecutive = int(state["skipped"]), int(state["consecutive"])
+        self.first_bad = None if state.get("first_bad") is None else int(state["first_bad"])
 
     def agree(self, ok: bool) -> bool:
         """``ok`` of every rank (a step is good only where all ranks saw finite values)."""

@@ -291,8 +291,10 @@ class Trainer:
             self.reg_scaler = core.make_scaler(env, cfg.mixed_precision)
 
     def states(self) -> dict[str, object]:
-        """Optimizers, schedulers and scalers by name (what :meth:`rddm.train.core.Run.save_checkpoint` saves)."""
-        out: dict[str, object] = {"optimizer": self.opt, "scheduler": self.sched, "scaler": self.scaler}
+        """Optimizers, schedulers, scalers and the non-finite guard by name (what
+        :meth:`rddm.train.core.Run.save_checkpoint` saves)."""
+        out: dict[str, object] = {"optimizer": self.opt, "scheduler": self.sched, "scaler": self.scaler,
+                                  "guard": self.guard}
         if self.vsd is not None:
             out.update(reg_optimizer=self.reg_opt, reg_scheduler=self.reg_sched, reg_scaler=self.reg_scaler)
         return out

@@ -151,8 +151,9 @@ def train_rvae(cfg: RVAETrainConfig, out: str | os.PathLike, *, resume: str | No
         d_opt = core.build_optimizer(disc.parameters(), cfg.disc_optim)
         d_sched = core.build_scheduler(d_opt, cfg.disc_optim, max(cfg.max_steps - cfg.loss.disc_start, 1))
         scaler = core.make_scaler(env, cfg.mixed_precision)
+        guard = NonFiniteGuard(env, cfg.max_nonfinite, "rddm train-rvae")
         states = {"optimizer": opt, "scheduler": sched, "disc_optimizer": d_opt, "disc_scheduler": d_sched,
-                  "scaler": scaler}
+                  "scaler": scaler, "guard": guard}
         models = {"rvae": rvae, "discriminator": disc}
         ema = build_ema(cfg.ema, rvae.named_parameters())
         if ema is not None:
@@ -167,7 +168,6 @@ def train_rvae(cfg: RVAETrainConfig, out: str | os.PathLike, *, resume: str | No
         log = core.TrainLogger(run, step, progress, desc="train-rvae")
         d_loss_fn = hinge_d_loss if cfg.loss.disc_loss == "hinge" else vanilla_d_loss
         accum, last, last_val = cfg.grad_accum_steps, {}, {}
-        guard = NonFiniteGuard(env, cfg.max_nonfinite, "rddm train-rvae")
         try:
             while step < cfg.max_steps:
                 gan = cfg.loss.gan > 0 and step >= cfg.loss.disc_start

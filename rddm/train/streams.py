@@ -58,6 +58,26 @@ def resolve_shards(specs: Sequence[str] | str, where: str = "data.shards") -> li
     return out
 
 
+class StreamPosition(tuple):
+    """A stream's place: ``(epoch, batches read in the epoch)`` (it compares and unpacks as that pair), plus, for
+    the shard reader, :attr:`readers`: each reader's state after its last batch, so that a resumed stream seeks
+    there instead of replaying the epoch (``None``: replay, or nothing read yet).
+
+    Attributes:
+        readers: ``{"last": reader index of the last batch, "workers": {"W": state}}`` (JSON-ready), or ``None``.
+    """
+
+    readers: dict | None
+
+    def __new__(cls, epoch: int, index: int, readers: dict | None = None):
+        self = super().__new__(cls, (int(epoch), int(index)))
+        self.readers = readers
+        return self
+
+    def __reduce__(self):
+        return (StreamPosition, (self[0], self[1], self.readers))
+
+
 class EpochStream:
     """An endless stream of batches, epoch after epoch, with a resumable ``(epoch, batches read)`` position.
 
@@ -67,13 +87,13 @@ class EpochStream:
     """
 
     def __init__(self, position: tuple[int, int] | None = None):
-        self.epoch, self.index = position if position is not None else (0, 0)
+        self.epoch, self.index = (int(v) for v in position[:2]) if position is not None else (0, 0)
         self._it: Iterator | None = None
 
     @property
-    def position(self) -> tuple[int, int]:
-        """``(epoch, batches read in the epoch)``."""
-        return (self.epoch, self.index)
+    def position(self) -> StreamPosition:
+        """``(epoch, batches read in the epoch)`` (a :class:`StreamPosition`)."""
+        return StreamPosition(self.epoch, self.index)
 
     def _start_epoch(self) -> None:
         raise NotImplementedError
@@ -106,12 +126,20 @@ class EpochStream:
 class BatchStream(EpochStream):
     """Endless batches over :func:`rawsynth.data.make_loader`, with a resumable position.
 
+    The position holds each reader's state after its last batch (:class:`StreamPosition`; a reader is one
+    DataLoader worker of one rank). Resuming seeks: each reader starts at its saved shard and skips, unread, the
+    samples before its place in that shard (a shuffle buffer's waiting samples are read again from their shards),
+    and the loader's round-robin resumes with the reader whose batch was due next: the batches are bitwise those
+    of the uninterrupted run. A position without reader states (a checkpoint of an older version) is replayed
+    batch by batch.
+
     Args:
         shards: shard paths (:func:`resolve_shards`).
         data: the :class:`~rddm.config.DataConfig` (crop, flips, shuffle, workers, handler, expected mode).
         batch_size: samples per batch (incomplete batches at the end of a worker's shards are dropped).
         seed: the run seed.
-        position: ``(epoch, batches already read in that epoch)`` to continue from.
+        position: ``(epoch, batches already read in that epoch)`` to continue from, a :class:`StreamPosition`
+            to seek.
     """
 
     def __init__(self, shards: list[str], data: DataConfig, batch_size: int, seed: int,
@@ -120,15 +148,34 @@ class BatchStream(EpochStream):
         self.batch_size = batch_size
         self.loader = make_loader(shards, batch_size, data.num_workers, drop_last=True, crop=data.crop,
                                   flips=data.flips, seed=seed, shuffle=data.shuffle, handler=data.handler,
-                                  verify=data.verify)
+                                  verify=data.verify, positions=True)
         super().__init__(position)
+        readers = getattr(position, "readers", None)
+        self._seek = readers if readers and self.index > 0 else None
+        self._readers: dict[str, dict] = {}
+        self._last: int | None = None
+
+    @property
+    def position(self) -> StreamPosition:
+        """``(epoch, batches read)`` with the reader states (:class:`StreamPosition`)."""
+        readers = {"last": self._last, "workers": dict(self._readers)} if self._last is not None else None
+        return StreamPosition(self.epoch, self.index, readers)
 
     def _start_epoch(self) -> None:
+        self._readers, self._last = {}, None
+        seek, self._seek = self._seek, None
+        if seek is not None:  # seek: every reader starts at its saved state
+            workers = max(self.data.num_workers, 1)
+            self._readers, self._last = dict(seek["workers"]), int(seek["last"])
+            self.loader.dataset.set_epoch(self.epoch, seek={"rotation": (self._last + 1) % workers,
+                                                            "workers": self._readers})
+            self._it = iter(self.loader)
+            return
         self.loader.dataset.set_epoch(self.epoch)
         self._it = iter(self.loader)
-        for i in range(self.index):  # replay to the saved position: same batches as the interrupted run
+        for i in range(self.index):  # no reader states (an older checkpoint): replay to the saved position
             try:
-                next(self._it)
+                self._record(next(self._it))
             except StopIteration:
                 raise CheckpointError(f"the data stream ended after {i} of the {self.index} batches read in epoch "
                                       f"{self.epoch} before the checkpoint: the shards changed",
@@ -143,8 +190,17 @@ class BatchStream(EpochStream):
                                 fix="generate more samples (or larger ones), or lower batch_size / "
                                     "data.num_workers / the number of processes") from None
 
+    def _record(self, batch: dict) -> dict:
+        """Take the reader state off ``batch`` (``rawsynth.data.collate``'s ``__stream__``) and keep it."""
+        state = batch.pop("__stream__", None)
+        if state is not None:
+            state = dict(state)
+            self._last = int(state.pop("worker"))
+            self._readers[str(self._last)] = state
+        return batch
+
     def _batch(self, batch: dict) -> dict:
-        self._check_mode(batch)
+        self._check_mode(self._record(batch))
         return batch
 
     def _check_mode(self, batch: dict) -> None:

@@ -165,7 +165,7 @@ def test_resume_is_exact(paths, tmp_path):
         assert len(wa) == (8 if m == "rddm" else 1) and _nested_equal(wa, wb), m
     ckpt = Path("checkpoints") / "step-000004" / "training_state.pt"
     sa, sb = (torch.load(x / ckpt, weights_only=True) for x in (a, b))
-    assert {"optimizer", "scheduler", "scaler", "reg_optimizer", "reg_scheduler", "reg_scaler"} == set(sa)
+    assert {"optimizer", "scheduler", "scaler", "reg_optimizer", "reg_scheduler", "reg_scaler", "guard"} == set(sa)
     assert sa["optimizer"]["state"] and _nested_equal(sa, sb)
     ra, rb = _metrics(a), _metrics(b)
     assert [dict(r, steps_per_s=0) for r in ra] == [dict(r, steps_per_s=0) for r in rb]
@@ -354,7 +354,7 @@ def test_ablation_switches_select_the_terms(paths, tmp_path):
     assert sorted(p.name for p in (out / "rddm" / "unet_lora").iterdir()) == ["ALL"]
     assert sorted(p.name for p in (out / "rddm" / "rvae_lora").iterdir()) == ["ALL"]
     state = torch.load(out / "checkpoints" / "step-000001" / "training_state.pt", weights_only=True)
-    assert set(state) == {"optimizer", "scheduler", "scaler"}
+    assert set(state) == {"optimizer", "scheduler", "scaler", "guard"}
 
 
 def test_config_defaults_are_the_papers():
