@@ -49,8 +49,8 @@ from rawsynth.errors import ShapeError
 from rawsynth.mns import Pattern
 
 from ..errors import ConfigError
-from .groupnorm import (NORM_STATS, downscale_latent, downscale_mosaic, groupnorm_layers, record_groupnorm_stats,
-                        with_groupnorm_stats)
+from .groupnorm import (NORM_STATS, downscale_latent, downscale_mosaic, groupnorm_layers, owned_boxes,
+                        pooled_tile_fn, record_groupnorm_stats, with_groupnorm_stats)
 from .tiling import Tiling, tiled_apply
 
 __all__ = ["Restorer", "latent_multiple", "reflect_pad", "DEFAULT_TILE", "DEFAULT_OVERLAP", "DEFAULT_NORM_STATS",
@@ -157,7 +157,7 @@ class Restorer:
             raise ConfigError(f"--norm-stats-size {stats_size} is smaller than the model's latent grid of "
                               f"{self.pixel_multiple} pixels", fix=f"use at least {DEFAULT_STATS_SIZE}")
         self.stats_size = int(stats_size)
-        self._shared = norm_stats == "global" and isinstance(model, torch.nn.Module) and bool(groupnorm_layers(model))
+        self._shared = norm_stats in ("global", "pooled") and isinstance(model, torch.nn.Module) and bool(groupnorm_layers(model))
 
     def _cast(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.dtype is None else x.to(self.dtype)
@@ -168,6 +168,10 @@ class Restorer:
         if (not self._shared or t is None
                 or (x.shape[-2] <= t.tile * in_scale and x.shape[-1] <= t.tile * in_scale)):  # a single tile
             return tiled_apply(fn, x, t, in_scale=in_scale, out_scale=out_scale, tile_batch=tb)
+        if self.norm_stats == "pooled":  # all tiles in one call, statistics pooled layer by layer
+            boxes = owned_boxes((x.shape[-2] // in_scale, x.shape[-1] // in_scale), t)
+            return tiled_apply(pooled_tile_fn(fn, self.model, boxes, x.shape[0]), x, t, in_scale=in_scale,
+                               out_scale=out_scale, tile_batch=len(boxes))
         with record_groupnorm_stats(self.model) as stats:
             fn(small(x))
         return tiled_apply(with_groupnorm_stats(fn, self.model, stats), x, t, in_scale=in_scale,
