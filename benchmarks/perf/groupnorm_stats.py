@@ -61,8 +61,8 @@ def _errors(out, ref) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", choices=["sd21", "tiny"], default="sd21", help="sd21 (default) or the test suite's tiny "
                     "models (a quick check of the script)")
     ap.add_argument("--size", default="768x512", help="WIDTHxHEIGHT of the mosaic crop (default 768x512)")
@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from rddm.restore.groupnorm import record_groupnorm_stats, with_groupnorm_stats
+    from rddm.restore.groupnorm import (downscale_latent, downscale_mosaic, record_groupnorm_stats,
+                                        with_groupnorm_stats)
     from rddm.restore.memory import build_model
     from rddm.restore.restorer import Restorer
     from rddm.restore.tiling import tiled_apply
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         z_ref = None
         for stage in args.stages.split(","):
             if stage == "encoder":
-                x, in_scale, out_scale = raw, None, 1
+                x = raw
 
                 def fn(v):
                     return model.encode(v, ["RGGB"] * v.shape[0])
@@ -127,10 +128,12 @@ def main(argv: list[str] | None = None) -> int:
                 r = Restorer(model, tile=args.tile, overlap=args.overlap, norm_stats="tile" if mode == "oracle"
                              else mode, stats_size=side)
                 f = r.factor if stage == "encoder" else 1
-                sm = (lambda v: __import__("rddm.restore.groupnorm", fromlist=["x"]).downscale_mosaic(
-                    v, "RGGB", side, r.pixel_multiple)) if stage == "encoder" else (
-                    lambda v: __import__("rddm.restore.groupnorm", fromlist=["x"]).downscale_latent(
-                        v, side // r.factor, r.align))
+                if stage == "encoder":
+                    def sm(v, side=side, r=r):
+                        return downscale_mosaic(v, "RGGB", side, r.pixel_multiple)
+                else:
+                    def sm(v, side=side, r=r):
+                        return downscale_latent(v, side // r.factor, r.align)
                 t1 = time.perf_counter()
                 if mode == "oracle":
                     out = tiled_apply(with_groupnorm_stats(fn, model, untiled_stats), x, r.tiling, in_scale=f)
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                        else None, **_errors(out, ref)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    print(f"\n| stage | mode | PSNR vs untiled (dB) | max abs | mean abs | s (untiled s) |\n|---|---|---|---|---|---|")
+    print("\n| stage | mode | PSNR vs untiled (dB) | max abs | mean abs | s (untiled s) |\n|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['stage']} | {r['mode']}{' (' + str(r['stats_size']) + ' px)' if r['stats_size'] else ''} | "
               f"{r['psnr_db']:.2f} | {r['max_abs']:.4g} | {r['mean_abs']:.4g} | {r['seconds']} "

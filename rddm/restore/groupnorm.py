@@ -13,6 +13,9 @@ is used here: compute the statistics once on the whole image and let every tile 
   weight and bias. The recorded batch is repeated over the tiles of a tile batch (``tiled_apply`` stacks the
   ``B`` samples tile-major, so ``n`` tiles of ``B`` samples use the ``B`` recorded rows ``n`` times).
 
+* :func:`pooled_tile_fn`: for all tiles run as one batch, every ``GroupNorm`` normalises with the moments
+  pooled over the tiles' owned boxes (:func:`owned_boxes`): the exact statistics of the full-resolution image.
+
 Both contexts replace the layers' ``forward`` for their duration and restore it on exit, exceptions included.
 Layers are found by type anywhere in the module tree, so GroupNorms inside peft wrappers (``ModulesToSaveWrapper``
 copies, a tuner layer's ``base_layer``) are covered; RDDM's CMB LoRA targets no GroupNorm (tested).

@@ -36,6 +36,14 @@ ones remove the tile-to-tile shifts (and make the result less dependent on the t
 downscale factor the shared statistics come from a blurrier, less noisy image. The statistics pass costs one
 untiled pass of each stage at ``stats_size`` (memory of one ``stats_size``² tile, :data:`DEFAULT_STATS_SIZE` =
 1024 by default), and is skipped when the image is a single tile.
+
+``"pooled"``: the exact statistics of the full-resolution stage input, without a downscaled copy: all tiles of
+the stage run as one batch and every GroupNorm normalises them with the moments pooled over each tile's owned
+box (:func:`~rddm.restore.groupnorm.pooled_tile_fn`; the boxes partition the image, tile borders excluded), so
+layer by layer the statistics are the untiled pass's. On the model without attention it equals the untiled
+result to float rounding (1.4e-5) where a 2× binned copy is 0.11 off on average (tested). Its cost is memory:
+all tiles are in flight at once (about the untiled pass's activations, tile-local self-attention), so it does
+not keep tiling's memory bound; the measurement on an SD-2.1-size model is in ``docs/rddm.md``.
 """
 
 from __future__ import annotations
@@ -113,8 +121,9 @@ class Restorer:
         dtype: dtype the networks run in (their weights must already be in it); inputs are cast to it and the
             blending is done in float32.
         norm_stats: GroupNorm statistics of tiled passes, ``"global"`` (shared by every tile, from one untiled
-            pass on a downscaled copy of the stage's input) or ``"tile"`` (each tile its own; see the module
-            docstring for the trade-off). Without tiling or GroupNorm layers both are the same.
+            pass on a downscaled copy of the stage's input), ``"tile"`` (each tile its own) or ``"pooled"``
+            (exact full-resolution statistics pooled over all tiles run as one batch); see the module
+            docstring for the trade-offs. Without tiling or GroupNorm layers both are the same.
         stats_size: longest side in pixels of that downscaled copy (rounded down to the latent grid); default
             ``max(tile, DEFAULT_STATS_SIZE)``. Larger is more faithful and needs more memory (one untiled pass).
 
@@ -157,7 +166,8 @@ class Restorer:
             raise ConfigError(f"--norm-stats-size {stats_size} is smaller than the model's latent grid of "
                               f"{self.pixel_multiple} pixels", fix=f"use at least {DEFAULT_STATS_SIZE}")
         self.stats_size = int(stats_size)
-        self._shared = norm_stats in ("global", "pooled") and isinstance(model, torch.nn.Module) and bool(groupnorm_layers(model))
+        self._shared = (norm_stats in ("global", "pooled") and isinstance(model, torch.nn.Module)
+                        and bool(groupnorm_layers(model)))
 
     def _cast(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.dtype is None else x.to(self.dtype)
