@@ -230,9 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=512, help="tile side in pixels (default 512; 0: whole image)")
     p.add_argument("--overlap", type=int, help="overlap of neighbouring tiles in pixels (default: a quarter of --tile)")
     p.add_argument("--tile-batch", type=int, default=1, help="tiles per network call (default 1)")
-    p.add_argument("--norm-stats", choices=["global", "tile"], default="global",
-                   help="GroupNorm statistics of the tiles: global (default; one pass on a downscaled copy of the "
-                        "whole image, no tile-to-tile colour shifts) or tile (each tile its own, as in training)")
+    p.add_argument("--norm-stats", choices=["tile", "global", "pooled"], default="tile",
+                   help="GroupNorm statistics of the tiles: tile (default; each tile its own, as in training), "
+                        "pooled (exact full-resolution statistics pooled over all tiles run as one batch: closest "
+                        "to the untiled result, about the untiled pass's memory) or global (one pass on a binned "
+                        "copy of the whole image; measured worst on a noisy mosaic, see docs/rddm.md)")
     p.add_argument("--norm-stats-size", type=int, metavar="PX", help="longest side in pixels of the downscaled copy "
                    "for --norm-stats global (default: 1024 or --tile if larger; more is closer and needs more memory)")
     p.add_argument("--bits", type=int, choices=[8, 16], default=8, help="bits per channel of the sRGB PNG (default 8)")

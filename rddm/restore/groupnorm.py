@@ -13,6 +13,9 @@ is used here: compute the statistics once on the whole image and let every tile 
   weight and bias. The recorded batch is repeated over the tiles of a tile batch (``tiled_apply`` stacks the
   ``B`` samples tile-major, so ``n`` tiles of ``B`` samples use the ``B`` recorded rows ``n`` times).
 
+* :func:`pooled_tile_fn`: for all tiles run as one batch, every ``GroupNorm`` normalises with the moments
+  pooled over the tiles' owned boxes (:func:`owned_boxes`): the exact statistics of the full-resolution image.
+
 Both contexts replace the layers' ``forward`` for their duration and restore it on exit, exceptions included.
 Layers are found by type anywhere in the module tree, so GroupNorms inside peft wrappers (``ModulesToSaveWrapper``
 copies, a tuner layer's ``base_layer``) are covered; RDDM's CMB LoRA targets no GroupNorm (tested).
@@ -41,11 +44,12 @@ from ..errors import RddmError
 
 __all__ = ["NORM_STATS", "GroupNormStats", "GroupNormStatsError", "group_norm_moments", "group_norm_with_stats",
            "groupnorm_layers", "record_groupnorm_stats", "use_groupnorm_stats", "with_groupnorm_stats",
-           "stats_size", "downscale_mosaic", "downscale_latent"]
+           "stats_size", "downscale_mosaic", "downscale_latent", "owned_spans", "owned_boxes", "pooled_tile_fn"]
 
-#: Values of ``norm_stats`` (``--norm-stats``): ``tile`` (each tile its own statistics, plain GroupNorm) or
-#: ``global`` (statistics of the whole, downscaled, stage input shared by every tile).
-NORM_STATS = ("tile", "global")
+#: Values of ``norm_stats`` (``--norm-stats``): ``tile`` (each tile its own statistics, plain GroupNorm),
+#: ``global`` (statistics of the whole, downscaled, stage input shared by every tile) or ``pooled`` (statistics
+#: of the whole full-resolution input, pooled over all tiles run as one batch: :func:`pooled_tile_fn`).
+NORM_STATS = ("tile", "global", "pooled")
 
 
 class GroupNormStatsError(RddmError):
@@ -296,3 +300,114 @@ def downscale_latent(z: torch.Tensor, max_side: int, multiple: int) -> torch.Ten
     if (th, tw) == (h, w):
         return z
     return F.interpolate(z.float(), size=(th, tw), mode="area").to(z.dtype)
+
+
+# ------------------------------------------------------------------ exact statistics pooled over the tiles
+
+
+def owned_spans(size: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:
+    """The part of ``[0, size)`` each tile of :func:`~rddm.restore.tiling.tile_starts` *owns*: consecutive
+    spans that partition the axis, the boundary between two neighbours at the middle of their overlap (rounded
+    down to a multiple of ``align``), so an owned position is about ``overlap/2`` from the tile's interior edges.
+
+    Example:
+        >>> owned_spans(10, 4, 1)
+        [(0, 3), (3, 6), (6, 10)]
+    """
+    from .tiling import tile_starts
+
+    starts = tile_starts(size, tile, overlap, align)
+    t = min(tile, size)
+    bounds = [0]
+    for s, s_next in zip(starts, starts[1:]):
+        b = (s_next + s + t) // 2 // align * align
+        bounds.append(min(max(b, s_next), s + t))
+    bounds.append(size)
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def owned_boxes(grid: tuple[int, int], tiling) -> list[tuple[float, float, float, float]]:
+    """For each tile of ``tiled_apply`` on a grid of ``grid`` units (in its order: row-major over the tile
+    starts), the box it owns as fractions of the tile, ``(top, bottom, left, right)`` in ``[0, 1]``; the boxes
+    partition the grid (:func:`owned_spans` on each axis)."""
+    from .tiling import tile_starts
+
+    gh, gw = grid
+    th, tw = min(tiling.tile, gh), min(tiling.tile, gw)
+    out = []
+    ys, xs = (tile_starts(n, tiling.tile, tiling.overlap, tiling.align) for n in (gh, gw))
+    spans_y, spans_x = (owned_spans(n, tiling.tile, tiling.overlap, tiling.align) for n in (gh, gw))
+    for y, (y0, y1) in zip(ys, spans_y):
+        for x, (x0, x1) in zip(xs, spans_x):
+            out.append(((y0 - y) / th, (y1 - y) / th, (x0 - x) / tw, (x1 - x) / tw))
+    return out
+
+
+def _owned_moments(x: torch.Tensor, boxes, batch: int, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and biased variance per (sample, group) over the owned boxes of the ``n`` tiles stacked tile-major
+    in ``x`` (``(n·batch, C, h, w)``): each tile's ``(count, mean, M2)`` merged with Chan et al.'s parallel
+    formula in float64. Returns ``(batch, groups)`` float32 each."""
+    h, w = x.shape[-2:]
+    n = mean = m2 = None
+    for j, (t, bo, le, r) in enumerate(boxes):
+        part = x[j * batch:(j + 1) * batch, :, round(t * h):round(bo * h), round(le * w):round(r * w)]
+        nb = float(part[0, 0].numel() * (x.shape[1] // num_groups))
+        if nb == 0:
+            continue
+        var_b, mean_b = torch.var_mean(part.detach().float().reshape(batch, num_groups, -1), dim=-1, correction=0)
+        mean_b, m2_b = mean_b.double(), var_b.double() * nb
+        if n is None:
+            n, mean, m2 = nb, mean_b, m2_b
+            continue
+        tot, d = n + nb, mean_b - mean
+        mean, m2, n = mean + d * nb / tot, m2 + m2_b + d * d * n * nb / tot, tot
+    if n is None:
+        raise GroupNormStatsError("no tile owns any position of this GroupNorm's input")
+    return mean.float(), (m2 / n).clamp_min(0).float()
+
+
+def pooled_tile_fn(fn: Callable[..., torch.Tensor], module: nn.Module,
+                   boxes: list[tuple[float, float, float, float]], batch: int) -> Callable[..., torch.Tensor]:
+    """``fn`` for one call on *all* tiles at once (``tiled_apply`` with ``tile_batch`` = the number of tiles),
+    with every GroupNorm of ``module`` normalising with the moments pooled over the owned boxes of all tiles.
+
+    The boxes partition the image, so nothing is counted twice and the tile borders (where a tile's
+    activations differ from the untiled ones) are left out. Layer by layer, the statistics every earlier layer
+    used are the whole image's, so when the network's receptive field fits in the owned margin (about half the
+    overlap) each layer's pooled moments, and the result, equal the untiled ones (tested): the exact global
+    statistics of the full-resolution input in one pass. The price is memory: all tiles are in flight together
+    (about the untiled pass's activations, without its full-image self-attention).
+
+    Args:
+        fn: the tile function, mapping ``(n·batch, C, h, w)`` tile-major.
+        module: the module whose GroupNorms to pool.
+        boxes: :func:`owned_boxes` of the tiling, one per tile in ``tiled_apply``'s order.
+        batch: samples per tile (``B`` of the image).
+    """
+
+    def wrapped(xt, *args, **kwargs):
+        if xt.shape[0] != len(boxes) * batch:
+            raise GroupNormStatsError(f"pooled statistics need all {len(boxes)} tiles in one call, got "
+                                      f"{xt.shape[0] // batch}")
+
+        last_hw: list[tuple[int, int]] = []
+
+        def make(name, m, orig):
+            def forward(x):
+                if x.ndim == 4:
+                    last_hw[:] = [tuple(x.shape[-2:])]
+                    xs = x
+                elif x.ndim == 3 and last_hw and last_hw[0][0] * last_hw[0][1] == x.shape[-1]:
+                    xs = x.reshape(*x.shape[:2], *last_hw[0])  # attention's GroupNorm on flattened (N, C, h·w)
+                else:
+                    raise GroupNormStatsError(f"GroupNorm {name!r} gets a {tuple(x.shape)} input whose spatial "
+                                              "layout is unknown", fix="use --norm-stats global or tile")
+                mean, var = _owned_moments(xs, boxes, batch, m.num_groups)
+                return group_norm_with_stats(x, mean, var, m.num_groups, m.weight, m.bias, m.eps)
+
+            return forward
+
+        with _patched(module, make):
+            return fn(xt, *args, **kwargs)
+
+    return wrapped

@@ -22,7 +22,7 @@ memory is that of one 512² tile (times ``tile_batch``) plus the weights, whatev
 **GroupNorm statistics** (``norm_stats``, :mod:`rddm.restore.groupnorm`). The VAE and the UNet are full of
 GroupNorm layers, which normalise with the mean and variance of what they see. ``"tile"``: each tile uses its
 own, as in training on 512² crops, but neighbouring tiles are then normalised differently (low-frequency colour
-and brightness shifts that the blending only smooths). ``"global"`` (default): before each stage's tiled pass,
+and brightness shifts that the blending only smooths); the default. ``"global"``: before each stage's tiled pass,
 one untiled pass of that stage on a downscaled copy of the stage's whole input (longer side at most
 ``stats_size`` pixels, ``stats_size / f`` latent pixels; the mosaic by Bayer-aware binning, latents by area
 averaging) records every layer's statistics, and every tile is normalised with them. When the whole input fits
@@ -36,6 +36,14 @@ ones remove the tile-to-tile shifts (and make the result less dependent on the t
 downscale factor the shared statistics come from a blurrier, less noisy image. The statistics pass costs one
 untiled pass of each stage at ``stats_size`` (memory of one ``stats_size``² tile, :data:`DEFAULT_STATS_SIZE` =
 1024 by default), and is skipped when the image is a single tile.
+
+``"pooled"``: the exact statistics of the full-resolution stage input, without a downscaled copy: all tiles of
+the stage run as one batch and every GroupNorm normalises them with the moments pooled over each tile's owned
+box (:func:`~rddm.restore.groupnorm.pooled_tile_fn`; the boxes partition the image, tile borders excluded), so
+layer by layer the statistics are the untiled pass's. On the model without attention it equals the untiled
+result to float rounding (1.4e-5) where a 2× binned copy is 0.11 off on average (tested). Its cost is memory:
+all tiles are in flight at once (about the untiled pass's activations, tile-local self-attention), so it does
+not keep tiling's memory bound; the measurement on an SD-2.1-size model is in ``docs/rddm.md``.
 """
 
 from __future__ import annotations
@@ -49,8 +57,8 @@ from rawsynth.errors import ShapeError
 from rawsynth.mns import Pattern
 
 from ..errors import ConfigError
-from .groupnorm import (NORM_STATS, downscale_latent, downscale_mosaic, groupnorm_layers, record_groupnorm_stats,
-                        with_groupnorm_stats)
+from .groupnorm import (NORM_STATS, downscale_latent, downscale_mosaic, groupnorm_layers, owned_boxes,
+                        pooled_tile_fn, record_groupnorm_stats, with_groupnorm_stats)
 from .tiling import Tiling, tiled_apply
 
 __all__ = ["Restorer", "latent_multiple", "reflect_pad", "DEFAULT_TILE", "DEFAULT_OVERLAP", "DEFAULT_NORM_STATS",
@@ -60,8 +68,10 @@ __all__ = ["Restorer", "latent_multiple", "reflect_pad", "DEFAULT_TILE", "DEFAUL
 DEFAULT_TILE = 512
 #: Overlap of neighbouring tiles in pixels for the default tile (a quarter of it; 16 latent pixels for SD).
 DEFAULT_OVERLAP = 128
-#: Default source of the GroupNorm statistics of tiled passes (see the module docstring).
-DEFAULT_NORM_STATS = "global"
+#: Default source of the GroupNorm statistics of tiled passes (see the module docstring): ``tile``, decided by
+#: measurement (docs/rddm.md: SD-2.1-size encoder on a noisy ISO-3200 mosaic, PSNR vs untiled 40.0 dB for
+#: ``tile``, 15.4 dB for ``global`` from a binned copy, 50.7 dB for ``pooled``, which needs all tiles in memory).
+DEFAULT_NORM_STATS = "tile"
 #: Default longest side in pixels of the downscaled copy the ``global`` statistics are taken from (at least the
 #: tile).
 DEFAULT_STATS_SIZE = 1024
@@ -113,8 +123,9 @@ class Restorer:
         dtype: dtype the networks run in (their weights must already be in it); inputs are cast to it and the
             blending is done in float32.
         norm_stats: GroupNorm statistics of tiled passes, ``"global"`` (shared by every tile, from one untiled
-            pass on a downscaled copy of the stage's input) or ``"tile"`` (each tile its own; see the module
-            docstring for the trade-off). Without tiling or GroupNorm layers both are the same.
+            pass on a downscaled copy of the stage's input), ``"tile"`` (each tile its own) or ``"pooled"``
+            (exact full-resolution statistics pooled over all tiles run as one batch); see the module
+            docstring for the trade-offs. Without tiling or GroupNorm layers both are the same.
         stats_size: longest side in pixels of that downscaled copy (rounded down to the latent grid); default
             ``max(tile, DEFAULT_STATS_SIZE)``. Larger is more faithful and needs more memory (one untiled pass).
 
@@ -157,7 +168,8 @@ class Restorer:
             raise ConfigError(f"--norm-stats-size {stats_size} is smaller than the model's latent grid of "
                               f"{self.pixel_multiple} pixels", fix=f"use at least {DEFAULT_STATS_SIZE}")
         self.stats_size = int(stats_size)
-        self._shared = norm_stats == "global" and isinstance(model, torch.nn.Module) and bool(groupnorm_layers(model))
+        self._shared = (norm_stats in ("global", "pooled") and isinstance(model, torch.nn.Module)
+                        and bool(groupnorm_layers(model)))
 
     def _cast(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.dtype is None else x.to(self.dtype)
@@ -168,6 +180,10 @@ class Restorer:
         if (not self._shared or t is None
                 or (x.shape[-2] <= t.tile * in_scale and x.shape[-1] <= t.tile * in_scale)):  # a single tile
             return tiled_apply(fn, x, t, in_scale=in_scale, out_scale=out_scale, tile_batch=tb)
+        if self.norm_stats == "pooled":  # all tiles in one call, statistics pooled layer by layer
+            boxes = owned_boxes((x.shape[-2] // in_scale, x.shape[-1] // in_scale), t)
+            return tiled_apply(pooled_tile_fn(fn, self.model, boxes, x.shape[0]), x, t, in_scale=in_scale,
+                               out_scale=out_scale, tile_batch=len(boxes))
         with record_groupnorm_stats(self.model) as stats:
             fn(small(x))
         return tiled_apply(with_groupnorm_stats(fn, self.model, stats), x, t, in_scale=in_scale,

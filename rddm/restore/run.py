@@ -103,8 +103,8 @@ class RestorePipeline:
             tile: see :class:`~rddm.restore.restorer.Restorer`.
             overlap: see :class:`~rddm.restore.restorer.Restorer`.
             tile_batch: see :class:`~rddm.restore.restorer.Restorer`.
-            norm_stats: GroupNorm statistics of the tiles, ``global`` or ``tile`` (``norm_stats`` of
-                :class:`~rddm.restore.restorer.Restorer`).
+            norm_stats: GroupNorm statistics of the tiles, ``tile`` (default), ``pooled`` or ``global``
+                (``norm_stats`` of :class:`~rddm.restore.restorer.Restorer`).
             norm_stats_size: longest side of the statistics pass in pixels (``stats_size`` there).
 
         Raises:

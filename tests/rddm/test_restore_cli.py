@@ -232,8 +232,8 @@ def test_cli_restores_a_dng_with_the_saved_rddm(rddm_folder, inputs, tmp_path, c
     out = tmp_path / "out"
     r = run_cli("restore", str(inputs / "a.dng"), str(inputs / "e_cut.dng"), str(inputs / "c.png"), "--model",
                 str(rddm_folder), "--out", str(out), "--device", "cpu", "--tile", "32", "--overlap", "8",
-                "--tile-batch", "2", "--norm-stats-size", "32", "--save-linear", "--no-progress", cwd=tmp_path,
-                timeout=300)  # global GroupNorm statistics (the default) from a downscaled copy
+                "--tile-batch", "2", "--norm-stats", "global", "--norm-stats-size", "32", "--save-linear",
+                "--no-progress", cwd=tmp_path, timeout=300)  # global GroupNorm statistics from a downscaled copy
     assert r.returncode == 1, r.stderr  # one bad input
     assert "e_cut.dng: truncated" in r.stderr and "2 restored" in r.stdout and "1 failed" in r.stdout
     a = read_srgb(out / "a.png")
