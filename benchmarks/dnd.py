@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from rawsynth import __version__
+from rawsynth._config import from_mapping, to_dict, with_path
 from rawsynth.errors import ConfigError, InputError
 from rawsynth.io import write_png16
 from rawsynth.isp import ISPParams, rgb2cam_from_xyz2cam
@@ -63,18 +64,15 @@ class DndRecipe:
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike = "dnd") -> DndRecipe:
+        """The bundled ``dnd`` recipe or a YAML file (:func:`rawsynth._config.from_mapping`: unknown keys named)."""
         d, where = load_recipe_dict(name_or_path)
-        known = {"name", "title", "images", "boxes_per_image", "sensor", "save_dng"}
-        if set(d) - known:
-            raise ConfigError(f"{where}: unknown DND recipe key(s) {sorted(set(d) - known)}; valid: {sorted(known)}")
-        d = dict(d)
-        if "sensor" in d:
-            d["sensor"] = SensorParams.from_dict(d["sensor"])
-        return cls(**d)
+        try:
+            return from_mapping(cls, d, what="DND recipe", convert=True)
+        except ConfigError as e:
+            raise with_path(e, where, fix=e.fix) from None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "title": self.title, "images": self.images,
-                "boxes_per_image": self.boxes_per_image, "sensor": self.sensor.to_dict(), "save_dng": self.save_dng}
+        return to_dict(self)
 
 
 @dataclass(frozen=True)
