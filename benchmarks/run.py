@@ -1,16 +1,5 @@
 """Run a third-party method's command over a benchmark's inputs, time it, then score its outputs.
-
-The command is a shell command line with placeholders, replaced by shell-quoted paths:
-
-* folder mode (default): ``{input}`` = the input folder, ``{output}`` = the output folder; the command runs once.
-* ``per_image=True``: the command runs once per image with ``{input}`` = that image's input file,
-  ``{output}`` = ``OUTPUT/KEY.png``, ``{key}`` = the key and ``{meta}`` = its metadata JSON.
-
-Inputs (``input=``): ``raw`` — the benchmark's ``raw/`` folder (``KEY.png`` uint16 mosaics next to ``KEY.json``
-metadata, and ``KEY.dng`` when built with ``--dng``); ``dng`` — the same folder, per-image ``{input}`` being
-``KEY.dng``; ``srgb`` — a two-stage input folder made by ``python -m benchmarks isp`` (``inputs=``);
-``lq_srgb`` — the degraded sRGB images before IPTP (synthetic sets).
-"""
+See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Benchmark recipes: the YAML files in ``benchmarks/recipes/`` that fix, for each test set, which source files
-belong to it, how each image is cropped, and every synthesis setting.
-
-A recipe plus the public source images decides a benchmark bit for bit: each image's random draws come from
-``(seed, key)`` (:mod:`rawsynth.rng`), its Bayer pattern and ISO from its position in the sorted key list.
-"""
+"""Benchmark recipes (``benchmarks/recipes/*.yaml``): which source files, which crop, every synthesis
+setting of a test set. See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 

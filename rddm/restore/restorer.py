@@ -1,42 +1,5 @@
 """The tiled one-step restoration of one RAW mosaic: pad → encoder tiles → UNet tiles → decoder tiles → crop.
-
-:class:`Restorer` wraps any model with RDDM's inference interface (:class:`rddm.models.rddm.RDDM`, or a test
-double): ``encode(raw, patterns) -> z`` (scaled latents), ``denoise(z, patterns, prompt_embeds) -> z0``,
-``decode(z0) -> linear`` and ``latent_factor`` (pixels per latent pixel).
-
-**Any size.** The mosaic is reflect-padded at the bottom and right to a multiple of the latent grid (the
-latent factor times the UNet's down-sampling factor): mirroring about the last row or column keeps every
-pixel's CFA colour, so the Bayer pattern of the padded mosaic is the original one. The output is cropped back.
-
-**Tiles.** The three networks run on overlapping tiles of the same grid (:mod:`rddm.restore.tiling`), each
-blended with feathered weights: the encoder on pixel tiles of ``tile`` pixels, the UNet and the decoder on
-latent tiles of ``tile / f`` latent pixels; neighbouring tiles overlap by ``overlap`` pixels. Peak memory
-therefore depends on ``tile``, not on the image. Tile starts are multiples of the grid, hence even: every tile
-has the image's Bayer pattern.
-
-Sizes for SD-2.1 (``f = 8``, grid 64 pixels): the defaults (``tile`` 512, ``overlap`` 128) match the 512²
-training crops; a 24-MP RAW (6000×4000, padded to 6016×4032) is then 16 × 11 = 176 tiles per stage, and the
-memory is that of one 512² tile (times ``tile_batch``) plus the weights, whatever the image size.
-``python -m rddm.restore.memory`` measures peak memory and time at SD-2.1 size with random weights.
-
-**GroupNorm statistics** (``norm_stats``, :mod:`rddm.restore.groupnorm`). The VAE and the UNet are full of
-GroupNorm layers, which normalise with the mean and variance of what they see. ``"tile"``: each tile uses its
-own, as in training on 512² crops, but neighbouring tiles are then normalised differently (low-frequency colour
-and brightness shifts that the blending only smooths). ``"global"`` (default): before each stage's tiled pass,
-one untiled pass of that stage on a downscaled copy of the stage's whole input (longer side at most
-``stats_size`` pixels, ``stats_size / f`` latent pixels; the mosaic by Bayer-aware binning, latents by area
-averaging) records every layer's statistics, and every tile is normalised with them. When the whole input fits
-``stats_size`` the statistics are exact, so for networks of limited receptive field the tiled result equals
-the untiled one (tested). Measured on the tiny test RDDM (random weights, 48×144 RAW, 48-pixel tiles, output
-std 0.14): mean |tiled − untiled| 0.103 with ``tile``, 0.034 with ``global`` (exact statistics), 0.062 with
-``global`` from a 1.5× downscaled copy; on a 192×288 RAW 0.131, 0.047 and, downscaled 1.5×/2×/3×/6×,
-0.061/0.060/0.068/0.074. What remains is self-attention (UNet, VAE middle block), which still sees one tile
-only. The trade-off: per-tile statistics are what the networks saw on their 512² training crops, while shared
-ones remove the tile-to-tile shifts (and make the result less dependent on the tile layout); with a large
-downscale factor the shared statistics come from a blurrier, less noisy image. The statistics pass costs one
-untiled pass of each stage at ``stats_size`` (memory of one ``stats_size``² tile, :data:`DEFAULT_STATS_SIZE` =
-1024 by default), and is skipped when the image is a single tile.
-"""
+See ``docs/rddm.md``."""
 
 from __future__ import annotations
 

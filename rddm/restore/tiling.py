@@ -1,23 +1,5 @@
 """Tiled processing with overlap and feathered blending, so images of any size fit in a GPU's memory.
-
-An image is cut into overlapping tiles on a *grid* (latent pixels for RDDM), each tile is processed on its own
-and the results are blended with weights that fall smoothly (raised cosine) to zero towards every edge a tile
-shares with a neighbour. Edges on the image border keep weight 1, so a single tile covering the image gives
-exactly ``fn(x)``.
-
-The weights have a *dead margin*: a tile's weight is exactly 0 within ``margin`` grid units of an interior edge,
-then rises to 1 over ``overlap − 2·margin`` units. Where two tiles overlap by exactly ``overlap`` the two ramps
-sum to 1. Consequence, checked by the tests: for a network whose receptive field reaches at most ``margin``
-grid units (every output pixel depends only on inputs within that distance), the tiled result equals the
-untiled one up to float rounding, because every tile that contributes to a pixel with non-zero weight saw all
-of that pixel's receptive field. Networks with global operations (GroupNorm statistics, self-attention) give
-slightly different tiles; the feathering then spreads the difference smoothly over the overlap instead of
-leaving a step at the tile border.
-
-One grid unit covers ``in_scale`` input pixels and ``out_scale`` output pixels, so the same grid drives the
-three stages of RDDM: the encoder (pixels → latents, ``in_scale = f``), the UNet (latents → latents) and the
-decoder (latents → pixels, ``out_scale = f``).
-"""
+See ``docs/rddm.md``."""
 
 from __future__ import annotations
 

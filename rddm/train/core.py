@@ -1,11 +1,5 @@
-"""Training infrastructure shared by every stage (re-exported here; see ``docs/architecture.md``):
-
-* :mod:`rddm.train.distributed` — processes (``torchrun``/``accelerate launch``), DDP, gradient sync;
-* :mod:`rddm.train.streams` — the data stream from shards or on-the-fly synthesis, resumable;
-* :mod:`rddm.train.optim` — seeded init, per-step generators, autocast, GradScaler, AdamW and its schedule;
-* :mod:`rddm.train.checkpoint` — runs and checkpoints (:class:`Run`), exact resume;
-* :mod:`rddm.train.logger` — TensorBoard, ``metrics.jsonl``, progress bar, peak memory.
-"""
+"""Training infrastructure shared by every stage, re-exported from ``distributed``, ``streams``, ``optim``,
+``checkpoint`` and ``logger``. See ``docs/architecture.md``."""
 
 from __future__ import annotations
 

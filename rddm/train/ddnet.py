@@ -1,15 +1,4 @@
-"""``rddm train-ddnet``: train DDNet with L2 on ``ddnet``-mode shards (paper §3.1).
-
-``L_DDNet = ‖F_DD(X_L^RAW) − X_H^lin‖²`` on random Bayer-aware crops; AdamW; see :mod:`rddm.train.core` for
-processes, checkpoints and logging. Output folder::
-
-    OUT/config.yaml            the resolved config
-    OUT/ddnet/                 the final DDNet (config.json + diffusion_pytorch_model.safetensors)
-    OUT/checkpoints/step-N/    ddnet/, training_state.pt, rng_states.pt, config.yaml, trainer_state.json
-    OUT/logs/                  TensorBoard events
-    OUT/metrics.jsonl          logged losses
-    OUT/train_summary.json     final step, time, peak memory, per-rank weight digests
-"""
+"""``rddm train-ddnet``: train DDNet with L2 on ``ddnet``-mode shards (paper §3.1). See ``docs/training.md``."""
 
 from __future__ import annotations
 

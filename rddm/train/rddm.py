@@ -1,38 +1,5 @@
 """``rddm train``: the one-step RAW diffusion restorer (paper Eq. 6, §4.1; OSEDiff's VSD machinery).
-
-The generator is :class:`rddm.models.rddm.RDDM` (RVAE encoder with CMB LoRA → UNet with CMB LoRA at
-``t = 999`` → frozen RVAE decoder → linear RGB). Only its LoRA groups train, against (Eq. 6)::
-
-    L_G = λ_vsd·L_VSD(ẑ0) + λ1·MSE(x̂, x) + λ2·(rgb_mse·MSE + rgb_lpips·LPIPS)(PTP(x̂), PTP(x))
-
-with PTP using each sample's own ISP parameters (``raw_domain``/``srgb_domain``/``vsd`` switch each part off:
-Table 5's ablation). ``L_VSD`` is OSEDiff's distribution-matching loss (:class:`rddm.vsd.VSDRegularizer`):
-a frozen UNet with classifier-free guidance (negative prompt) and a LoRA "update" UNet, ``t ~ U[20, 980)``.
-
-**One optimizer step** (``max_steps`` of them), alternating the two players as OSEDiff does:
-
-1. *Generator*: for each micro-batch, prompts (RAW prompt extraction, :mod:`rddm.prompts`; cached embeddings
-   for a fixed prompt), ``RDDM(raw)``, ``L_G`` backward; gradients averaged over the ranks; AdamW (``optim``).
-2. *Regulariser* (with ``loss.vsd``): the update UNet's ε-MSE diffusion loss on the generator's detached
-   latents ``ẑ0`` of the same micro-batches; gradients averaged over the ranks; its own AdamW (``reg_optim``).
-
-Every random draw (posterior sample, VSD timestep and noise, diffusion-loss timestep and noise) comes from
-:func:`rddm.train.core.step_generator` ``(seed, rank, step, micro)``, so a resumed run continues bit for bit.
-
-**Several processes** (``torchrun``): a step runs a different subset of the LoRA groups on each rank (its
-batch's Bayer patterns) and two networks step in turn, which ``DistributedDataParallel`` does not model;
-instead the trainable parameters' gradients are averaged with one explicit all-reduce per player and step
-(:func:`rddm.train.core.all_reduce_grads`, DDP's average; a group no rank used keeps no gradient and is not
-touched). All ranks hold bitwise-identical weights (``train_summary.json``: ``ranks_identical``; tested).
-
-Output folder, as for the other stages::
-
-    OUT/config.yaml            the resolved config
-    OUT/rddm/                  the final restorer (RDDM.save_pretrained; `rddm restore --model OUT/rddm`)
-    OUT/vsd/                   the VSD update UNet's LoRA (to continue training)
-    OUT/checkpoints/step-N/    rddm/, vsd/, training_state.pt, rng_states.pt, config.yaml, trainer_state.json
-    OUT/logs/, OUT/metrics.jsonl, OUT/train_summary.json
-"""
+See ``docs/rddm.md``."""
 
 from __future__ import annotations
 

@@ -1,16 +1,4 @@
-"""``rddm train-rvae``: stage 1 of the RVAE (paper Eq. 5; setting 6's first half, Fig. 4a).
-
-The encoder and decoder learn ``D(E(X_H^lin)) ≈ X_H^lin`` on linear HQ images::
-
-    L = l1_linear·L1(x̂, x) + l1_srgb·L1(PTP(x̂), PTP(x)) + lpips·LPIPS + kl·KL            (= L_rec + KL)
-        + gan·λ_G·(−mean D(x̂))                                   from step disc_start on
-    λ_G = ‖∇_w L_rec‖ / (‖∇_w L_GAN‖ + 1e-4),  w = the decoder's last layer (conv_out)
-
-with PTP using each sample's own ISP parameters. The patch discriminator ``D`` (GroupNorm ``NLayer``
-discriminator) trains with the hinge (or vanilla) loss on real ``x`` vs ``x̂`` from ``disc_start`` on; during the
-VAE's backward pass its weights are frozen. Both networks step once per optimizer step (with gradient
-accumulation over micro-batches). Output folder as for ``train-ddnet``, with ``rvae/`` and ``discriminator/``.
-"""
+"""``rddm train-rvae``: stage 1 of the RVAE (paper Eq. 5; setting 6's first half, Fig. 4a). See ``docs/training.md``."""
 
 from __future__ import annotations
 
