@@ -1,5 +1,5 @@
 """The RDDM's config (:class:`RDDMConfig`, saved as ``rddm_config.json``), its forward output and the SD UNet loader;
-the network is :mod:`rddm.models.rddm`."""
+the network is :mod:`rddm.models.rddm`. See ``docs/rddm.md``."""
 
 from __future__ import annotations
 

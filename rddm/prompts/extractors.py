@@ -1,4 +1,5 @@
-"""Prompt extractors (``none``, ``fixed:``, ``tagger:``, ``python:``) and :func:`build_extractor`."""
+"""Prompt extractors (``none``, ``fixed:``, ``tagger:``, ``python:``) and :func:`build_extractor`.
+See ``docs/rddm.md``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Processes of a training run: one per device (``torchrun``/``accelerate launch``), DDP and gradient sync."""
+"""Processes of a training run: one per device (``torchrun``/``accelerate launch``), DDP and gradient sync.
+See ``docs/training.md``."""
 
 from __future__ import annotations
 
