@@ -7,7 +7,7 @@ import os
 import torch.nn.functional as F
 
 from ..config import DDNetTrainConfig, config_to_dict
-from . import core, recipe
+from . import core
 from .guard import NonFiniteGuard, guarded_step
 
 __all__ = ["train_ddnet", "ddnet_loss"]
@@ -42,10 +42,8 @@ def train_ddnet(cfg: DDNetTrainConfig, out: str | os.PathLike, *, resume: str | 
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         progress: show a progress bar (rank 0).
     """
-    env = core.setup_distributed(device)
-    try:
-        given = cfg
-        cfg = recipe.effective_config(cfg, env.world_size)  # global_batch_size -> per-process batch, accumulation
+    given = cfg
+    with core.training_process(given, device) as (env, cfg):  # cfg: global_batch_size -> per-process batch, accum.
         data = core.resolve_data(cfg.data)  # shards or on-the-fly sources: fails early, before any write
         model = build_ddnet(cfg)  # fails early on a bad init folder, before anything is written
         run = core.Run.start(out, given, env, resume)
@@ -88,5 +86,3 @@ def train_ddnet(cfg: DDNetTrainConfig, out: str | os.PathLike, *, resume: str | 
         finally:
             log.close()
         return run.finish(step, {"ddnet": model}, {"stage": "ddnet", "last_logged": last})
-    finally:
-        core.cleanup_distributed(env)

@@ -15,6 +15,7 @@ from torch import nn
 from rawsynth.device import check_device, resolve_device
 
 from ..errors import ConfigError
+from .recipe import effective_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +81,22 @@ def cleanup_distributed(env: DistEnv) -> None:
     """Leave the process group if :func:`setup_distributed` joined it."""
     if env.initialized_here and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def training_process(cfg, device: str = "auto"):
+    """Every training stage's prologue and epilogue: join the process group (:func:`setup_distributed`), derive
+    the config the loop runs on this world size (:func:`rddm.train.recipe.effective_config`), and leave the group
+    at the end (:func:`cleanup_distributed`), whatever happens.
+
+    Yields:
+        ``(env, effective_cfg)``: the :class:`DistEnv` and the config with the per-process batch and accumulation.
+    """
+    env = setup_distributed(device)
+    try:
+        yield env, effective_config(cfg, env.world_size)
+    finally:
+        cleanup_distributed(env)
 
 
 def _all_gather(env: DistEnv, obj) -> list:

@@ -317,17 +317,10 @@ def train_rddm(cfg: RDDMTrainConfig, out: str | os.PathLike, *, resume: str | No
                progress: bool = True) -> dict:
     """Train RDDM's LoRA groups (Eq. 6); returns the summary also written to ``OUT/train_summary.json``.
 
-    Args:
-        cfg: the resolved config (``data.shards`` or ``data.onthefly``, and ``model.sd_model`` must be set).
-        out: output folder.
-        resume: ``None``, ``"latest"`` or a checkpoint folder (:meth:`rddm.train.core.Run.start`).
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        progress: show a progress bar (rank 0).
+    Arguments as for :func:`rddm.train.ddnet.train_ddnet`; ``cfg`` also needs ``model.sd_model``.
     """
-    env = core.setup_distributed(device)
-    try:
-        given = cfg
-        cfg = recipe.effective_config(cfg, env.world_size)  # global_batch_size -> per-process batch, accumulation
+    given = cfg
+    with core.training_process(given, device) as (env, cfg):  # cfg: global_batch_size -> per-process batch, accum.
         recipe.check_terms_activate(cfg, {"loss.lambda_vsd (loss.vsd_start)": (
             cfg.loss.lambda_vsd if cfg.loss.vsd else 0.0, cfg.loss.vsd_start)})
         check_latent_scale(cfg)
@@ -361,5 +354,3 @@ def train_rddm(cfg: RDDMTrainConfig, out: str | os.PathLike, *, resume: str | No
             log.close()
         return run.finish(step, models, {"stage": "rddm", "loss_terms": cfg.loss.terms(), "last_logged": last,
                                          "batch_per_process": cfg.batch_size, "grad_accum_steps": cfg.grad_accum_steps})
-    finally:
-        core.cleanup_distributed(env)

@@ -109,10 +109,8 @@ def train_rvae(cfg: RVAETrainConfig, out: str | os.PathLike, *, resume: str | No
 
     Arguments as for :func:`rddm.train.ddnet.train_ddnet`.
     """
-    env = core.setup_distributed(device)
-    try:
-        given = cfg
-        cfg = recipe.effective_config(cfg, env.world_size)  # global_batch_size -> per-process batch, accumulation
+    given = cfg
+    with core.training_process(given, device) as (env, cfg):  # cfg: global_batch_size -> per-process batch, accum.
         recipe.check_terms_activate(cfg, {"loss.gan (loss.disc_start)": (cfg.loss.gan, cfg.loss.disc_start)})
         data = core.resolve_data(cfg.data)  # shards or on-the-fly sources: fails early, before any write
         rec_loss = build_rec_loss(cfg).to(env.device)
@@ -194,5 +192,3 @@ def train_rvae(cfg: RVAETrainConfig, out: str | os.PathLike, *, resume: str | No
         finally:
             log.close()
         return run.finish(step, models, {"stage": "rvae", "last_logged": last})
-    finally:
-        core.cleanup_distributed(env)
