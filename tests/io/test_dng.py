@@ -284,11 +284,7 @@ def test_dng_too_small_for_libraw(tmp_path):
     assert e.value.reason == "unreadable"
 
 
-def test_missing_and_empty(tmp_path):
-    e = input_error(read_raw, tmp_path / "nope.dng")
-    assert e.reason == "unreadable" and "nope.dng" in str(e)
-    (tmp_path / "empty.dng").write_bytes(b"")
-    assert input_error(read_raw, tmp_path / "empty.dng").reason == "empty file"
+def test_a_folder_is_unreadable(tmp_path):  # missing and empty files: tests/io/test_read_errors.py
     assert input_error(read_raw, tmp_path).reason == "unreadable"
 
 
