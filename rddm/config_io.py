@@ -18,7 +18,7 @@ def config_from_dict(cls: type, d: dict | None, source: str | os.PathLike | None
     """Build a config of class ``cls`` from a mapping, strictly.
 
     Args:
-        cls: a config class of this module (e.g. :class:`DDNetTrainConfig`).
+        cls: a config class of :mod:`rddm.config` (e.g. :class:`~rddm.config.DDNetTrainConfig`).
         d: the mapping (e.g. parsed YAML); missing keys keep the defaults, nested sections may be partial.
         source: the file ``d`` came from, named in error messages.
 

@@ -18,8 +18,6 @@ def _check(ok: bool, name: str, expected: str, value) -> None:
         raise ConfigError(f"{name} must be {expected}, got {value!r}")
 
 
-
-
 @dataclass(frozen=True)
 class OnTheFlyConfig:
     """Synthesise the training pairs while training (:mod:`rawsynth.onthefly`) instead of reading shards.

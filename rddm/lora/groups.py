@@ -321,7 +321,6 @@ def adapters_disabled(model: nn.Module) -> Iterator[None]:
             _restore(flags)
 
 
-
 def run_grouped(model: nn.Module, patterns: Pattern | str | Sequence[Pattern | str],
                 fn: Callable[..., torch.Tensor], *tensors: torch.Tensor,
                 select: Callable[[nn.Module, str], object] | None = None) -> torch.Tensor:
