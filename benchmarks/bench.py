@@ -25,7 +25,7 @@ BUILT_DIRS = ("raw", "gt_linear", "gt_srgb", "lq_srgb")
 
 @dataclass
 class Bench:
-    """A benchmark folder opened for reading (see the module docstring for the layout)."""
+    """A benchmark folder opened for reading (see ``docs/benchmarks.md`` for the layout)."""
 
     root: Path
     manifest: dict = field(repr=False)

@@ -110,7 +110,7 @@ def _pattern(arr: np.ndarray, where: str) -> Pattern:
 
 
 def read_dnd_info(path: str | os.PathLike) -> list[DndImageInfo]:
-    """Read ``info.mat`` (see the module docstring).
+    """Read ``info.mat`` (see ``docs/benchmarks.md``).
 
     Raises:
         InputError: not HDF5, or a field is missing or malformed.

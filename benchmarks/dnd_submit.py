@@ -57,7 +57,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 def load_box_prediction(path: str | os.PathLike, track: str, meta: dict) -> np.ndarray:
     """One box's prediction as the kit's ``Idenoised_crop``: float32 ``(H, W)`` (RAW) or ``(H, W, 3)`` (sRGB)
-    in ``[0, 1]`` (see the module docstring).
+    in ``[0, 1]`` (see ``docs/benchmarks.md``).
 
     Args:
         path: the prediction file.

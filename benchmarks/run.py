@@ -82,7 +82,7 @@ def run_method(bench_dir: str | os.PathLike, cmd: str, method: str, *, input: st
                inputs: str | os.PathLike | None = None, per_image: bool = False,
                pred_dir: str | os.PathLike | None = None, cwd: str | None = None, overwrite: bool = False,
                **score_kwargs: object) -> ScoreResult:
-    """Run ``cmd`` (see the module docstring), then :func:`~benchmarks.scoring.score.score` its output folder.
+    """Run ``cmd`` (see ``docs/benchmarks.md``), then :func:`~benchmarks.scoring.score.score` its output folder.
 
     Args:
         bench_dir: the benchmark.

@@ -130,7 +130,7 @@ class LPIPS(nn.Module):
 
     @classmethod
     def from_folder(cls, folder: str | os.PathLike, net: str = "vgg") -> LPIPS:
-        """LPIPS with weights from a local folder (see the module docstring for the file names).
+        """LPIPS with weights from a local folder (see ``docs/training.md`` for the file names).
 
         Raises:
             WeightsError: missing, unreadable or mismatching files (named, with the fix).

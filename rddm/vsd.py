@@ -36,7 +36,7 @@ def distribution_matching_loss(latents: torch.Tensor, x0_update: torch.Tensor, x
 
 
 class VSDRegularizer(nn.Module):
-    """Frozen CFG UNet + LoRA update UNet for the VSD loss (see the module docstring).
+    """Frozen CFG UNet + LoRA update UNet for the VSD loss (see ``docs/rddm.md``).
 
     Args:
         unet_base: the generator's ``UNet2DConditionModel`` (:attr:`RDDM.unet`); gets a ``vsd`` adapter (shared)

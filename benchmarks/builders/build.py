@@ -70,7 +70,7 @@ def iso_levels(n: int, lo: float, hi: float, seed: int, name: str) -> list[float
 
 
 def plan_images(scan: Scan, recipe: Recipe) -> list[ImagePlan]:
-    """Pattern and ISO of every image (see the module docstring)."""
+    """Pattern and ISO of every image (see ``docs/benchmarks.md``)."""
     lo, hi = recipe.iso_bounds()
     isos = iso_levels(len(scan.images), lo, hi, recipe.seed, recipe.name)
     pats = recipe.patterns

@@ -75,7 +75,7 @@ def _filter(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 def ssim_batch(x: torch.Tensor, y: torch.Tensor, y_only: bool, crop_border: int = 0,
                dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Per-image SSIM of ``(N, 3, H, W)`` float32 ``[0, 1]`` batches: pyiqa ``ssim`` (``y_only``, with
-    ``color_space='ycbcr'``) or ``ssimc``; see the module docstring. Images must be at least 11×11 after the
+    ``color_space='ycbcr'``) or ``ssimc``; see ``docs/benchmarks.md``. Images must be at least 11×11 after the
     crop."""
     x, y = _crop(x, crop_border), _crop(y, crop_border)
     if y_only:

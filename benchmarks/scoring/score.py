@@ -125,7 +125,7 @@ def score(bench_dir: str | os.PathLike | None, pred_dir: str | os.PathLike, meth
           progress: bool = False, run_info: dict | None = None, gt_dir: str | os.PathLike | None = None,
           crop_border: int = 0, impl: str = "fast") -> ScoreResult:
     """Score ``pred_dir`` on the benchmark at ``bench_dir``, or against the ground-truth folder ``gt_dir`` (see
-    the module docstring and :mod:`.gtfolder`).
+    ``docs/benchmarks.md`` and :mod:`.gtfolder`).
 
     Args:
         bench_dir: a built benchmark (``None`` with ``gt_dir``).

@@ -70,7 +70,7 @@ class _Stage(nn.Sequential):
 
 
 class DDNet(ModelMixin, ConfigMixin):
-    """Joint denoising + demosaicing: normalised RAW mosaic → linear camera RGB (see the module docstring).
+    """Joint denoising + demosaicing: normalised RAW mosaic → linear camera RGB (see ``docs/training.md``).
 
     Args:
         block_out_channels: channels per U-Net level (the first level works at half resolution, each next one

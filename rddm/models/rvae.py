@@ -48,7 +48,7 @@ def load_sd_vae(path: str | os.PathLike, subfolder: str | None = None) -> Autoen
 
 
 class RVAE(AutoencoderKL):
-    """The RAW-domain VAE: an ``AutoencoderKL`` plus ``input_mode`` (see the module docstring).
+    """The RAW-domain VAE: an ``AutoencoderKL`` plus ``input_mode`` (see ``docs/training.md``).
 
     The constructor takes ``AutoencoderKL``'s arguments and ``input_mode``: ``"cfa_masked"`` (``in_channels``
     3) or ``"cfa_masked_with_mask"`` (``in_channels`` 6).
@@ -123,7 +123,7 @@ class RVAE(AutoencoderKL):
     def encoder_input(self, linear: torch.Tensor | None = None, raw: torch.Tensor | None = None,
                       patterns=None) -> torch.Tensor:
         """The encoder's input for a linear image ``(B, 3, H, W)`` or a RAW mosaic ``(B, 1, H, W)`` + patterns,
-        both in ``[0, 1]`` (see ``input_mode`` in the module docstring)."""
+        both in ``[0, 1]`` (see ``input_mode`` in ``docs/training.md``)."""
         if (linear is None) == (raw is None):
             raise ShapeError("give exactly one of linear= and raw=")
         with_mask = self.config.input_mode == "cfa_masked_with_mask"

@@ -23,7 +23,7 @@ __all__ = ["Restorer", "latent_multiple", "reflect_pad", "DEFAULT_TILE", "DEFAUL
 DEFAULT_TILE = 512
 #: Overlap of neighbouring tiles in pixels for the default tile (a quarter of it; 16 latent pixels for SD).
 DEFAULT_OVERLAP = 128
-#: Default source of the GroupNorm statistics of tiled passes (see the module docstring).
+#: Default source of the GroupNorm statistics of tiled passes (see ``docs/rddm.md``).
 DEFAULT_NORM_STATS = "global"
 #: Default longest side in pixels of the downscaled copy the ``global`` statistics are taken from (at least the
 #: tile).
@@ -63,7 +63,7 @@ def reflect_pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
 
 
 class Restorer:
-    """Tiled RDDM inference on single mosaics of any size (see the module docstring).
+    """Tiled RDDM inference on single mosaics of any size (see ``docs/rddm.md``).
 
     Args:
         model: the restorer (``encode``/``denoise``/``decode``/``latent_factor``), in eval mode on its device.
@@ -76,8 +76,8 @@ class Restorer:
         dtype: dtype the networks run in (their weights must already be in it); inputs are cast to it and the
             blending is done in float32.
         norm_stats: GroupNorm statistics of tiled passes, ``"global"`` (shared by every tile, from one untiled
-            pass on a downscaled copy of the stage's input) or ``"tile"`` (each tile its own; see the module
-            docstring for the trade-off). Without tiling or GroupNorm layers both are the same.
+            pass on a downscaled copy of the stage's input) or ``"tile"`` (each tile its own; see ``docs/rddm.md``
+            for the trade-off). Without tiling or GroupNorm layers both are the same.
         stats_size: longest side in pixels of that downscaled copy (rounded down to the latent grid); default
             ``max(tile, DEFAULT_STATS_SIZE)``. Larger is more faithful and needs more memory (one untiled pass).
 

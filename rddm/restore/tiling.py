@@ -24,7 +24,7 @@ class Tiling:
         tile: side of a tile (a multiple of ``align``).
         overlap: minimum overlap of neighbouring tiles; ``0 <= 2·margin < overlap < tile`` when the grid needs
             more than one tile.
-        margin: the dead margin of the blending weights (see the module docstring): at least the receptive
+        margin: the dead margin of the blending weights (see ``docs/rddm.md``): at least the receptive
             radius of the network for an exact result with local networks.
         align: tile starts and sizes are multiples of this (e.g. the UNet's down-sampling factor).
     """
@@ -105,7 +105,7 @@ def tile_weights(start: tuple[int, int], shape: tuple[int, int], grid: tuple[int
 def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tiling: Tiling | None, *,
                 in_scale: int = 1, out_scale: int = 1, tile_batch: int = 1,
                 out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Apply ``fn`` tile by tile and blend (see the module docstring).
+    """Apply ``fn`` tile by tile and blend (see ``docs/rddm.md``).
 
     Args:
         fn: maps ``(n·B, C, h·in_scale, w·in_scale)`` to ``(n·B, C', h·out_scale, w·out_scale)``; the input

@@ -67,7 +67,7 @@ def _gib(n: int) -> str:
 
 def write_checkpoint_dir(root: Path, name: str, write: Callable[[Path], None],
                          needed: Callable[[], int]) -> Path:
-    """Write ``root/name`` through ``write(tmp_folder)``, atomically (see the module docstring).
+    """Write ``root/name`` through ``write(tmp_folder)``, atomically (see ``docs/training.md``).
 
     Args:
         root: the checkpoints folder (created if missing).
