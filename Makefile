@@ -48,7 +48,7 @@ test: $(VENV)/.dev
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libimage-exiftool-perl; }
 	$(PY) -m pytest
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site  # not --quiet: it hides the warnings --strict counts
 
 # The suite against the newest releases the registry offers (no lock; not part of CI): drift shows here first.
 test-latest:

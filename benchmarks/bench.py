@@ -1,16 +1,4 @@
-"""A built benchmark folder: its manifest, its images, and ``verify``.
-
-Layout (written by ``python -m benchmarks build``)::
-
-    DIR/
-      manifest.json        recipe, versions, images (key, source, pattern, ISO), sha256 of every file below
-      raw/KEY.png          uint16 Bayer mosaic in DN;  raw/KEY.json its metadata;  raw/KEY.dng (optional)
-      gt_linear/KEY.png    uint16 linear camera RGB target, round(x * 65535)      (synthetic sets only)
-      gt_srgb/KEY.png      8-bit sRGB ground truth = PTP(gt_linear) with the image's own parameters
-      lq_srgb/KEY.png      8-bit degraded sRGB the RAW was made from (before IPTP), for analysis
-      leaderboard.json     scores of every method scored on it (``python -m benchmarks score``)
-      results/METHOD/      scores.csv + summary.json per method
-"""
+"""A built benchmark folder: its manifest, its images, and ``verify``. See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 
@@ -37,7 +25,7 @@ BUILT_DIRS = ("raw", "gt_linear", "gt_srgb", "lq_srgb")
 
 @dataclass
 class Bench:
-    """A benchmark folder opened for reading (see the module docstring for the layout)."""
+    """A benchmark folder opened for reading (see ``docs/benchmarks.md`` for the layout)."""
 
     root: Path
     manifest: dict = field(repr=False)

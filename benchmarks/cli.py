@@ -1,8 +1,5 @@
 """``python -m benchmarks``: build, verify, develop, score, tabulate and report the RAW test sets.
-
-Every error is printed as one message naming the file at fault and the fix, with exit status 2; ``verify`` and
-``weights`` exit 1 when they find a problem (a result, not an error).
-"""
+See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 

@@ -1,25 +1,5 @@
-"""DND (Plötz & Roth, CVPR 2017): 50 real noisy RAW photos from four cameras, no public ground truth.
-
-The official download (``dnd_2017/``) holds ``info.mat`` and ``images_raw/0001.mat … 0050.mat``, MATLAB v7.3
-files, i.e. HDF5, read here with h5py. MATLAB writes arrays column-major, so every array is transposed on
-reading (as DND's own Python scripts do for ``Inoisy`` and the bounding boxes):
-
-* ``images_raw/NNNN.mat``: ``Inoisy``, the noisy mosaic as float in ``[0, 1]`` (black level removed).
-* ``info.mat``: a struct ``info`` whose fields hold one HDF5 object reference per image:
-  ``boundingboxes`` → 20 × 4 ``[row1, col1, row2, col2]`` (1-based, inclusive; 512 × 512 boxes);
-  ``nlf`` → ``{a, b}``, the noise level function ``σ² = a·x + b`` (our ``λ_shot``, ``λ_read``);
-  ``sigma_raw`` → per box and 2×2 position of the box's own mosaic (the official ``dnd_denoise.py`` uses
-  ``sigma_raw[xx, yy, box]`` for the plane ``crop[yy::2, xx::2]``), the mean noise σ;
-  ``camera`` → ``{pattern (2×2, 1 = R, 2 = G, 3 = B), ColorMatrix2 (XYZ→camera, 9 values), AsShotNeutral}``.
-  The pattern is transposed like every other array (Brooks et al.'s DND script reads it untransposed, which
-  swaps GRBG and GBRG — a known visualisation problem of that script).
-
-Each of the 20 boxes of each image becomes one benchmark image ``NNNN_BB`` (e.g. ``0001_01``) in the common
-RAW format: ``raw/KEY.png`` (uint16 DN in the recipe's 16-bit container) + ``raw/KEY.json``, whose
-``pattern`` is the box's own (shifted by the box offset), ``isp`` comes from ``ColorMatrix2`` and
-``AsShotNeutral`` (``rgb_gain = 1``), and ``noise`` holds the NLF and ``sigma_raw``. Only no-reference
-metrics apply.
-"""
+"""DND (Plötz & Roth, CVPR 2017): 50 real noisy RAW photos, read from the official ``.mat`` files into
+benchmark images, one per box. See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 
@@ -33,6 +13,7 @@ import numpy as np
 import torch
 
 from rawsynth import __version__
+from rawsynth._config import from_mapping, to_dict, with_path
 from rawsynth.errors import ConfigError, InputError
 from rawsynth.io import write_png16
 from rawsynth.isp import ISPParams, rgb2cam_from_xyz2cam
@@ -63,18 +44,15 @@ class DndRecipe:
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike = "dnd") -> DndRecipe:
+        """The bundled ``dnd`` recipe or a YAML file (:func:`rawsynth._config.from_mapping`: unknown keys named)."""
         d, where = load_recipe_dict(name_or_path)
-        known = {"name", "title", "images", "boxes_per_image", "sensor", "save_dng"}
-        if set(d) - known:
-            raise ConfigError(f"{where}: unknown DND recipe key(s) {sorted(set(d) - known)}; valid: {sorted(known)}")
-        d = dict(d)
-        if "sensor" in d:
-            d["sensor"] = SensorParams.from_dict(d["sensor"])
-        return cls(**d)
+        try:
+            return from_mapping(cls, d, what="DND recipe", convert=True)
+        except ConfigError as e:
+            raise with_path(e, where, fix=e.fix) from None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "title": self.title, "images": self.images,
-                "boxes_per_image": self.boxes_per_image, "sensor": self.sensor.to_dict(), "save_dng": self.save_dng}
+        return to_dict(self)
 
 
 @dataclass(frozen=True)
@@ -132,7 +110,7 @@ def _pattern(arr: np.ndarray, where: str) -> Pattern:
 
 
 def read_dnd_info(path: str | os.PathLike) -> list[DndImageInfo]:
-    """Read ``info.mat`` (see the module docstring).
+    """Read ``info.mat`` (see ``docs/benchmarks.md``).
 
     Raises:
         InputError: not HDF5, or a field is missing or malformed.

@@ -1,30 +1,5 @@
 """Write a DND submission: per-box ``.mat`` files and the bundles the DND server evaluates.
-
-DND (Plötz & Roth, CVPR 2017) has no public ground truth; its server scores the files made by the official
-submission kit (https://noise.visinf.tu-darmstadt.de, ``dnd_denoise.py`` and ``bundle_submissions.py`` by
-Tobias Plötz; copies e.g. in ``cvmdsp/EU-Transformer/bundle_submissions.py`` and ``jyicu/DPDN/dnd_denoise.py``
-on GitHub). That kit's format, reproduced here:
-
-* per box: ``OUT/NNNN_BB.mat`` (``scipy.io.savemat``, MATLAB 5 format) holding ``Idenoised_crop``, float32 —
-  RAW track: the denoised Bayer mosaic of the box, ``(H, W)``, in DND's normalisation (black level removed,
-  ``[0, 1]``), with the box's own CFA phase; sRGB track: ``(H, W, 3)`` RGB in ``[0, 1]``;
-* per image: ``OUT/bundled/NNNN.mat`` holding ``Idenoised`` (a 1×20 cell: object array of the 20 crops in box
-  order), ``israw`` (``True`` for the RAW track, ``False`` for sRGB) and ``eval_version = "1.0"``. The content
-  of ``bundled/`` is what one uploads.
-
-Predictions come from any method run over a DND benchmark built by ``python -m benchmarks build dnd``
-(one file per box, named by its key ``NNNN_BB``, paired as :mod:`benchmarks.scoring.pairing`):
-
-* RAW track: a single-channel 16-bit PNG/TIFF in the benchmark's DN container (``raw/KEY.png``'s format,
-  normalised with the recipe's black/white levels), a 3-channel 16-bit linear camera-RGB PNG/TIFF
-  (``round(x·65535)``, what ``rddm restore --save-linear`` writes), re-mosaicked with the box's own Bayer pattern,
-  or a ``.npy`` float array ``(H, W)`` / ``(H, W, 3)`` in ``[0, 1]``;
-* sRGB track: any sRGB image file (``(H, W, 3)``, 8 or 16 bit) or a ``.npy`` float ``(H, W, 3)`` in ``[0, 1]``.
-  The sRGB track denoises DND's own ``images_srgb`` crops (rendered by DND's pipeline), so outputs developed
-  by our PTP are not comparable there; the writer only fixes the file format.
-
-Values are clipped to ``[0, 1]``.
-"""
+See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 
@@ -82,7 +57,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 def load_box_prediction(path: str | os.PathLike, track: str, meta: dict) -> np.ndarray:
     """One box's prediction as the kit's ``Idenoised_crop``: float32 ``(H, W)`` (RAW) or ``(H, W, 3)`` (sRGB)
-    in ``[0, 1]`` (see the module docstring).
+    in ``[0, 1]`` (see ``docs/benchmarks.md``).
 
     Args:
         path: the prediction file.

@@ -1,10 +1,5 @@
-"""Typed errors of the benchmark tools.
-
-They derive from :class:`rawsynth.errors.RawsynthError`, so ``python -m benchmarks`` prints every one of them as
-a single line naming the file at fault and the fix, and exits with status 2 (never a bare traceback).
-Invalid inputs reuse rawsynth's :class:`~rawsynth.errors.InputError` (a file) and
-:class:`~rawsynth.errors.ConfigError` (a value or option).
-"""
+"""Typed errors of the benchmark tools (the project's one error contract: message, path, fix).
+See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Small file helpers shared by the benchmark stages: 8-bit PNG, JSON, hashing, versions."""
+"""Small file helpers shared by the benchmark stages: 8-bit PNG, JSON, hashing, versions. See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 

@@ -1,16 +1,5 @@
 """Two-stage inputs: turn a RAW benchmark into sRGB images for sRGB restorers (the paper's "ISP+X" baselines).
-
-Two ISPs, both ending in PTP (:func:`rawsynth.isp.process`) with each image's own parameters from its
-metadata, so their output is directly comparable with ``gt_srgb``:
-
-* ``classical``: normalise the DN (:func:`rawsynth.mns.normalize`) → demosaic → PTP. No denoising. Demosaic
-  ``bilinear`` (:func:`rawsynth.mns.demosaic_bilinear`) or ``opencv-ea`` (OpenCV's edge-aware
-  ``COLOR_Bayer*2RGB_EA`` on the clipped RAW scaled to 16 bits).
-* ``ddnet``: the learned joint denoise + demosaic network of the RDDM paper (``rddm.models.ddnet.DDNet``,
-  loaded with ``DDNet.from_pretrained(CKPT)``) → PTP. ``rddm`` is imported only when this is asked for.
-
-The output folder holds ``KEY.png`` (8-bit sRGB, one per benchmark image) and ``isp.json`` (the settings).
-"""
+See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 

@@ -1,16 +1,5 @@
 """Run a third-party method's command over a benchmark's inputs, time it, then score its outputs.
-
-The command is a shell command line with placeholders, replaced by shell-quoted paths:
-
-* folder mode (default): ``{input}`` = the input folder, ``{output}`` = the output folder; the command runs once.
-* ``per_image=True``: the command runs once per image with ``{input}`` = that image's input file,
-  ``{output}`` = ``OUTPUT/KEY.png``, ``{key}`` = the key and ``{meta}`` = its metadata JSON.
-
-Inputs (``input=``): ``raw`` — the benchmark's ``raw/`` folder (``KEY.png`` uint16 mosaics next to ``KEY.json``
-metadata, and ``KEY.dng`` when built with ``--dng``); ``dng`` — the same folder, per-image ``{input}`` being
-``KEY.dng``; ``srgb`` — a two-stage input folder made by ``python -m benchmarks isp`` (``inputs=``);
-``lq_srgb`` — the degraded sRGB images before IPTP (synthetic sets).
-"""
+See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 
@@ -93,7 +82,7 @@ def run_method(bench_dir: str | os.PathLike, cmd: str, method: str, *, input: st
                inputs: str | os.PathLike | None = None, per_image: bool = False,
                pred_dir: str | os.PathLike | None = None, cwd: str | None = None, overwrite: bool = False,
                **score_kwargs: object) -> ScoreResult:
-    """Run ``cmd`` (see the module docstring), then :func:`~benchmarks.scoring.score.score` its output folder.
+    """Run ``cmd`` (see ``docs/benchmarks.md``), then :func:`~benchmarks.scoring.score.score` its output folder.
 
     Args:
         bench_dir: the benchmark.

@@ -3,11 +3,9 @@ See ``docs/architecture.md``."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
-from .errors import ConfigError, ShapeError
+from .errors import ShapeError
 
 
 def check_bchw(x: torch.Tensor, name: str = "x", channels: int | None = None, floating: bool = True) -> None:
@@ -37,20 +35,3 @@ def per_sample(values, batch: int, name: str) -> list:
             raise ShapeError(f"{name}: got {len(values)} values for a batch of {batch}")
         return list(values)
     return [values] * batch
-
-
-def from_mapping(cls, d, what: str):
-    """Build dataclass ``cls`` from a (JSON/YAML) mapping: unknown keys and missing required keys raise
-    :class:`ConfigError` naming them; keys with defaults may be left out."""
-    if not isinstance(d, dict):
-        raise ConfigError(f"{what} must be a mapping, got {type(d).__name__}")
-    fields = dataclasses.fields(cls)
-    names = {f.name for f in fields}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ConfigError(f"{what}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
-    missing = sorted(f.name for f in fields if f.name not in d and f.default is dataclasses.MISSING
-                     and f.default_factory is dataclasses.MISSING)
-    if missing:
-        raise ConfigError(f"{what}: missing key(s) {missing}")
-    return cls(**d)

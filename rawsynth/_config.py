@@ -46,6 +46,13 @@ def _label(where: str | None) -> str:
     return f"section '{where}'" if where else "the config"
 
 
+def _keys(kind: str, what: str | None, keys: list, where: str | None) -> str:
+    """``unknown key(s) [...] in section 'x'``, or ``unknown recipe keys [...]`` when ``what`` names the mapping."""
+    if what is None:
+        return f"{kind} key(s) {keys} in {_label(where)}"
+    return f"{kind} {what} keys {keys}" + (f" in section '{where}'" if where else "")
+
+
 def _hints(cls) -> dict:
     try:
         return typing.get_type_hints(cls)
@@ -64,7 +71,8 @@ def _dataclass_type(tp):
 
 
 def from_mapping(cls: type, mapping: Mapping | object, where: str | None = None, *, base: object = None,
-                 convert: bool = False):
+                 convert: bool = False, init: bool = False, required: tuple[str, ...] = (),
+                 what: str | None = None):
     """Build dataclass ``cls`` from ``mapping``, strictly.
 
     Args:
@@ -75,6 +83,11 @@ def from_mapping(cls: type, mapping: Mapping | object, where: str | None = None,
             default; otherwise every field without a default must be given).
         convert: check and convert each value to its annotated type (:func:`convert`); without it the class's
             own ``__post_init__`` does all the checking.
+        init: build with ``cls(**given)``, the keys left out taking the field defaults, instead of replacing
+            fields of a default instance: for a class whose default instance is not valid (e.g.
+            :class:`~rawsynth.cameras.CameraConfig`, which needs ``names`` or ``virtual``).
+        required: keys that must be given although their fields have defaults (listed when missing).
+        what: what the mapping is (``"RDDM config"``, ``"recipe"``), named in the unknown/missing-key messages.
 
     Raises:
         ConfigError: not a mapping, unknown keys (named with the valid ones), missing required keys, a wrong
@@ -91,13 +104,13 @@ def from_mapping(cls: type, mapping: Mapping | object, where: str | None = None,
     unknown = sorted(str(k) for k in mapping if k not in names)
     if unknown:
         dotted = ", ".join(f"{where}.{k}" if where else k for k in unknown)
-        raise ConfigError(f"unknown key(s) {unknown} in {_label(where)}; valid keys are {names}",
+        raise ConfigError(f"{_keys('unknown', what, unknown, where)}; valid keys are {names}",
                           fix=f"remove or rename {dotted}")
-    if base is None and any(_required(f) for f in fields):
-        missing = [f.name for f in fields if _required(f) and f.name not in mapping]
-        if missing:
-            raise ConfigError(f"missing key(s) {missing} in {_label(where)}")
-    elif base is None:
+    needed = set(required) | ({f.name for f in fields if _required(f)} if base is None else set())
+    missing = [n for n in names if n in needed and n not in mapping]
+    if missing:
+        raise ConfigError(_keys("missing", what, missing, where))
+    if base is None and not init and not any(_required(f) for f in fields):
         base = cls()
     hints = _hints(cls)
     kwargs = {}

@@ -3,13 +3,14 @@ sample uses. See ``docs/cameras.md``."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
+from ._config import from_mapping, to_dict
 from .errors import ConfigError
 from .mns.physics import COMPONENTS, CalibrationPoint, CameraInfo, LogLinearLaw, PhysicsProfile
 from .rng import numpy_rng
@@ -94,28 +95,22 @@ class CameraConfig:
         return cls(tuple(names), tuple(weights) if weights[0] is not None else None, **kw)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["names"] = list(self.names)
-        d["weights"] = list(self.weights) if self.weights is not None else None
-        return d
+        """JSON/YAML-ready dict (lists for the tuples); ``CameraConfig.from_dict(c.to_dict()) == c``."""
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, d) -> CameraConfig:
+        """From a config: a mapping of the fields (:func:`~rawsynth._config.from_mapping`: unknown keys named), a
+        list of camera names, or the command-line text of :meth:`parse`."""
         if isinstance(d, str):
             return cls.parse(d)
         if isinstance(d, (list, tuple)):
             return cls(tuple(d))
-        if not isinstance(d, dict):
+        if not isinstance(d, Mapping):
             raise ConfigError(f"cameras must be a mapping, a list of names or a string, got {type(d).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"cameras: unknown key(s) {unknown}; valid keys are {sorted(names)}")
-        d = dict(d)
-        d["names"] = tuple(d.get("names") or ())
-        if d.get("weights") is not None:
-            d["weights"] = tuple(d["weights"])
-        return cls(**d)
+        if d.get("names") is None and "names" in d:  # `names: null` with `virtual: N`
+            d = {**d, "names": ()}
+        return from_mapping(cls, d, "cameras", init=True)
 
 
 @functools.lru_cache(maxsize=64)

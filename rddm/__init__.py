@@ -1,17 +1,5 @@
-"""RDDM — RAW-domain one-step diffusion restorer: models, losses, training and inference (see docs/training.md
-and docs/rddm.md).
-
-* :mod:`rddm.models` — DDNet, the RVAE (with CMB LoRA), the one-step restorer RDDM and the patch discriminator.
-* :mod:`rddm.vsd` — the VSD regulariser (frozen and LoRA "update" UNet); :mod:`rddm.prompts` — RAW prompt
-  extraction (RPE) and cached text embeddings.
-* :mod:`rddm.restore` — ``rddm restore``: RAW/DNG/shard/PNG+JSON inputs, tiled inference, sRGB/linear outputs.
-* :mod:`rddm.losses` — differentiable PTP, dual-domain losses, GAN terms; :mod:`rddm.lpips` — offline LPIPS.
-* :mod:`rddm.lora` — CMB LoRA groups (one per Bayer pattern).
-* :mod:`rddm.train` — training stages and their shared infrastructure; :mod:`rddm.config` — their configs.
-* :mod:`rddm.cli` — the ``rddm`` command.
-
-Importing ``rddm`` is cheap: subpackages (torch, diffusers, peft) load on first use.
-"""
+"""RDDM — RAW-domain one-step diffusion restorer: models, losses, training and inference. Importing it is
+cheap: subpackages (torch, diffusers, peft) load on first use. See ``docs/architecture.md``."""
 
 from __future__ import annotations
 

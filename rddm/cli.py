@@ -1,12 +1,5 @@
 """The ``rddm`` command: ``train-ddnet``, ``train-rvae``, ``calibrate-latent-scale``, ``train``, ``restore``,
-``config``.
-
-Every training command reads a YAML config (``--config``; ``rddm config STAGE`` prints the defaults), lets a
-few flags override it, and writes into ``--out``. Launch it once per device with ``torchrun`` or
-``accelerate launch`` for several GPUs or nodes. User errors (a bad config key, a missing SD folder, no shards,
-...) print one line naming the file and the fix, and exit with status 2. ``rddm restore`` reports each unusable
-input on its own line, restores the others, and then exits with status 1.
-"""
+``config``. See ``docs/training.md``."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Typed errors of the RDDM training code.
-
-They follow the project's one error contract (:class:`rawsynth.errors.RawsynthError`: message, path, fix);
-:class:`ConfigError` *is* :class:`rawsynth.errors.ConfigError`, re-exported here.
-"""
+"""Typed errors of the RDDM code; :class:`ConfigError` *is* :class:`rawsynth.errors.ConfigError`.
+See ``docs/architecture.md``."""
 
 from __future__ import annotations
 

@@ -1,18 +1,5 @@
 """Losses: the differentiable PTP, dual-domain (linear/RAW and sRGB) reconstruction terms, LPIPS and the GAN.
-
-The sRGB branch runs rawsynth's PTP (:func:`rawsynth.isp.process`: AWB → CCM → gamma → tone) with **each
-sample's own** ISP parameters, read from its ``meta.json`` (:func:`isp_from_meta`), on prediction and target
-alike, so the two are compared exactly as a camera would render them (paper Eq. 5 and Eq. 6).
-
-Example:
-    >>> import torch
-    >>> from rawsynth.isp import fixed_isp_params
-    >>> loss = DualDomainLoss(l1_linear=1.0, l1_srgb=1.0)
-    >>> x = torch.rand(2, 3, 16, 16)
-    >>> out = loss(x * 0.9, x, [fixed_isp_params()] * 2)
-    >>> sorted(out.terms), bool(out.total > 0)
-    (['l1_linear', 'l1_srgb'], True)
-"""
+See ``docs/training.md``."""
 
 from __future__ import annotations
 
@@ -86,6 +73,15 @@ class DualDomainLoss(nn.Module):
         lpips: weight of LPIPS.
         lpips_model: an :class:`rddm.lpips.LPIPS` (required when ``lpips > 0``).
         lpips_domain: ``"srgb"`` or ``"linear"``.
+
+    Example:
+        >>> import torch
+        >>> from rawsynth.isp import fixed_isp_params
+        >>> loss = DualDomainLoss(l1_linear=1.0, l1_srgb=1.0)
+        >>> x = torch.rand(2, 3, 16, 16)
+        >>> out = loss(x * 0.9, x, [fixed_isp_params()] * 2)
+        >>> sorted(out.terms), bool(out.total > 0)
+        (['l1_linear', 'l1_srgb'], True)
     """
 
     def __init__(self, l1_linear: float = 0.0, mse_linear: float = 0.0, l1_srgb: float = 0.0, mse_srgb: float = 0.0,

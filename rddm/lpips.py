@@ -1,25 +1,5 @@
 """LPIPS (Zhang et al., CVPR 2018) as a training loss, with weights read from a local folder only.
-
-The network is LPIPS v0.1 exactly as pyiqa and the ``lpips`` package compute it (scaling layer → VGG-16 or
-AlexNet features → unit-normalised feature differences → learned 1×1 "lin" layers → spatial mean, summed over
-layers); a test checks it against ``pyiqa.archs.lpips_arch.LPIPS`` with the same weights. Unlike pyiqa it never
-downloads anything and reads weights with ``torch.load(weights_only=True)`` or safetensors.
-
-Two files are needed, found in ``folder`` or in its ``pyiqa/``, ``checkpoints/``, ``hub/pyiqa/`` or
-``hub/checkpoints/`` subfolders (so ``$TORCH_HOME`` as pre-filled for the benchmarks works as is):
-
-=========  =========================================================  ============================================
-``net``    backbone (torchvision ImageNet weights)                     linear layers (pyiqa's name, or lpips')
-=========  =========================================================  ============================================
-``vgg``    ``vgg16-397923af.pth``                                     ``LPIPS_v0.1_vgg-a78928a0.pth`` or ``vgg.pth``
-``alex``   ``alexnet-owt-7be5be79.pth``                               ``LPIPS_v0.1_alex-df73285e.pth`` or ``alex.pth``
-=========  =========================================================  ============================================
-
-``.safetensors`` files with the same stem are accepted too. Backbone keys are torchvision's
-(``features.N.weight``); linear-layer keys are ``linK.model.1.weight`` (pyiqa/lpips, with dropout) or
-``linK.model.0.weight``. If the linear-layer file also holds the backbone (``net.sliceM.N.weight``), the
-backbone file is not needed.
-"""
+See ``docs/training.md``."""
 
 from __future__ import annotations
 
@@ -150,7 +130,7 @@ class LPIPS(nn.Module):
 
     @classmethod
     def from_folder(cls, folder: str | os.PathLike, net: str = "vgg") -> LPIPS:
-        """LPIPS with weights from a local folder (see the module docstring for the file names).
+        """LPIPS with weights from a local folder (see ``docs/training.md`` for the file names).
 
         Raises:
             WeightsError: missing, unreadable or mismatching files (named, with the fix).

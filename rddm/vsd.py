@@ -1,32 +1,5 @@
-"""VSD regulariser — variational score distillation as OSEDiff does it (DESIGN.md §5, paper Eq. 6's ``L_VSD``).
-
-Two score networks judge the generator's one-step latents ``ẑ0``:
-
-* the **frozen** pretrained UNet, with classifier-free guidance (CFG 7.5; the unconditional branch gets the
-  negative-prompt embeddings): the score of natural images;
-* the **update** UNet, the same UNet plus a LoRA adapter ``vsd`` trained with the plain diffusion loss
-  (:meth:`VSDRegularizer.diffusion_loss`) on the generator's own latents: the score of what the generator makes.
-
-:meth:`VSDRegularizer.generator_loss` draws ``t ~ U[t_min, t_max)`` (20, 980) and noise from an explicit
-``torch.Generator``, noises ``ẑ0``, predicts ``x0`` with both networks and returns OSEDiff's
-distribution-matching loss::
-
-    w    = mean |ẑ0 − x0_fix|            (per sample)
-    grad = (x0_update − x0_fix) / w
-    loss = MSE(ẑ0, (ẑ0 − grad).detach())   → d loss / d ẑ0 = 2·grad / N
-
-so gradients reach the generator only through ``ẑ0`` (both UNets run without autograd). Training alternates a
-generator step (Eq. 6 with this loss) and a regulariser step (:meth:`~VSDRegularizer.diffusion_loss` on
-``ẑ0.detach()``, optimising :meth:`~VSDRegularizer.trainable_parameters`).
-
-**One UNet instead of three** (``share_base=True``, the default): OSEDiff keeps three SD UNets (the generator's,
-a frozen copy, a LoRA update copy: 3 × 865 M parameters at SD-2.1 size). Here the regulariser adds its ``vsd``
-adapter to the generator's own UNet (:attr:`rddm.models.rddm.RDDM.unet`): the frozen network is that UNet with
-every adapter disabled (the pretrained weights, bit for bit), the update network is the base plus only the
-``vsd`` adapter, and the generator is the base plus its CMB groups. Same three functions, one set of base weights
-(~1.7 GB fewer in fp16, ~3.5 GB in fp32). ``share_base=False`` deep-copies the UNet instead (e.g. to wrap the
-regulariser in its own DDP).
-"""
+"""VSD regulariser — variational score distillation as OSEDiff does it (paper Eq. 6's ``L_VSD``).
+See ``docs/rddm.md``."""
 
 from __future__ import annotations
 
@@ -63,7 +36,7 @@ def distribution_matching_loss(latents: torch.Tensor, x0_update: torch.Tensor, x
 
 
 class VSDRegularizer(nn.Module):
-    """Frozen CFG UNet + LoRA update UNet for the VSD loss (see the module docstring).
+    """Frozen CFG UNet + LoRA update UNet for the VSD loss (see ``docs/rddm.md``).
 
     Args:
         unet_base: the generator's ``UNet2DConditionModel`` (:attr:`RDDM.unet`); gets a ``vsd`` adapter (shared)

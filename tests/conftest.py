@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import skimage.data
 import torch
+
+from rawsynth.errors import InputError
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 
@@ -53,3 +58,22 @@ def shard_tree(d: Path) -> dict:
         stats.pop("seconds")
         out[p.name] = stats
     return out
+
+
+def kill_after_shards(proc, out: Path, n: int) -> None:
+    """SIGKILL the ``rawsynth generate`` process ``proc`` once ``n`` shards of ``out`` are done; the manifest must
+    then say the run is incomplete."""
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("*.stats.json"))) < n:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not json.loads((out / "manifest.json").read_text())["complete"]
+
+
+def input_error(fn, *args, **kwargs):
+    """The :class:`~rawsynth.errors.InputError` that ``fn(*args, **kwargs)`` raises (the test fails if none)."""
+    with pytest.raises(InputError) as e:
+        fn(*args, **kwargs)
+    return e.value

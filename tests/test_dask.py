@@ -24,7 +24,7 @@ from rawsynth.generate import ShardJob, generate, plan_shards  # noqa: E402
 from rawsynth.pipeline import SynthConfig  # noqa: E402
 from rawsynth.sources import bundled_sources  # noqa: E402
 
-from .conftest import shard_tree  # noqa: E402
+from .conftest import kill_after_shards, shard_tree  # noqa: E402
 
 # 8 bundled photos x 2 crops of 64^2, one sample per shard: 16 shards, a few seconds of work
 CFG = SynthConfig(crop=64, crops_per_image=2)
@@ -57,18 +57,6 @@ def reference(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("ref") / "out"
     _generate(out, workers=1)
     return shard_tree(out)
-
-
-def _kill_after(proc: subprocess.Popen, out: Path, n: int) -> None:
-    """SIGKILL ``proc`` once ``n`` shards of ``out`` are done."""
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(out.glob("*.stats.json"))) < n:
-        assert proc.poll() is None, proc.stderr.read().decode()
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not json.loads((out / "manifest.json").read_text())["complete"]
-    assert len(list(out.glob("*.stats.json"))) < 16  # really interrupted
 
 
 def _running(dask_worker) -> int:
@@ -202,7 +190,8 @@ def test_resume_dask_run_locally(cluster, reference, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen(CLI + ["--out", str(out), "--backend", "dask", "--scheduler", c.scheduler_address],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _kill_after(proc, out, 2)
+    kill_after_shards(proc, out, 2)
+    assert len(list(out.glob("*.stats.json"))) < 16  # really interrupted
     _wait_idle(client)  # the dead client's running tasks finish (they write whole shards or nothing)
     s = _generate(out, workers=1, resume=True)
     assert s.skipped_shards >= 2 and shard_tree(out) == reference

@@ -1,11 +1,8 @@
 """`rawsynth generate`: plan purity, shard files, resume after SIGKILL, worker-count independence, bad input."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -19,7 +16,7 @@ from rawsynth.inspect import inspect_dataset
 from rawsynth.pipeline import SynthConfig
 from rawsynth.sources import Source, collect_sources
 
-from .conftest import photo_sources, shard_tree
+from .conftest import kill_after_shards, photo_sources, shard_tree
 
 CFG = SynthConfig(crop=64, crops_per_image=3, save_srgb=True)
 
@@ -65,13 +62,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(src, tmp_path):
             "--shard-size", "1", "--workers", "1", "--seed", "9", "--no-progress"]
     killed = tmp_path / "killed"
     proc = subprocess.Popen(args + ["--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(killed.glob("*.stats.json"))) < 3:
-        assert proc.poll() is None, proc.stderr.read().decode()
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not json.loads((killed / "manifest.json").read_text())["complete"]
+    kill_after_shards(proc, killed, 3)
     assert len(list(killed.glob("*.stats.json"))) < 36  # really interrupted
     assert subprocess.run(args + ["--out", str(killed)], capture_output=True).returncode == 2  # needs --resume
     subprocess.run(args + ["--out", str(killed), "--resume"], check=True, capture_output=True)

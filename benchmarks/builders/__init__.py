@@ -1,5 +1,6 @@
 """Builders of the RAW test sets: recipes (:mod:`.recipe`), dataset layouts (:mod:`.layouts`), the choice of
-layout (:mod:`.detect`) and the synthetic-set builder (:mod:`.build`). DND is read by :mod:`benchmarks.dnd`."""
+layout (:mod:`.detect`) and the synthetic-set builder (:mod:`.build`). DND is read by :mod:`benchmarks.dnd`.
+See ``docs/benchmarks.md``."""
 
 from .build import BuildSummary, build_benchmark, crop_box, iso_levels, plan_images
 from .detect import detect_layout

@@ -1,19 +1,5 @@
 """Build a synthetic RAW test set (DIV2K-Val, RealSR, DRealSR) from its public sRGB HR images.
-
-Per image, in sorted key order ``i = 0 … n−1``:
-
-1. read the HR file (:func:`rawsynth.io.decode_srgb`), cut the recipe's crop (centre ``size``², even offsets);
-2. Bayer pattern ``patterns[i mod len(patterns)]`` (each appears equally often, up to one);
-3. ISO: the ``n`` log-spaced midpoints of the ISO range, ``exp(log lo + (j + ½)/n · log(hi/lo))``, handed out
-   in an order permuted by :func:`rawsynth.rng.numpy_rng` ``(seed, recipe name, "iso-order")``, so ISO is
-   spread evenly over the range and independent of the pattern;
-4. :func:`rawsynth.pipeline.synthesize` in ``rddm`` mode with ``SynthConfig(patterns=(p,),
-   iso_range=(iso, iso))`` and the recipe's seed: every other draw (ISP parameters, read-noise jitter,
-   degradation, noise field) comes from ``(seed, key)``.
-
-Files are written atomically; ``manifest.json`` comes last and lists the sha256 of every file, so a folder
-without a manifest is an interrupted build.
-"""
+See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 
@@ -84,7 +70,7 @@ def iso_levels(n: int, lo: float, hi: float, seed: int, name: str) -> list[float
 
 
 def plan_images(scan: Scan, recipe: Recipe) -> list[ImagePlan]:
-    """Pattern and ISO of every image (see the module docstring)."""
+    """Pattern and ISO of every image (see ``docs/benchmarks.md``)."""
     lo, hi = recipe.iso_bounds()
     isos = iso_levels(len(scan.images), lo, hi, recipe.seed, recipe.name)
     pats = recipe.patterns

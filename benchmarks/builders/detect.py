@@ -1,12 +1,5 @@
-"""Pick the source layout of a test set from what ``--src`` holds.
-
-A test set can come from more than one download: RealSR and DRealSR from their official releases or from
-StableSR's 512×512 test crops (the 100 / 93 images most one-step SR papers score on), DIV2K-Val from the
-official HR images or StableSR's ``DIV2K_V2_val`` crops. Each layout is a bundled recipe
-(:func:`~benchmarks.builders.recipe.layout_recipe_names`); :func:`detect_layout` scans ``--src`` with each, official
-first, and takes the first complete match (names, counts and, for the crops, sizes). The choice is recorded in
-the manifest (``source.layout``).
-"""
+"""Pick the source layout of a test set (official download or StableSR's crops) from what ``--src`` holds.
+See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 

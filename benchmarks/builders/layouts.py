@@ -1,10 +1,5 @@
 """Recognise the official folder layouts of the source datasets and list the images of a test set.
-
-A layout is a recipe's ``source.groups``: folders relative to the dataset root, each with either the exact
-expected file names or a glob and a count. The root is found from what the user gives: the root itself, one
-of the group folders (``.../DIV2K_valid_HR``), or a folder holding the root one level down
-(``/data/RealSR`` holding ``RealSR(V3)/``).
-"""
+See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 

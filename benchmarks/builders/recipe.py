@@ -1,21 +1,18 @@
-"""Benchmark recipes: the YAML files in ``benchmarks/recipes/`` that fix, for each test set, which source files
-belong to it, how each image is cropped, and every synthesis setting.
-
-A recipe plus the public source images decides a benchmark bit for bit: each image's random draws come from
-``(seed, key)`` (:mod:`rawsynth.rng`), its Bayer pattern and ISO from its position in the sorted key list.
-"""
+"""Benchmark recipes (``benchmarks/recipes/*.yaml``): which source files, which crop, every synthesis
+setting of a test set. See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from rawsynth.errors import ConfigError, InputError
 from rawsynth.mns import Pattern, SensorParams
-from rawsynth._config import load_yaml
+from rawsynth._config import from_mapping, load_yaml, to_dict, with_path
 from rawsynth.pipeline import Mode, SynthConfig
 
 __all__ = ["CropPolicy", "Group", "Recipe", "recipe_names", "layout_recipe_names", "load_recipe",
@@ -181,49 +178,51 @@ class Recipe:
         return self.iso_range or self.synth_config(self.patterns[0], None, self.multiple).profile().iso_range
 
     def to_dict(self) -> dict:
-        """JSON-ready dict; ``Recipe.from_dict(r.to_dict()) == r``."""
-        return {
-            "name": self.name, "title": self.title,
-            "source": {"groups": [{k: (list(v) if isinstance(v, tuple) else v)
-                                   for k, v in dataclasses.asdict(g).items() if v not in (None, ())}
-                                  for g in self.groups],
-                       "key_suffix": self.key_suffix, "layout": self.layout, "layout_title": self.layout_title},
-            "crop": dict(self.crop), "seed": self.seed, "patterns": [p.value for p in self.patterns],
-            "noise_profile": self.noise_profile, "iso_range": list(self.iso_range) if self.iso_range else None,
-            "sensor": dict(self.sensor), "degradation": dict(self.degradation), "save_dng": self.save_dng,
-        }
+        """JSON-ready dict in the recipe file's layout; ``Recipe.from_dict(r.to_dict()) == r``."""
+        d = to_dict(self)
+        source = {k: d.pop(k) for k in ("groups", "key_suffix", "layout", "layout_title")}
+        source["groups"] = [{k: v for k, v in g.items() if v not in (None, [])} for g in source["groups"]]
+        return {"name": d.pop("name"), "title": d.pop("title"), "source": source, **d}
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "<recipe>") -> Recipe:
-        """Build from a YAML mapping; unknown keys raise :class:`ConfigError` naming them and ``where``."""
-        if not isinstance(d, dict):
-            raise ConfigError(f"{where}: a recipe must be a mapping")
-        d = dict(d)
-        source = d.pop("source", None)
-        if not isinstance(source, dict) or "groups" not in source:
-            raise ConfigError(f"{where}: a recipe needs `source: {{groups: [...]}}`")
-        src_keys = {"groups", "key_suffix", "layout", "layout_title"}
-        names = {f.name for f in dataclasses.fields(cls)} - src_keys
-        unknown = sorted(set(d) - names) + sorted(f"source.{k}" for k in set(source) - src_keys)
-        if unknown:
-            raise ConfigError(f"{where}: unknown recipe key(s) {unknown}; valid keys are "
-                              f"{sorted(names | {'source'})}")
-        for k in ("name", "title"):
-            if not isinstance(d.get(k), str) or not d[k]:
-                raise ConfigError(f"{where}: `{k}` must be a non-empty string")
-        groups = source["groups"]
-        if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
-            raise ConfigError(f"{where}: source.groups must be a list of mappings")
-        gfields = {f.name for f in dataclasses.fields(Group)}
-        for g in groups:
-            if set(g) - gfields:
-                raise ConfigError(f"{where}: unknown group key(s) {sorted(set(g) - gfields)}; valid: {sorted(gfields)}")
+        """Build from a YAML mapping (:func:`rawsynth._config.from_mapping`); unknown keys raise
+        :class:`ConfigError` naming them and ``where`` (the recipe file)."""
         try:
-            layout = {k: source[k] for k in ("layout", "layout_title") if k in source}
-            return cls(groups=tuple(Group(**g) for g in groups), key_suffix=source.get("key_suffix") or "", **layout,
-                       **d)
-        except TypeError as e:
-            raise ConfigError(f"{where}: {e}") from None
+            if not isinstance(d, Mapping):
+                raise ConfigError("a recipe must be a mapping")
+            d = dict(d)
+            source = d.pop("source", None)
+            if not isinstance(source, Mapping) or "groups" not in source:
+                raise ConfigError("a recipe needs `source: {groups: [...]}`")
+            src = from_mapping(_Source, source, "source", what="recipe")
+            misplaced = sorted(set(d) & {f.name for f in dataclasses.fields(_Source)})
+            if misplaced:
+                raise ConfigError(f"unknown recipe keys {misplaced} at the top level",
+                                  fix=f"move {', '.join(misplaced)} under `source:`")
+            for k in ("name", "title"):
+                if not isinstance(d.get(k), str) or not d[k]:
+                    raise ConfigError(f"`{k}` must be a non-empty string")
+            if not isinstance(src.groups, list):
+                raise ConfigError("source.groups must be a list of mappings")
+            groups = tuple(from_mapping(Group, g, f"source.groups[{i}]", what="group")
+                           for i, g in enumerate(src.groups))
+            given = {k: v for k, v in dataclasses.asdict(src).items() if k != "groups" and v is not None}
+            return from_mapping(cls, {**d, **given, "groups": groups}, what="recipe")
+        except ConfigError as e:
+            raise with_path(e, where, fix=e.fix) from None
+        except TypeError as e:  # a value of the wrong kind inside a group (e.g. `range: 5`)
+            raise ConfigError(str(e), path=where) from None
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The keys of a recipe's ``source:`` section (``None``: :class:`Recipe`'s default)."""
+
+    groups: list
+    key_suffix: str | None = None
+    layout: str | None = None
+    layout_title: str | None = None
 
 
 def recipe_names() -> tuple[str, ...]:

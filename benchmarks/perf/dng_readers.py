@@ -1,26 +1,5 @@
 """Manual check: our DNGs rendered by every RAW developer installed here, against our own development.
-
-Run as ``python -m benchmarks.perf.dng_readers --out OUT [--photos 3] [--size 512]``. For each photo (skimage's
-astronaut, chelsea, coffee, ...) × the four Bayer patterns × two ISP settings (Brooks' centre and one sampled
-set), it unprocesses the photo, mosaics and quantises it (12 bit, black 256), writes a DNG with
-:func:`rawsynth.io.write_dng`, and renders it with:
-
-* **ours**: :func:`rawsynth.isp.process` of :func:`rawsynth.mns.demosaic_bilinear` (the reference);
-* **LibRaw** (rawpy): camera white balance, linear sRGB, no auto-brightness, LINEAR demosaic, clip highlights;
-* **darktable** (``darktable-cli``, if installed): workflow ``none`` (no filmic, no exposure, no base curve),
-  16-bit sRGB TIFF;
-* **RawTherapee** (``rawtherapee-cli``, if installed): a neutral profile (no tone curve, camera white balance,
-  no CA correction), 16-bit sRGB TIFF.
-
-Each reader's output is made linear (sRGB EOTF for the TIFFs), scaled by one least-squares gain (those
-readers ignore ``BaselineExposure``; the gain is reported, ≈ ``rgb_gain`` means it was ignored), aligned to
-ours over the shift that fits best (readers crop differently: darktable honours ``DefaultCrop``), finished with
-our gamma and tone, and compared with ours by PSNR (dB, a 6-pixel border dropped), at full resolution (which
-also counts each reader's own demosaicking and sharpening against our bilinear one) and on 8×8 block means
-(colour and tone only). The colour cast is the spread of the per-channel linear ratios reader/ours (0 = none).
-Writes ``OUT/sheet.png`` (rows: files; columns: ours and each reader), ``OUT/results.json`` and prints a
-Markdown table per reader. Results are recorded in ``docs/io.md``.
-"""
+See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 

@@ -1,25 +1,5 @@
 """One-shot GPU kit: every GPU figure the project owes, in one run on the lent H200, written to ``--out``.
-
-    python -m benchmarks.perf.gpu_check --out DIR            # on the GPU machine (under 8 minutes)
-    python -m benchmarks.perf.gpu_check --out DIR --dry-run  # anywhere: checks the environment, lists the steps
-
-It runs unchanged on the H200 image's own Python (3.12, torch 2.11, triton 3.6, torchvision 0.26) from the
-repository root with ``PYTHONPATH=.``, plus the pure-Python packages that image lacks, carried as wheels
-(:data:`WHEELS`; ``docs/gpu.md`` has the exact ``device`` call). Steps (each a subprocess with its own time limit,
-so one failure or hang costs only its slot and the others still run; :data:`STEPS`):
-
-1. the CUDA tests (``tests/kernels/test_cuda.py``, ``tests/degrade/test_gpu.py``, the CUDA test of
-   ``tests/degrade/test_gpu_parts.py`` (packed uploads, tensor JPEG on the GPU), ``tests/test_onthefly.py``);
-2. kernel bandwidth vs a device copy, the five IPTP+MNS variants at B = 256 (``benchmarks.perf.kernels``);
-3. GPU synthesis pairs/s at 512², B = 64 and 256, 3 warm-up batches, spreads (``benchmarks.perf.gpu_synthesis``);
-4. a 512² one-step restore at SD-2.1 size, random weights, bf16 (``rddm.restore.memory``: ms);
-5. a tiled 24-MP restore (6000×4000, same: seconds, peak memory);
-6. one ``rddm train`` step at 512², batch 2, bf16 (``rddm.scripts.memory --stage rddm``: peak memory).
-
-Writes ``DIR/gpu_check.json`` (per step: command, exit code, seconds, the step's JSON output where it prints
-one, the tail of its log) and ``DIR/gpu_check.md`` (the same as a table), plus each step's full log.
-Exit code 0 when every step passed, 1 otherwise; ``--dry-run`` exits 0 when the environment check passes.
-"""
+See ``docs/gpu.md``."""
 
 from __future__ import annotations
 

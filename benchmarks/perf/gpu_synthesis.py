@@ -1,21 +1,5 @@
-"""Pairs/s of the on-the-fly GPU path: batched degradation (:func:`rawsynth.degrade.gpu.degrade_batch_gpu`) +
-fused IPTP+MNS (:func:`rawsynth.kernels.iptp_mns`) at 512², with per-sample recipes.
-
-Run as ``python -m benchmarks.perf.gpu_synthesis [--device cuda] [--batch 64 256] [--crop 512] [--batches 10]
-[--warmup 3] [--jpeg tensor] [--blur-sweep]``. Results: ``benchmarks/perf/RESULTS.md``.
-
-What is timed: :class:`rawsynth.onthefly.OnTheFlySynth` on batches of 8-bit crops already on the device (made from
-the photos bundled with scikit-image), each sample with its own recipe drawn from ``(seed, key)``; recipes are
-drawn outside the timed region (in training the loader workers draw them). Every batch has new recipes, hence
-new canvas sizes: ``--warmup`` (default 3) whole batches run first, so kernel compilation, cuFFT plans (FFT
-lengths are bucketed, :data:`rawsynth.degrade.gpu.blur.FFT_BUCKET`) and codec handles are warm. Reported per
-batch size: the median pairs/s over ``--batches`` timed batches with its spread (min, p10–p90, max), timed with
-``torch.cuda.synchronize()`` around each, and the share of the degradation (blur/resize/JPEG) and of IPTP+MNS.
-``--blur-sweep`` also times the grouped convolution against the FFT blur for every kernel size (the rule behind
-``blur="auto"``).
-
-Without CUDA the same runs on the CPU (one thread) and the script says that the GPU figures are still owed.
-"""
+"""Pairs/s of the on-the-fly GPU path (batched degradation + fused IPTP+MNS) at 512², with per-sample
+recipes. See ``docs/gpu.md``."""
 
 from __future__ import annotations
 

@@ -1,29 +1,5 @@
 """GPU kernel throughput: the fused IPTP + MNS and PTP Triton kernels against a device copy and the torch reference.
-
-Run as ``python -m benchmarks.perf.kernels [--batch 256] [--size 512] [--repeats 50] [--warmup 3] [--json F]``.
-Results and their analysis: ``benchmarks/perf/RESULTS.md``.
-
-On a CUDA device, in one run, on the same GPU. Timing is :func:`triton.testing.do_bench`: the L2 cache is flushed
-(a 256 MB buffer zeroed) before every timed call, so a batch never starts warm in the 50–60 MB L2, and each call
-is timed by CUDA events around it alone (not from a sync: no launch latency of the first call in the window).
-``--warmup`` untimed calls run first (compilation, cuFFT/cuBLAS plans, the caching allocator). Every figure is the
-median of ``--repeats`` timed calls, with the 10th–90th percentile spread.
-
-* **IPTP + MNS kernel**, five variants (:func:`rawsynth.kernels.iptp_mns`, 8-bit sRGB in, uint16 DN out):
-  ``dn`` (DN only, accurate Philox/Box–Muller, ``tl.randn4x``'s bits), ``dn-fast`` (``fast_noise=True``),
-  ``pair`` (an LQ/HQ training pair in one launch: DN of the LQ + float32 linear of the HQ, ``hq=``), ``pair-fast``
-  and ``clean`` (zero noise: the compile-time no-noise variant). The kernel alone (parameter buffer built
-  beforehand) and the whole call (buffer and outputs built each time). **pairs/s counts LQ + HQ pairs**: only the
-  ``pair`` variants deliver what RDDM trains on; the DN-only figures are kernel bandwidth, not pairs.
-  Effective bandwidth = bytes read + written (sRGB 3 B/px per source read, DN 2 B/px, linear 12 B/px) / time;
-* **device copy** of the same traffic (``dst.copy_(src)`` of ``(read + written) / 2`` bytes) and the kernel's
-  share of it (goals: DN+linear ≥ 70 %, DN-only ≥ 50 %);
-* **torch reference** (:func:`rawsynth.kernels.iptp_mns_reference`) on the same batch and GPU;
-* **PTP forward + backward** (:func:`rawsynth.kernels.ptp`) against torch autograd through
-  :func:`rawsynth.kernels.ptp_reference`.
-
-Without a CUDA device it prints that the GPU figures are still owed and exits 0.
-"""
+See ``docs/gpu.md``."""
 
 from __future__ import annotations
 

@@ -1,25 +1,5 @@
 """The shard reader's samples/s (:func:`rawsynth.data.make_loader`, 512² crops) against what a training step
-consumes.
-
-Run as ``python -m benchmarks.perf.loader [--samples 32] [--workers 0 1 2] [--batch 16] [--step-ms 760]
-[--gpus 8] [--out DIR]``. Results: ``benchmarks/perf/RESULTS.md``. (The CPU synthesis path, optimised vs
-reference, is ``benchmarks/perf/synthesis.py``.)
-
-The script first writes ``--samples`` 512² ``rddm`` pairs with ``rawsynth generate`` (4 shards; sources made
-from the photos bundled with scikit-image, as ``synthesis.py`` makes them), untimed. Then, for each worker count,
-it iterates ``make_loader(shards, batch_size, num_workers, crop=512, shuffle=0)`` over the whole set
-``--repeats`` times (each pass a new loader: worker start-up is included, as at each epoch without persistent
-workers) and reports the median samples/s, decoding and Bayer-aware cropping included.
-
-Consumption: ``batch / step time`` per GPU. The default step time, 760 ms for a batch of 16 at 512², is an
-estimate, not a measurement. RDDM's generator at 512² is ~2.23 T multiply-adds forward (counted on the SD-2.1
-architecture by :meth:`rddm.models.rddm.RDDM.flops`: RVAE encoder, UNet, RVAE decoder; OSEDiff reports 2.27 T
-for the same networks; the paper's Table 2 "250 GFLOPs" does not match this count); a training step adds the
-backward through all three (×3 in total), the VSD regulariser's frozen UNet with CFG (2 UNet passes) and its LoRA
-UNet (one forward, plus forward + backward for the diffusion loss) and LPIPS-VGG on the sRGB pair: ~9.4 T
-multiply-adds = ~19 TFLOPs per sample, ~300 TFLOPs per batch of 16; at 40% of an H200's ~990 dense bf16
-TFLOP/s that is ~760 ms. Give ``--step-ms`` from a real run to replace it.
-"""
+consumes. See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 

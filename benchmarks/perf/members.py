@@ -1,11 +1,5 @@
 """Size and encode/decode speed of the candidate encodings of the 16-bit members (RAW mosaic, linear HQ).
-
-Usage: ``python -m benchmarks.perf.members SHARD.tar [--repeat N]`` on a shard written by ``rawsynth generate``
-(any format version). Every sample's mosaic and HQ are re-encoded as (a) rawsynth's 16-bit PNG (the
-version-1 members ``raw.png``/``hq.png``, and the ``--members png`` option) and (b) ``.npy`` (version-2
-default); the table gives bytes per sample and milliseconds per sample to encode and to decode, with each
-decode checked bit-exact. Results are recorded in ``benchmarks/perf/RESULTS.md``.
-"""
+See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""Cost of the sensor-noise models per sample: paper Eq. 11 (heteroscedastic Gaussian) against the physics model
-(shot K·Poisson, Tukey-lambda read, row, colour bias, quantisation; ELD/LED), both followed by the sensor
-encoding (:func:`rawsynth.mns.quantize`), on a clean ``crop × crop`` mosaic, one thread, CPU (or a given device).
-
-Run alone as ``python -m benchmarks.perf.noise_models [--crop 512] [--samples 20] [--device cpu]``; the synthesis
-benchmark (:mod:`benchmarks.perf.synthesis`) prints the same table after its own.
-"""
+"""Cost per sample of the sensor-noise models: paper Eq. 11 (Gaussian) against the physics model, then the
+sensor encoding. See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 

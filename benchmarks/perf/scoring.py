@@ -1,18 +1,5 @@
 """Time PSNR/SSIM scoring: :mod:`benchmarks.scoring.fast` against a plain pyiqa loop, on the same images.
-
-    python -m benchmarks.perf.scoring --images 100 --size 512 --conventions y,rgb
-
-Makes ``--images`` pairs of ``--size``² uint8 images from scikit-image's bundled photos (resized, shifted, and
-distorted by blur / noise / JPEG / a colour shift, cycling), then for each metric (``psnr_y``, ``ssim_y`` for
-``y``; ``psnr``, ``ssim`` for ``rgb``) times
-
-* **pyiqa**: ``pyiqa.create_metric`` once, then one call per image pair (``(1, 3, H, W)`` float32 in ``[0, 1]``),
-  the loop most evaluation scripts run;
-* **ours**: :func:`benchmarks.scoring.fast.fast_scores` over the list (batches of ``--batch-size``),
-
-and prints both times, the ratio and the largest difference between the two sets of scores. Nothing is read
-from or written to disk (decoding is the same for both and is left out).
-"""
+See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 

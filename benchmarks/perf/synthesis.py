@@ -1,38 +1,5 @@
 """Pair-synthesis throughput: rawsynth's generate path against an OSEDiff/Real-ESRGAN-style reference loader.
-
-Run as ``python -m benchmarks.perf.synthesis [--samples N] [--crop 512] [--seed S] [--repeats R] [--out DIR]
-[--members npy png] [--no-profile]``. Results and their analysis: ``benchmarks/perf/RESULTS.md``.
-
-Both paths run in this one process, on one thread (``torch``, OpenCV, OpenMP/MKL), over the same ``N`` source
-images (PNG files made from the photos bundled with scikit-image, reflect-padded and centre-cropped to
-``crop × crop``), with the same settings (``SynthConfig(crop=crop, mode="rddm")``: Real-ESRGAN's degradation
-without noise, Brooks' IPTP, Bayer mosaic, heteroscedastic noise, 12-bit quantisation), and both write shards:
-
-* **ours**: :func:`rawsynth.generate.generate` end to end (decode, crop, synthesis, member encoding, tar shard
-  with fsync, stats, manifest), ``workers=1``, once per member codec of ``--members`` (``npy``: the default
-  ``raw.npy``/``hq.npy``; ``png``: ``--members png``, 16-bit PNG ``raw.png16``/``hq.png16``);
-* **reference**: what OSEDiff-style loaders do today, one sample at a time: ``cv2.imread``, random crop,
-  Real-ESRGAN's dataset kernels (basicsr ``random_mixed_kernels``/``circular_lowpass_kernel`` on numpy's global
-  RNG, 21×21, pulse when the final sinc is off), Real-ESRGAN's ``feed_data`` chain without noise (basicsr
-  ``filter2D``, ``F.interpolate``, basicsr ``DiffJPEG`` on the CPU), rounding to 8 bits, ``F.interpolate``
-  back to ``crop``, then Brooks' unprocess of HQ and LQ written out in plain dense torch, a sliced mosaic,
-  heteroscedastic noise and quantisation (none of rawsynth's fast paths, so library speed-ups do not leak into
-  the reference), and ``raw.png``/``hq.png``/``meta.json`` (OpenCV's default PNG settings) into a
-  tar written with :mod:`tarfile`.
-
-The two paths draw every random parameter from the same distributions (the same ``DegradationConfig``,
-``ISPConfig`` and noise profile), from different random streams.
-
-Each path first makes one warm-up sample (imports, first-call costs, basicsr import) that is not timed. Then
-the paths are timed alternately, ``R`` rounds over the same ``N`` samples, each round running every codec of ours
-and then the reference (``time.perf_counter`` around a run; the rates printed are the medians, and the ratio of
-each round's two runs, made under the same load, gives the spread), and ours runs once more per codec with
-perf-counter wrappers around its stage functions (:mod:`benchmarks.perf.synthesis_stages`; the real code path,
-nothing is added to rawsynth itself) for the per-stage breakdown. The reference lives in
-:mod:`benchmarks.perf.synthesis_reference`. The
-reference's stages are timed inline. Last, the cost of the noise models alone per ``crop²`` sample: Eq. 11
-against the physics model (:mod:`benchmarks.perf.noise_models`).
-"""
+See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 

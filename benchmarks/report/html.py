@@ -1,9 +1,5 @@
-"""A single static HTML report per benchmark set: leaderboard table, per-metric bar charts, a fidelity-vs-perception
-scatter (PSNR vs LPIPS) and per-image comparison crops (GT / two-stage input / each method).
-
-Self-contained: CSS inline, plots and crops embedded as base64 PNG, no script, nothing fetched from the network.
-Plots use matplotlib's object API on the Agg canvas (no pyplot, so no global backend change).
-"""
+"""A single static HTML report per benchmark set: leaderboard, bar charts, PSNR-vs-LPIPS scatter and
+per-image comparison crops. See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 

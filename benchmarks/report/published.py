@@ -1,5 +1,5 @@
 """The paper's published rows (Tables 1 and 8), from ``benchmarks/data/published.yaml`` — labelled as published
-everywhere."""
+everywhere. See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 

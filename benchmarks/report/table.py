@@ -1,4 +1,5 @@
-"""A Table-1-style Markdown table from a benchmark's leaderboard, with the paper's published rows."""
+"""A Table-1-style Markdown table from a benchmark's leaderboard, with the paper's published rows.
+See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 

@@ -1,23 +1,5 @@
 """PSNR and SSIM, batched, equal to pyiqa's ``psnr`` / ``ssim`` / ``ssimc`` (0.1.x) but much faster.
-
-pyiqa's SSIM filters float64 images with a full 11×11 Gaussian, one image at a time (≈3 s of CPU per 512²
-RGB image). Here the same Gaussian (MATLAB's ``fspecial``, the one pyiqa builds) is applied as two 11-tap
-passes over a whole batch, in float32 by default, after centring the 0…255 integer images on 128 so that
-float32 keeps the variances' precision, and with the terms rewritten around the difference ``x − y`` (same
-formula, see :func:`ssim_batch`). Everything else follows pyiqa step by step:
-
-* input: 8-bit RGB (``uint8``) scaled to ``[0, 1]`` as float32 — the images pyiqa is given;
-* ``crop_border``: ``x[..., c:-c, c:-c]`` first (pyiqa's option);
-* PSNR: ``Y`` (``color_space='ycbcr'``: ITU-R BT.601, ``(65.481 R + 128.553 G + 24.966 B + 16) / 255``,
-  computed as pyiqa does, float32) or the three RGB channels; ``10·log10(1 / (mse + 1e-8))``;
-* SSIM: the ``Y`` channel ×255 rounded to integers (pyiqa rounds, "same as MATLAB"), or RGB ×255; window 11,
-  σ 1.5, ``valid`` filtering, ``C1 = (0.01·255)²``, ``C2 = (0.03·255)²``, ``cs`` clipped at 0 (pyiqa's ``relu``),
-  no downsampling; the map's mean over channels and pixels.
-
-PSNR is computed exactly as pyiqa does (same float32 operations, < 1e-6 dB apart on the CPU); SSIM in float32
-differs from pyiqa's float64 by < 1e-6 on natural images. ``tests/benchmarks/test_fast_metrics.py``
-checks both against the installed pyiqa.
-"""
+See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 
@@ -93,7 +75,7 @@ def _filter(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 def ssim_batch(x: torch.Tensor, y: torch.Tensor, y_only: bool, crop_border: int = 0,
                dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Per-image SSIM of ``(N, 3, H, W)`` float32 ``[0, 1]`` batches: pyiqa ``ssim`` (``y_only``, with
-    ``color_space='ycbcr'``) or ``ssimc``; see the module docstring. Images must be at least 11×11 after the
+    ``color_space='ycbcr'``) or ``ssimc``; see ``docs/benchmarks.md``. Images must be at least 11×11 after the
     crop."""
     x, y = _crop(x, crop_border), _crop(y, crop_border)
     if y_only:

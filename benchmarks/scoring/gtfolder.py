@@ -1,10 +1,5 @@
 """A folder of ground-truth images used as a benchmark: ``python -m benchmarks score --gt DIR --pred DIR``.
-
-Each image file of ``DIR`` (not recursive; ``.png``, ``.jpg``, … as :data:`~.pairing.IMAGE_EXTENSIONS`) is one
-image, its key the file stem. Predictions pair with it by name with the usual suffix rules of :mod:`.pairing`,
-applied to both sides: ``Canon_001_LR4_out.png`` pairs with ``Canon_001_LR4.png`` and with ``Canon_001_HR.png``.
-Ground truth is read like predictions (8-bit sRGB, :func:`benchmarks.files.read_png8`).
-"""
+See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 

@@ -1,29 +1,4 @@
-"""The metrics of the paper's tables (§4.1), computed with pyiqa.
-
-=========  ==============  =====  =============================================================================
-ours       pyiqa           kind   convention
-=========  ==============  =====  =============================================================================
-psnr       ``psnr``        FR     RGB, 3 channels (``test_y_channel=False``), data range 1, on 8-bit images
-psnr_y     ``psnr``        FR     Y of YCbCr (BT.601): ``test_y_channel=True, color_space='ycbcr'`` — OSEDiff's,
-                                  StableSR's and SeeSR's PSNR (pyiqa's ``psnry`` uses YIQ's Y instead: ≈1.3 dB off)
-ssim       ``ssimc``       FR     3 channels, 11×11 Gaussian σ 1.5, no downsampling (pyiqa's ``ssim`` is Y-only!)
-ssim_y     ``ssim``        FR     Y of YCbCr rounded to 0…255, ``test_y_channel=True, color_space='ycbcr'``
-lpips      ``lpips``       FR     AlexNet, v0.1
-dists      ``dists``       FR     VGG16
-fid        ``fid``         set    Inception-V3 pool features, "clean" resize, predictions vs ``gt_srgb``
-niqe       ``niqe``        NR     Y channel, pyiqa's original parameters
-musiq      ``musiq``       NR     KonIQ-10k checkpoint
-clipiqa    ``clipiqa``     NR     CLIP RN50, pyiqa's antonym prompt pairs
-=========  ==============  =====  =============================================================================
-
-Every image (prediction and ground truth) enters as 8-bit sRGB scaled to ``[0, 1]``, the RGB channels of an 8-bit
-PNG as OpenCV reads it (``cv2.imread`` then BGR→RGB, ``/ 255``): predictions stored with more bits are rounded to
-8 bits first, as if saved as 8-bit PNG (``cv2.imread`` would truncate a 16-bit PNG instead). Scores are averaged
-over images; FID is computed once over the set. ``crop_border`` (pyiqa's option, default 0) removes that many
-pixels at every edge before PSNR/SSIM. PSNR and SSIM are computed by :mod:`.fast` (batched, float32, equal to
-pyiqa to < 1e-5) unless pyiqa itself is asked for (``impl="pyiqa"``). Every score records its convention
-(:func:`convention`).
-"""
+"""The metrics of the paper's tables (§4.1), computed with pyiqa. See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 

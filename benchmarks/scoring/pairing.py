@@ -1,12 +1,4 @@
-"""Pair prediction files with a benchmark's images by name — never by sorted order.
-
-A prediction ``DIR/NAME.EXT`` belongs to image ``KEY`` when its stem, after removing the method's own
-``--suffix`` strings and then, repeatedly, one of the usual suffixes (``_HR``, ``_LR4``/``_LR``, ``_x1``/``_x4``
-and DIV2K's ``x4``, ``_out``, ``_SR``, ``_pred``, ``_restored``, ``_output``, ``_rddm``; case-insensitive), equals
-``KEY`` (the stem as it stands is tried first). Two files for one key are an error, never a guess. Only image
-files are considered (``.png``, ``.jpg``, ``.jpeg``, ``.tif``, ``.tiff``, ``.bmp``, ``.webp``); others (logs,
-JSON) are ignored.
-"""
+"""Pair prediction files with a benchmark's images by name — never by sorted order. See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
 """Score a method's predictions on a benchmark: ``scores.csv``, ``summary.json`` and the leaderboard entry.
-
-Order of work: pair the prediction files with the benchmark's keys and check their sizes (one error lists every
-problem), check that every weight file the chosen metrics need is present (nothing is downloaded unless asked),
-then compute. Predictions are sRGB images by default; ``pred_space="linear"`` takes 16-bit linear camera-RGB
-PNGs (what RDDM outputs) and develops them with each image's own PTP parameters, exactly as ``gt_srgb`` was made.
-"""
+See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 
@@ -130,7 +125,7 @@ def score(bench_dir: str | os.PathLike | None, pred_dir: str | os.PathLike, meth
           progress: bool = False, run_info: dict | None = None, gt_dir: str | os.PathLike | None = None,
           crop_border: int = 0, impl: str = "fast") -> ScoreResult:
     """Score ``pred_dir`` on the benchmark at ``bench_dir``, or against the ground-truth folder ``gt_dir`` (see
-    the module docstring and :mod:`.gtfolder`).
+    ``docs/benchmarks.md`` and :mod:`.gtfolder`).
 
     Args:
         bench_dir: a built benchmark (``None`` with ``gt_dir``).

@@ -1,21 +1,5 @@
 """Where pyiqa's weight files live, which ones each metric needs, and a guard that keeps pyiqa offline.
-
-pyiqa (0.1.x) fetches weights on first use: its own checkpoints into ``$TORCH_HOME/hub/pyiqa``
-(``pyiqa.utils.download_util.DEFAULT_CACHE_DIR``, computed once when pyiqa is imported), the torchvision
-backbones of LPIPS (AlexNet) and DISTS (VGG16) into ``$TORCH_HOME/hub/checkpoints`` (``torch.hub``), and
-CLIP-IQA's OpenAI CLIP RN50 into ``$TORCH_HOME/hub/clip``. The weights folder of this module is such a
-``TORCH_HOME``; it is taken from ``--weights-dir``, else ``$RAWSYNTH_WEIGHTS_DIR``, else ``$TORCH_HOME``, else
-torch's default (``~/.cache/torch``).
-
-:func:`required_weights` derives each metric's files from the installed pyiqa and torchvision (their URLs
-name the files), :func:`check_weights` reports the missing ones by their expected paths before anything is
-computed, and :func:`offline_hub` points pyiqa and torch.hub at the folder and makes every download attempt
-raise :class:`~benchmarks.errors.DownloadRefusedError` unless downloads were asked for.
-
-CLIP-IQA: OpenAI's ``clip`` package verifies the SHA-256 of ``RN50.pt`` on every load by name and re-downloads
-on a mismatch, so :mod:`benchmarks.scoring.metrics` passes the file's path instead (CLIP's documented
-"path to a checkpoint" branch, same model construction); ``verify=True`` checks the SHA-256 itself.
-"""
+See ``docs/benchmarks.md``."""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
-"""RDDM's networks (diffusers ``ModelMixin``/``ConfigMixin``: ``save_pretrained``/``from_pretrained``).
-
-* :class:`rddm.models.ddnet.DDNet` — joint denoising + demosaicing (RAW → linear RGB).
-* :class:`rddm.models.rvae.RVAE` — the RAW-domain VAE (an ``AutoencoderKL``), with CMB LoRA groups.
-* :class:`rddm.models.discriminator.PatchDiscriminator` — the RVAE's patch-GAN discriminator.
-* :class:`rddm.models.rddm.RDDM` — the one-step RAW diffusion restorer (RVAE + SD UNet, CMB LoRA).
-
-Submodules are imported on first use (they import diffusers).
-"""
+"""RDDM's networks (diffusers ``ModelMixin``/``ConfigMixin``); submodules load on first use.
+See ``docs/architecture.md``."""
 
 from __future__ import annotations
 

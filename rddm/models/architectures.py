@@ -1,13 +1,5 @@
-"""Model architectures as diffusers config dicts, for building random-weight models of the real size (memory and
-speed scripts, parameter counts) and tiny ones of the same structure (tests, quick checks). Nothing here loads
-weights; a real run loads the user's local SD-2.1 folder.
-
-* :data:`SD21_VAE` — ``vae/config.json`` of stabilityai/stable-diffusion-2-1(-base) (``sample_size`` 768 for 2-1,
-  512 for -base; it does not change the network).
-* :data:`SD21_UNET` — ``unet/config.json`` of stable-diffusion-2-1-base (the 768 model differs in
-  ``sample_size`` only).
-* :data:`TINY_VAE`, :data:`TINY_UNET` — the same block types, two narrow levels (latent factor 2, not 8).
-"""
+"""Model architectures as diffusers config dicts: real-size random-weight models (memory, speed, counts) and
+tiny ones of the same structure (tests). See ``docs/training.md``."""
 
 from __future__ import annotations
 

@@ -1,24 +1,5 @@
 """DDNet: the lightweight joint denoising + demosaicing network ``F_DD`` (paper §3.1, Eq. 2).
-
-RAW mosaic ``(B, 1, H, W)`` → linear camera RGB ``(B, 3, H, W)``, same ``H × W``. It is the ISP of the
-two-stage baselines (``python -m benchmarks isp --isp ddnet --ddnet CKPT``) and the first step of the RAW
-prompt extractor. Trained with L2 on ``ddnet``-mode shards (``rddm train-ddnet``).
-
-Architecture:
-
-1. **Bayer unification** (Liu et al., CVPR-W 2019): each sample is flipped so that its pattern becomes RGGB
-   (GRBG: left–right, GBRG: top–bottom, BGGR: both; exact for even sizes). The network therefore always sees
-   the same CFA geometry, and ``DDNet(flip(raw), flipped pattern) == flip(DDNet(raw, pattern))`` exactly.
-2. **Packing**: ``pixel_unshuffle`` to 4 planes R, G1, G2, B at half resolution.
-3. **A small residual U-Net** on the planes: per level ``layers_per_block`` residual blocks (conv–LeakyReLU–conv
-   + skip), stride-2 convolutions down, 1×1 conv + pixel-shuffle up, additive skips. Sizes that do not divide
-   by ``2^(levels−1)`` are padded (replicate) and cropped back.
-4. **Pixel-shuffle** of 12 output planes (3 colours × 4 positions of the 2×2 block) to full resolution.
-5. With ``residual_bilinear`` the network predicts a correction to the bilinear demosaic
-   (:func:`rawsynth.mns.demosaic_bilinear`); its last convolution starts at zero, so an untrained DDNet *is*
-   the bilinear demosaic.
-6. The inverse flips of step 1.
-"""
+See ``docs/training.md``."""
 
 from __future__ import annotations
 
@@ -89,7 +70,7 @@ class _Stage(nn.Sequential):
 
 
 class DDNet(ModelMixin, ConfigMixin):
-    """Joint denoising + demosaicing: normalised RAW mosaic → linear camera RGB (see the module docstring).
+    """Joint denoising + demosaicing: normalised RAW mosaic → linear camera RGB (see ``docs/training.md``).
 
     Args:
         block_out_channels: channels per U-Net level (the first level works at half resolution, each next one

@@ -1,9 +1,5 @@
 """The patch-GAN discriminator of the RVAE's stage 1 (pix2pix ``NLayerDiscriminator`` as used by LDM's VAE).
-
-Differences from taming-transformers: GroupNorm instead of BatchNorm (batch statistics would differ between
-ranks and be noisy at the small per-GPU batches a VAE trains with), and a diffusers ``ModelMixin`` so it saves
-and loads like the other models.
-"""
+See ``docs/training.md``."""
 
 from __future__ import annotations
 

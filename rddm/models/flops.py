@@ -1,13 +1,4 @@
-"""FLOP counting that does not depend on which attention kernel torch dispatches to.
-
-``torch.utils.flop_counter.FlopCounterMode`` counts matmuls and convolutions at the aten level, and
-scaled-dot-product attention only through the fused kernels it knows by name. Which kernel a call of
-``F.scaled_dot_product_attention`` reaches depends on the torch version, device and dtype (torch 2.14's CPU
-kernel is not in its own table, so attention was silently counted as zero there). :func:`count_flops` replaces
-every SDPA call made while counting by its math definition (``softmax(q·kᵀ·scale + mask)·v`` with two batched
-matmuls), which every torch version counts the same way: ``4·B·H·L·S·E`` FLOPs (``2·B·H·L·S·(E + Ev)`` with a
-different value width), exactly what torch's own SDPA formula gives where it does see the kernel.
-"""
+"""FLOP counting that does not depend on which attention kernel torch dispatches to. See ``docs/rddm.md``."""
 
 from __future__ import annotations
 

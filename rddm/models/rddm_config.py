@@ -1,9 +1,8 @@
 """The RDDM's config (:class:`RDDMConfig`, saved as ``rddm_config.json``), its forward output and the SD UNet loader;
-the network is :mod:`rddm.models.rddm`."""
+the network is :mod:`rddm.models.rddm`. See ``docs/rddm.md``."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from diffusers.utils import BaseOutput
 
+from rawsynth._config import from_mapping, to_dict, with_path
 from rawsynth.mns import Pattern
 
 from .. import lora as _lora
@@ -91,22 +91,17 @@ class RDDMConfig:
                 object.__setattr__(self, k, os.fspath(v))
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["patterns"] = list(self.patterns)
-        return d
+        """JSON-ready dict (``patterns`` as a list); ``RDDMConfig.from_dict(c.to_dict()) == c``."""
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict, path: str | os.PathLike | None = None) -> RDDMConfig:
-        """Strict: unknown keys raise :class:`~rddm.errors.ConfigError` naming ``path``."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown RDDM config keys {unknown}", path=path,
-                              fix=f"use only {sorted(known)}")
+        """Strict (:func:`rawsynth._config.from_mapping`): unknown keys and invalid values raise
+        :class:`~rddm.errors.ConfigError` naming ``path``."""
         try:
-            return cls(**{k: (tuple(v) if k == "patterns" else v) for k, v in d.items()})
+            return from_mapping(cls, d, what="RDDM config")
         except ConfigError as e:
-            raise ConfigError(e.message, path=path, fix=e.fix) from None
+            raise with_path(e, path, fix=e.fix) from None
 
     @property
     def groups(self) -> tuple[str, ...]:

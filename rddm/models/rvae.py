@@ -1,27 +1,5 @@
 """RVAE — the RAW-domain VAE (paper §3.2): encodes a RAW mosaic (or a linear image), decodes linear RGB.
-
-:class:`RVAE` *is* a diffusers ``AutoencoderKL`` (the SD-2.1 VAE architecture: 8× down, 4 latent channels with
-four blocks) with one more config field, ``input_mode``, and methods that take linear images and RAW mosaics in
-``[0, 1]`` instead of ``[-1, 1]`` sRGB. It is initialised from the VAE of a local SD-2.1 folder
-(:meth:`RVAE.from_sd`); its folder is a normal diffusers model folder (``config.json`` +
-``diffusion_pytorch_model.safetensors``), plus ``cmb_lora/`` when it has CMB LoRA groups.
-
-**How the 1-channel mosaic meets the pretrained 3-channel** ``conv_in`` (``input_mode``):
-
-``cfa_masked`` (default)
-    The mosaic becomes a 3-channel image holding each pixel's value in its CFA colour's channel and 0 in the
-    other two (in the VAE's ``[-1, 1]`` range, ``(2·raw − 1)·mask``). A linear image enters as ``2·x − 1``.
-    ``conv_in`` keeps its pretrained 3 input channels; a linear image is the "fully observed" case of a mosaic.
-``cfa_masked_with_mask``
-    As above plus the three CFA masks as extra channels (all ones for a linear image): ``conv_in`` is widened
-    to 6 input channels, the first 3 initialised from the pretrained weights and the mask channels from zero,
-    so before training it computes exactly what ``cfa_masked`` does, and it can learn pattern-aware features.
-
-The decoder output ``y ∈ [-1, 1]`` is returned as linear RGB ``(y + 1)/2`` (not clipped).
-
-**Latent scale** (paper Eq. 4): ``config.scaling_factor`` holds ``1/σ`` of the encoded training latents
-(``rddm calibrate-latent-scale``); diffusion works on ``z·scaling_factor`` (:meth:`RVAE.scale_latents`).
-"""
+See ``docs/training.md``."""
 
 from __future__ import annotations
 
@@ -70,7 +48,7 @@ def load_sd_vae(path: str | os.PathLike, subfolder: str | None = None) -> Autoen
 
 
 class RVAE(AutoencoderKL):
-    """The RAW-domain VAE: an ``AutoencoderKL`` plus ``input_mode`` (see the module docstring).
+    """The RAW-domain VAE: an ``AutoencoderKL`` plus ``input_mode`` (see ``docs/training.md``).
 
     The constructor takes ``AutoencoderKL``'s arguments and ``input_mode``: ``"cfa_masked"`` (``in_channels``
     3) or ``"cfa_masked_with_mask"`` (``in_channels`` 6).
@@ -145,7 +123,7 @@ class RVAE(AutoencoderKL):
     def encoder_input(self, linear: torch.Tensor | None = None, raw: torch.Tensor | None = None,
                       patterns=None) -> torch.Tensor:
         """The encoder's input for a linear image ``(B, 3, H, W)`` or a RAW mosaic ``(B, 1, H, W)`` + patterns,
-        both in ``[0, 1]`` (see ``input_mode`` in the module docstring)."""
+        both in ``[0, 1]`` (see ``input_mode`` in ``docs/training.md``)."""
         if (linear is None) == (raw is None):
             raise ShapeError("give exactly one of linear= and raw=")
         with_mask = self.config.input_mode == "cfa_masked_with_mask"

@@ -1,4 +1,4 @@
-"""The SD text encoder with a per-prompt cache (:class:`PromptEncoder`)."""
+"""The SD text encoder with a per-prompt cache (:class:`PromptEncoder`). See ``docs/rddm.md``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Prompt extractors (``none``, ``fixed:``, ``tagger:``, ``python:``) and :func:`build_extractor`."""
+"""Prompt extractors (``none``, ``fixed:``, ``tagger:``, ``python:``) and :func:`build_extractor`.
+See ``docs/rddm.md``."""
 
 from __future__ import annotations
 
@@ -144,7 +145,7 @@ def _unquote(s: str) -> str:
 
 def build_extractor(spec: str = "none", device: str | torch.device = "cpu",
                     dtype: torch.dtype = torch.float32) -> PromptExtractor:
-    """Build a prompt extractor from its spec string (the module docstring lists them).
+    """Build a prompt extractor from its spec string (``docs/rddm.md`` lists them).
 
     Args:
         spec: ``none`` | ``fixed:"TEXT"`` | ``tagger:PATH`` | ``python:module:Class[:PATH]``.
@@ -154,6 +155,17 @@ def build_extractor(spec: str = "none", device: str | torch.device = "cpu",
     Raises:
         ConfigError: an unknown or malformed spec, a plugin that cannot be imported or built or is not callable.
         WeightsError: missing tagger weights.
+
+    Example:
+        >>> import torch
+        >>> from rawsynth.isp import fixed_isp_params
+        >>> from rddm.prompts import RawPromptExtractor
+        >>> ex = build_extractor('fixed:"a photo of a cat"')
+        >>> ex(torch.rand(2, 3, 8, 8)), ex.spec
+        (['a photo of a cat', 'a photo of a cat'], 'fixed:"a photo of a cat"')
+        >>> rpe = RawPromptExtractor(build_extractor("none"), encoder=None)
+        >>> rpe.texts(torch.rand(2, 1, 8, 8), "RGGB", fixed_isp_params())
+        ['', '']
     """
     if not isinstance(spec, str):
         raise ConfigError(f"the prompt extractor spec must be a string, got {spec!r}")

@@ -1,4 +1,5 @@
-"""The RPE chain (:class:`RawPromptExtractor`): RAW → DDNet → PTP → sRGB → extractor → text → embedding."""
+"""The RPE chain (:class:`RawPromptExtractor`): RAW → DDNet → PTP → sRGB → extractor → text → embedding.
+See ``docs/rddm.md``."""
 
 from __future__ import annotations
 

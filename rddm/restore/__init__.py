@@ -1,15 +1,5 @@
 """Inference: ``rddm restore INPUT... --model DIR --out DIR`` (RAW files of any size → sRGB PNG).
-
-* :mod:`rddm.restore.inputs` — DNG / camera RAW (rawpy), rawsynth shards, 16-bit PNG mosaics + JSON.
-* :mod:`rddm.restore.tiling` — overlapping tiles with feathered blending, model-agnostic.
-* :mod:`rddm.restore.restorer` — :class:`~rddm.restore.restorer.Restorer`: pad, tiled encoder / UNet / decoder.
-* :mod:`rddm.restore.groupnorm` — GroupNorm statistics shared by all tiles (recorded on a downscaled copy).
-* :mod:`rddm.restore.outputs` — PTP with the file's own parameters, 8/16-bit PNG, linear PNG/TIFF, atomic writes.
-* :mod:`rddm.restore.run` — :class:`~rddm.restore.run.RestorePipeline` (model + prompt on a device) and
-  :func:`~rddm.restore.run.restore_files` (the file loop behind the command).
-
-Names are imported on first use (torch and diffusers load then).
-"""
+See ``docs/rddm.md``."""
 
 from __future__ import annotations
 

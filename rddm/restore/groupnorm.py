@@ -1,31 +1,5 @@
 """Shared GroupNorm statistics for tiled inference: every tile normalised with the statistics of the whole image.
-
-A ``torch.nn.GroupNorm`` layer normalises each (sample, group) of its input with that slice's own mean and
-variance. On a tile, those are the tile's statistics, so neighbouring tiles are normalised differently: low
-frequency colour and brightness shifts from tile to tile, which the feathered blending of
-:mod:`rddm.restore.tiling` only smooths. The remedy of the tiled VAEs of multidiffusion-upscaler and StableSR
-is used here: compute the statistics once on the whole image and let every tile use them.
-
-* :func:`record_groupnorm_stats`: a context in which every ``GroupNorm`` of a module stores the float32
-  per-(sample, group) mean and variance it computes (its output is unchanged).
-* :func:`use_groupnorm_stats` (and :func:`with_groupnorm_stats` for a function): a context in which every
-  ``GroupNorm`` normalises with the recorded statistics instead of its own, then applies its own affine
-  weight and bias. The recorded batch is repeated over the tiles of a tile batch (``tiled_apply`` stacks the
-  ``B`` samples tile-major, so ``n`` tiles of ``B`` samples use the ``B`` recorded rows ``n`` times).
-
-* :func:`pooled_tile_fn`: for all tiles run as one batch, every ``GroupNorm`` normalises with the moments
-  pooled over the tiles' owned boxes (:func:`owned_boxes`): the exact statistics of the full-resolution image.
-
-Both contexts replace the layers' ``forward`` for their duration and restore it on exit, exceptions included.
-Layers are found by type anywhere in the module tree, so GroupNorms inside peft wrappers (``ModulesToSaveWrapper``
-copies, a tuner layer's ``base_layer``) are covered; RDDM's CMB LoRA targets no GroupNorm (tested).
-Layers are matched by their qualified name and call order: a layer called ``k`` times per forward pass has
-``k`` recorded entries, used in the same order.
-
-:class:`~rddm.restore.restorer.Restorer` records per stage (encoder, UNet, decoder: each a separate tiled call)
-from one untiled pass of that stage on a downscaled copy of the stage's whole input (:func:`downscale_mosaic`
-for the RAW mosaic, keeping its CFA layout; :func:`downscale_latent` for latents); see ``norm_stats`` there.
-"""
+See ``docs/rddm.md``."""
 
 from __future__ import annotations
 

@@ -1,20 +1,4 @@
-"""Clipped highlights in camera files: what ``rddm restore`` does where the sensor saturated.
-
-A sample at or above the white level (:meth:`rawsynth.io.RawImage.saturated`) has lost its value; nothing a
-restorer outputs there is measured. Policies (``--highlights``):
-
-``white`` (default)
-    Every pixel of a 2×2 Bayer block holding a clipped sample is a clipped highlight: its restored linear camera
-    RGB is raised, channel by channel, to at least the camera's white ``1 / wb_gains`` (the colour that white
-    balance maps to ``(1, 1, 1)``). PTP then clips it to sRGB white, the way LibRaw's default highlight mode
-    ("clip") renders it, instead of the coloured casts a partly clipped block would otherwise give
-    (e.g. magenta where only green clipped).
-``keep``
-    The restorer's output is left as it is.
-
-Only camera RAW and DNG inputs carry a mask; the synthetic inputs (benchmark PNG + JSON, shards) are clipped the
-same way as their ground truth, so nothing is changed there.
-"""
+"""Clipped highlights in camera files: what ``rddm restore`` does where the sensor saturated. See ``docs/rddm.md``."""
 
 from __future__ import annotations
 

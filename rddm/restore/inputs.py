@@ -1,24 +1,5 @@
 """What ``rddm restore`` reads: DNG and camera RAW files, rawsynth shards, and 16-bit PNG mosaics with JSON.
-
-Three kinds of input, each giving one or more :class:`RawInput` (a normalised mosaic, its Bayer pattern and its
-ISP parameters):
-``raw``
-    DNG or camera RAW (CR2, NEF, ARW, ...), read by :func:`rawsynth.io.read_raw` (rawpy/LibRaw): pattern,
-    black level of every sample, white level, white balance and colour matrix from the file, the mosaic turned
-    to the camera's display orientation, and the mask of clipped samples (:mod:`rddm.restore.highlights`).
-    X-Trans, Quad Bayer and other non-Bayer sensors raise :class:`~rawsynth.errors.UnsupportedCFAError`; empty,
-    truncated and non-RAW files :class:`~rawsynth.errors.InputError`.
-``png16``
-    ``KEY.png`` (16-bit grey mosaic in DN) next to ``KEY.json`` (its metadata: ``pattern``, ``sensor``, ``isp``),
-    the ``raw/`` folder of a benchmark built by ``python -m benchmarks build``.
-``shard``
-    A rawsynth shard (``.tar``): every sample, named by its key, with the pattern, sensor and ISP of its
-    ``meta.json``.
-
-A folder stands for the supported files in it (sorted, not recursive, hidden files ignored). When a folder holds
-several files of the same stem (a benchmark's ``KEY.png`` + ``KEY.json`` and ``KEY.dng``), the PNG + JSON pair
-is used (its metadata is exact) and the others are listed in :attr:`InputList.notes`.
-"""
+See ``docs/rddm.md``."""
 
 from __future__ import annotations
 

@@ -1,15 +1,5 @@
 """Measure ``rddm restore``'s peak memory and time on one image at real model sizes (random weights: no download).
-
-Builds an RDDM with the SD-2.1 architecture (VAE 8× down, UNet 320–1280 channels, CMB LoRA rank 4) from random
-weights, then restores one random mosaic of ``--size`` with the tiled pipeline. Weights do not change memory or
-time. ``--arch tiny`` uses the test suite's tiny models instead (a quick check of the script itself).
-
-    python -m rddm.restore.memory --size 6000x4000 --tile 512 --device cuda --dtype bf16
-    python -m rddm.restore.memory --size 6000x4000 --tile 1024 --tile-batch 2 --device cuda --dtype fp16
-
-Prints one JSON object: image and latent sizes, the tile layout, peak memory (CUDA ``max_memory_allocated`` /
-``max_memory_reserved``, or the process's peak RSS on the CPU), seconds (after a warm-up on one tile), parameters.
-"""
+See ``docs/rddm.md``."""
 
 from __future__ import annotations
 

@@ -1,16 +1,5 @@
 """What ``rddm restore`` writes: the sRGB PNG (PTP with the file's own parameters) and, optionally, the linear image.
-
-``OUT/<name>.png``
-    sRGB through :func:`rawsynth.isp.process` (white balance → colour matrix → gamma → tone) with the input's
-    own ISP parameters; 8-bit (default, rounded half to even after clipping, as ``benchmarks`` does) or 16-bit.
-    Named like the benchmark keys, so ``python -m benchmarks score --pred OUT`` pairs them.
-``OUT/linear/<name>.png`` or ``.tif`` (``save_linear``)
-    The restorer's linear camera RGB, clipped to ``[0, 1]``, as 16-bit ``round(x · 65535)``; score it with
-    ``benchmarks score --pred OUT/linear --pred-space linear``.
-
-Every file is written atomically (:func:`rawsynth.io.atomic_output`): an interrupted run leaves no partial file
-under a final name, so a re-run without ``--overwrite`` skips exactly the finished images.
-"""
+See ``docs/rddm.md``."""
 
 from __future__ import annotations
 

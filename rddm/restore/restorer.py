@@ -1,50 +1,5 @@
 """The tiled one-step restoration of one RAW mosaic: pad → encoder tiles → UNet tiles → decoder tiles → crop.
-
-:class:`Restorer` wraps any model with RDDM's inference interface (:class:`rddm.models.rddm.RDDM`, or a test
-double): ``encode(raw, patterns) -> z`` (scaled latents), ``denoise(z, patterns, prompt_embeds) -> z0``,
-``decode(z0) -> linear`` and ``latent_factor`` (pixels per latent pixel).
-
-**Any size.** The mosaic is reflect-padded at the bottom and right to a multiple of the latent grid (the
-latent factor times the UNet's down-sampling factor): mirroring about the last row or column keeps every
-pixel's CFA colour, so the Bayer pattern of the padded mosaic is the original one. The output is cropped back.
-
-**Tiles.** The three networks run on overlapping tiles of the same grid (:mod:`rddm.restore.tiling`), each
-blended with feathered weights: the encoder on pixel tiles of ``tile`` pixels, the UNet and the decoder on
-latent tiles of ``tile / f`` latent pixels; neighbouring tiles overlap by ``overlap`` pixels. Peak memory
-therefore depends on ``tile``, not on the image. Tile starts are multiples of the grid, hence even: every tile
-has the image's Bayer pattern.
-
-Sizes for SD-2.1 (``f = 8``, grid 64 pixels): the defaults (``tile`` 512, ``overlap`` 128) match the 512²
-training crops; a 24-MP RAW (6000×4000, padded to 6016×4032) is then 16 × 11 = 176 tiles per stage, and the
-memory is that of one 512² tile (times ``tile_batch``) plus the weights, whatever the image size.
-``python -m rddm.restore.memory`` measures peak memory and time at SD-2.1 size with random weights.
-
-**GroupNorm statistics** (``norm_stats``, :mod:`rddm.restore.groupnorm`). The VAE and the UNet are full of
-GroupNorm layers, which normalise with the mean and variance of what they see. ``"tile"``: each tile uses its
-own, as in training on 512² crops, but neighbouring tiles are then normalised differently (low-frequency colour
-and brightness shifts that the blending only smooths); the default. ``"global"``: before each stage's tiled pass,
-one untiled pass of that stage on a downscaled copy of the stage's whole input (longer side at most
-``stats_size`` pixels, ``stats_size / f`` latent pixels; the mosaic by Bayer-aware binning, latents by area
-averaging) records every layer's statistics, and every tile is normalised with them. When the whole input fits
-``stats_size`` the statistics are exact, so for networks of limited receptive field the tiled result equals
-the untiled one (tested). Measured on the tiny test RDDM (random weights, 48×144 RAW, 48-pixel tiles, output
-std 0.14): mean |tiled − untiled| 0.103 with ``tile``, 0.034 with ``global`` (exact statistics), 0.062 with
-``global`` from a 1.5× downscaled copy; on a 192×288 RAW 0.131, 0.047 and, downscaled 1.5×/2×/3×/6×,
-0.061/0.060/0.068/0.074. What remains is self-attention (UNet, VAE middle block), which still sees one tile
-only. The trade-off: per-tile statistics are what the networks saw on their 512² training crops, while shared
-ones remove the tile-to-tile shifts (and make the result less dependent on the tile layout); with a large
-downscale factor the shared statistics come from a blurrier, less noisy image. The statistics pass costs one
-untiled pass of each stage at ``stats_size`` (memory of one ``stats_size``² tile, :data:`DEFAULT_STATS_SIZE` =
-1024 by default), and is skipped when the image is a single tile.
-
-``"pooled"``: the exact statistics of the full-resolution stage input, without a downscaled copy: all tiles of
-the stage run as one batch and every GroupNorm normalises them with the moments pooled over each tile's owned
-box (:func:`~rddm.restore.groupnorm.pooled_tile_fn`; the boxes partition the image, tile borders excluded), so
-layer by layer the statistics are the untiled pass's. On the model without attention it equals the untiled
-result to float rounding (1.4e-5) where a 2× binned copy is 0.11 off on average (tested). Its cost is memory:
-all tiles are in flight at once (about the untiled pass's activations, tile-local self-attention), so it does
-not keep tiling's memory bound; the measurement on an SD-2.1-size model is in ``docs/rddm.md``.
-"""
+See ``docs/rddm.md``."""
 
 from __future__ import annotations
 
@@ -68,9 +23,9 @@ __all__ = ["Restorer", "latent_multiple", "reflect_pad", "DEFAULT_TILE", "DEFAUL
 DEFAULT_TILE = 512
 #: Overlap of neighbouring tiles in pixels for the default tile (a quarter of it; 16 latent pixels for SD).
 DEFAULT_OVERLAP = 128
-#: Default source of the GroupNorm statistics of tiled passes (see the module docstring): ``tile``, decided by
-#: measurement (docs/rddm.md: SD-2.1-size encoder on a noisy ISO-3200 mosaic, PSNR vs untiled 40.0 dB for
-#: ``tile``, 15.4 dB for ``global`` from a binned copy, 50.7 dB for ``pooled``, which needs all tiles in memory).
+#: Default source of the GroupNorm statistics of tiled passes: ``tile``, decided by measurement (``docs/rddm.md``:
+#: SD-2.1-size encoder on a noisy ISO-3200 mosaic, PSNR vs untiled 40.0 dB for ``tile``, 15.4 dB for ``global``
+#: from a binned copy, 50.7 dB for ``pooled``, which needs all tiles in memory).
 DEFAULT_NORM_STATS = "tile"
 #: Default longest side in pixels of the downscaled copy the ``global`` statistics are taken from (at least the
 #: tile).
@@ -110,7 +65,7 @@ def reflect_pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
 
 
 class Restorer:
-    """Tiled RDDM inference on single mosaics of any size (see the module docstring).
+    """Tiled RDDM inference on single mosaics of any size (see ``docs/rddm.md``).
 
     Args:
         model: the restorer (``encode``/``denoise``/``decode``/``latent_factor``), in eval mode on its device.
@@ -124,8 +79,8 @@ class Restorer:
             blending is done in float32.
         norm_stats: GroupNorm statistics of tiled passes, ``"global"`` (shared by every tile, from one untiled
             pass on a downscaled copy of the stage's input), ``"tile"`` (each tile its own) or ``"pooled"``
-            (exact full-resolution statistics pooled over all tiles run as one batch); see the module
-            docstring for the trade-offs. Without tiling or GroupNorm layers both are the same.
+            (exact full-resolution statistics pooled over all tiles run as one batch); see ``docs/rddm.md``
+            for the trade-offs. Without tiling or GroupNorm layers both are the same.
         stats_size: longest side in pixels of that downscaled copy (rounded down to the latent grid); default
             ``max(tile, DEFAULT_STATS_SIZE)``. Larger is more faithful and needs more memory (one untiled pass).
 

@@ -1,10 +1,5 @@
 """``rddm restore``: load a trained RDDM, restore RAW files of any size, write sRGB (and linear) images.
-
-:class:`RestorePipeline` is the model side (RDDM + prompt + tiling on a device); :func:`restore_files` the file
-side (expand inputs, read, restore, write, skip finished outputs, report). A bad input (truncated, not RAW, an
-unsupported CFA, bad metadata) becomes one error line and the other inputs are still restored; the report lists
-the failures and the command exits with status 1 at the end.
-"""
+See ``docs/rddm.md``."""
 
 from __future__ import annotations
 

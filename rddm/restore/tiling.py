@@ -1,23 +1,5 @@
 """Tiled processing with overlap and feathered blending, so images of any size fit in a GPU's memory.
-
-An image is cut into overlapping tiles on a *grid* (latent pixels for RDDM), each tile is processed on its own
-and the results are blended with weights that fall smoothly (raised cosine) to zero towards every edge a tile
-shares with a neighbour. Edges on the image border keep weight 1, so a single tile covering the image gives
-exactly ``fn(x)``.
-
-The weights have a *dead margin*: a tile's weight is exactly 0 within ``margin`` grid units of an interior edge,
-then rises to 1 over ``overlap − 2·margin`` units. Where two tiles overlap by exactly ``overlap`` the two ramps
-sum to 1. Consequence, checked by the tests: for a network whose receptive field reaches at most ``margin``
-grid units (every output pixel depends only on inputs within that distance), the tiled result equals the
-untiled one up to float rounding, because every tile that contributes to a pixel with non-zero weight saw all
-of that pixel's receptive field. Networks with global operations (GroupNorm statistics, self-attention) give
-slightly different tiles; the feathering then spreads the difference smoothly over the overlap instead of
-leaving a step at the tile border.
-
-One grid unit covers ``in_scale`` input pixels and ``out_scale`` output pixels, so the same grid drives the
-three stages of RDDM: the encoder (pixels → latents, ``in_scale = f``), the UNet (latents → latents) and the
-decoder (latents → pixels, ``out_scale = f``).
-"""
+See ``docs/rddm.md``."""
 
 from __future__ import annotations
 
@@ -42,7 +24,7 @@ class Tiling:
         tile: side of a tile (a multiple of ``align``).
         overlap: minimum overlap of neighbouring tiles; ``0 <= 2·margin < overlap < tile`` when the grid needs
             more than one tile.
-        margin: the dead margin of the blending weights (see the module docstring): at least the receptive
+        margin: the dead margin of the blending weights (see ``docs/rddm.md``): at least the receptive
             radius of the network for an exact result with local networks.
         align: tile starts and sizes are multiples of this (e.g. the UNet's down-sampling factor).
     """
@@ -123,7 +105,7 @@ def tile_weights(start: tuple[int, int], shape: tuple[int, int], grid: tuple[int
 def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tiling: Tiling | None, *,
                 in_scale: int = 1, out_scale: int = 1, tile_batch: int = 1,
                 out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Apply ``fn`` tile by tile and blend (see the module docstring).
+    """Apply ``fn`` tile by tile and blend (see ``docs/rddm.md``).
 
     Args:
         fn: maps ``(n·B, C, h·in_scale, w·in_scale)`` to ``(n·B, C', h·out_scale, w·out_scale)``; the input

@@ -1,1 +1,1 @@
-"""Measurement scripts (run with ``python -m rddm.scripts.NAME``)."""
+"""Measurement scripts (run with ``python -m rddm.scripts.NAME``). See ``docs/training.md``."""

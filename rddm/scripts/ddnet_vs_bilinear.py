@@ -1,16 +1,5 @@
 """Does a briefly trained DDNet beat the bilinear demosaic? A CPU-sized measurement on scikit-image photos.
-
-1. ``rawsynth generate --mode ddnet`` twice from the colour photos bundled with scikit-image: training shards
-   from all but the held-out photos (seed 0), held-out shards from the held-out photos only (seed 1: other
-   crops, patterns, ISO and ISP parameters).
-2. ``rddm train-ddnet`` (in process) for ``--steps`` steps on the training shards.
-3. On every held-out sample (whole crops): PSNR in linear space (prediction clipped to ``[0, 1]``) of DDNet
-   and of :func:`rawsynth.mns.demosaic_bilinear` against the linear HQ, and the same in sRGB through PTP.
-
-Prints one JSON object (also written to ``OUT/ddnet_vs_bilinear.json``)::
-
-    python -m rddm.scripts.ddnet_vs_bilinear --out /tmp/dvb --steps 600
-"""
+See ``docs/training.md``."""
 
 from __future__ import annotations
 

@@ -1,26 +1,5 @@
 """Measure a training step's peak memory and time at real model sizes (random weights: no download needed).
-
-* ``rvae``: the SD-2.1 VAE architecture (4 blocks, 128–512 channels, 8× down), LPIPS-VGG and the patch
-  discriminator, GAN and adaptive weight active: the heaviest step of ``rddm train-rvae``.
-* ``ddnet``: DDNet with its default config.
-* ``rddm``: one full optimizer step of ``rddm train`` (paper Eq. 6): an RDDM with SD-2.1's UNet and VAE
-  architectures and CMB LoRA (as :func:`rddm.restore.memory.build_model`), the VSD regulariser sharing its UNet
-  (:func:`rddm.train.rddm.build_vsd`), the reconstruction loss with LPIPS-VGG
-  (:func:`rddm.train.rddm.build_rec_loss`, loading random LPIPS weights written to a temporary folder) and a
-  random 77×1024 prompt embedding; then :meth:`rddm.train.rddm.Trainer.step`, the optimizer step of both
-  players that ``rddm train`` runs (one process, no gradient accumulation, the default config otherwise).
-
-Weights are random: memory and time do not depend on their values. ``--arch tiny`` uses the test suite's tiny
-architectures instead (a quick check of the script itself; ``rvae`` and ``rddm``).
-
-    python -m rddm.scripts.memory --stage rvae --size 512 --batch-size 4 --device cuda --mixed-precision bf16
-    python -m rddm.scripts.memory --stage ddnet --size 128 --batch-size 16 --device cpu
-    python -m rddm.scripts.memory --stage rddm --size 512 --batch-size 2 --device cuda --mixed-precision bf16
-
-Prints one JSON object: peak memory (CUDA ``max_memory_allocated``/``reserved``, or the process's peak RSS
-on the CPU, with the peaks before and after the models were built: the latter is about the weights), seconds
-per step (after a warm-up step), parameters.
-"""
+See ``docs/rddm.md``."""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
-"""Training stages of RDDM, all built on :mod:`rddm.train.core`.
-
-* :mod:`rddm.train.ddnet` — ``rddm train-ddnet`` (DDNet, L2).
-* :mod:`rddm.train.rvae` — ``rddm train-rvae`` (RVAE stage 1, paper Eq. 5).
-* :mod:`rddm.train.calibrate` — ``rddm calibrate-latent-scale`` (paper Eq. 4).
-* :mod:`rddm.train.rddm` — ``rddm train`` (the one-step restorer's LoRA groups, paper Eq. 6).
-
-Submodules are imported on first use (they import torch and diffusers).
-"""
+"""Training stages of RDDM (``ddnet``, ``rvae``, ``calibrate``, ``rddm``), all built on :mod:`rddm.train.core`;
+submodules load on first use. See ``docs/architecture.md``."""
 
 from __future__ import annotations
 

@@ -1,11 +1,4 @@
-"""``rddm calibrate-latent-scale``: the RVAE's latent scale factor from paper Eq. 4.
-
-Encode ``num_samples`` training samples (linear HQ images by default, as in the paper, or the RAW mosaics),
-take every element ``z`` of their latents (posterior samples by default), and compute ``μ̂ = mean(z)``,
-``σ² = mean((z − μ̂)²)`` in float64 (summed over ranks). The RVAE's ``config.json`` gets
-``scaling_factor = 1/σ`` (diffusion sees ``z·scaling_factor``, of unit variance), and ``latent_scale.json``
-next to it records the statistics and how they were obtained.
-"""
+"""``rddm calibrate-latent-scale``: the RVAE's latent scale factor from paper Eq. 4. See ``docs/training.md``."""
 
 from __future__ import annotations
 

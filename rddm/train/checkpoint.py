@@ -110,7 +110,7 @@ def _step_dir_name(step: int) -> str:
 
 
 class Run:
-    """A training output folder: config, checkpoints, final models and summary (see the module docstring).
+    """A training output folder: config, checkpoints, final models and summary (see ``docs/training.md``).
 
     Build it with :meth:`start`; it decides whether this is a new run or a resumed one.
     """

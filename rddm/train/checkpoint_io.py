@@ -1,15 +1,5 @@
 """Writing a checkpoint folder safely: atomic publication, atomic replacement, storage failures as one error.
-
-:func:`write_checkpoint_dir` writes ``ROOT/NAME.tmp`` with a caller's function, then publishes it as
-``ROOT/NAME`` with :func:`os.replace`. An existing ``ROOT/NAME`` (the same step saved again after resuming from
-an older checkpoint) is first renamed aside to ``ROOT/NAME.old`` and deleted only once the new one is in
-place, so a kill at any moment leaves a complete copy under ``NAME``, ``NAME.old`` or ``NAME.tmp``;
-:func:`recover_checkpoints` (run when a run starts) puts a set-aside copy back. Any storage failure while
-writing (``OSError`` such as a full disk, torch's ``RuntimeError ... inline_container.cc`` /
-``PytorchStreamWriter failed``, safetensors' ``SafetensorError``) becomes one
-:class:`~rddm.errors.CheckpointError` naming the folder, the space needed and the space free, and the
-partial ``NAME.tmp`` is removed.
-"""
+See ``docs/training.md``."""
 
 from __future__ import annotations
 
@@ -77,7 +67,7 @@ def _gib(n: int) -> str:
 
 def write_checkpoint_dir(root: Path, name: str, write: Callable[[Path], None],
                          needed: Callable[[], int]) -> Path:
-    """Write ``root/name`` through ``write(tmp_folder)``, atomically (see the module docstring).
+    """Write ``root/name`` through ``write(tmp_folder)``, atomically (see ``docs/training.md``).
 
     Args:
         root: the checkpoints folder (created if missing).

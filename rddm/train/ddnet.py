@@ -1,17 +1,4 @@
-"""``rddm train-ddnet``: train DDNet with L2 on ``ddnet``-mode shards (paper §3.1).
-
-``L_DDNet = ‖F_DD(X_L^RAW) − X_H^lin‖²`` on random Bayer-aware crops; AdamW; see :mod:`rddm.train.core` for
-processes, checkpoints and logging. Output folder::
-
-    OUT/config.yaml            the resolved config
-    OUT/ddnet/                 the final DDNet (config.json + diffusion_pytorch_model.safetensors; the EMA
-                               weights when ``ema`` is set, the trained ones in the last checkpoint)
-    OUT/checkpoints/step-N/    ddnet/, training_state.pt, rng_states.pt, config.yaml, trainer_state.json
-    OUT/logs/                  TensorBoard events
-    OUT/metrics.jsonl          logged losses (and ``val/...`` records with ``validation``)
-    OUT/validation/            the validation image grids (with ``validation``)
-    OUT/train_summary.json     final step, time, peak memory, per-rank weight digests
-"""
+"""``rddm train-ddnet``: train DDNet with L2 on ``ddnet``-mode shards (paper §3.1). See ``docs/training.md``."""
 
 from __future__ import annotations
 
@@ -20,7 +7,7 @@ import os
 import torch.nn.functional as F
 
 from ..config import DDNetTrainConfig, config_to_dict
-from . import core, recipe
+from . import core
 from .ema import build_ema, ema_applied
 from .guard import NonFiniteGuard, guarded_step
 from .validation import build_validator
@@ -57,10 +44,8 @@ def train_ddnet(cfg: DDNetTrainConfig, out: str | os.PathLike, *, resume: str | 
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         progress: show a progress bar (rank 0).
     """
-    env = core.setup_distributed(device)
-    try:
-        given = cfg
-        cfg = recipe.effective_config(cfg, env.world_size)  # global_batch_size -> per-process batch, accumulation
+    given = cfg
+    with core.training_process(given, device) as (env, cfg):  # cfg: global_batch_size -> per-process batch, accum.
         data = core.resolve_data(cfg.data)  # shards or on-the-fly sources: fails early, before any write
         model = build_ddnet(cfg)  # fails early on a bad init folder, before anything is written
         validator = build_validator(cfg.validation, "train-ddnet", env, out, data=cfg.data)  # (fails early too)
@@ -119,5 +104,3 @@ def train_ddnet(cfg: DDNetTrainConfig, out: str | os.PathLike, *, resume: str | 
                  "final_weights": "ema" if ema is not None else "trained"}
         with ema_applied(ema):
             return run.finish(step, {"ddnet": model}, extra)
-    finally:
-        core.cleanup_distributed(env)

@@ -1,11 +1,13 @@
-"""Processes of a training run: one per device (``torchrun``/``accelerate launch``), DDP and gradient sync."""
+"""Processes of a training run: one per device (``torchrun``/``accelerate launch``), DDP and gradient sync.
+See ``docs/training.md``."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -14,6 +16,10 @@ from torch import nn
 from rawsynth.device import check_device, resolve_device
 
 from ..errors import ConfigError
+from .recipe import effective_config
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +85,22 @@ def cleanup_distributed(env: DistEnv) -> None:
     """Leave the process group if :func:`setup_distributed` joined it."""
     if env.initialized_here and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def training_process(cfg: TrainConfig, device: str = "auto") -> Iterator[tuple[DistEnv, TrainConfig]]:
+    """Every training stage's prologue and epilogue: join the process group (:func:`setup_distributed`), derive
+    the config the loop runs on this world size (:func:`rddm.train.recipe.effective_config`), and leave the group
+    at the end (:func:`cleanup_distributed`), whatever happens.
+
+    Yields:
+        ``(env, effective_cfg)``: the :class:`DistEnv` and the config with the per-process batch and accumulation.
+    """
+    env = setup_distributed(device)
+    try:
+        yield env, effective_config(cfg, env.world_size)
+    finally:
+        cleanup_distributed(env)
 
 
 def _all_gather(env: DistEnv, obj) -> list:

@@ -1,14 +1,5 @@
-"""The non-finite guard of every training stage: a step whose loss or gradient norm is NaN/Inf is skipped (no
-weight moves, the optimizer's moments stay as they were) and counted; ``max_nonfinite`` such steps in a row stop
-the run with a :class:`~rddm.errors.TrainingDivergedError` naming the step.
-
-Why: one non-finite gradient element, stepped by AdamW, makes every parameter NaN; the checkpoints written
-afterwards hold NaN and, with ``keep_checkpoints``, prune the last good one. With the guard no NaN ever reaches the
-weights (and :meth:`rddm.train.checkpoint.Run.save_checkpoint` refuses non-finite weights as a last line).
-
-The decision is collective: a step is skipped on every rank when any rank saw a non-finite value, so the ranks
-keep bitwise-identical weights.
-"""
+"""The non-finite guard of every training stage: NaN/Inf steps are skipped and counted; ``max_nonfinite`` in a
+row stop the run. See ``docs/training.md``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Training logs on rank 0: TensorBoard, ``metrics.jsonl`` and a progress bar; peak memory per process."""
+"""Training logs on rank 0: TensorBoard, ``metrics.jsonl`` and a progress bar; peak memory per process.
+See ``docs/training.md``."""
 
 from __future__ import annotations
 

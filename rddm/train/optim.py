@@ -1,5 +1,5 @@
 """Randomness, precision and optimisation of a training step: seeded init, per-step generators, autocast,
-GradScaler, AdamW and its schedule."""
+GradScaler, AdamW and its schedule. See ``docs/training.md``."""
 
 from __future__ import annotations
 

@@ -1,43 +1,10 @@
 """``rddm train``: the one-step RAW diffusion restorer (paper Eq. 6, §4.1; OSEDiff's VSD machinery).
-
-The generator is :class:`rddm.models.rddm.RDDM` (RVAE encoder with CMB LoRA → UNet with CMB LoRA at
-``t = 999`` → frozen RVAE decoder → linear RGB). Only its LoRA groups train, against (Eq. 6)::
-
-    L_G = λ_vsd·L_VSD(ẑ0) + λ1·MSE(x̂, x) + λ2·(rgb_mse·MSE + rgb_lpips·LPIPS)(PTP(x̂), PTP(x))
-
-with PTP using each sample's own ISP parameters (``raw_domain``/``srgb_domain``/``vsd`` switch each part off:
-Table 5's ablation). ``L_VSD`` is OSEDiff's distribution-matching loss (:class:`rddm.vsd.VSDRegularizer`):
-a frozen UNet with classifier-free guidance (negative prompt) and a LoRA "update" UNet, ``t ~ U[20, 980)``.
-
-**One optimizer step** (``max_steps`` of them), alternating the two players as OSEDiff does:
-
-1. *Generator*: for each micro-batch, prompts (RAW prompt extraction, :mod:`rddm.prompts`; cached embeddings
-   for a fixed prompt), ``RDDM(raw)``, ``L_G`` backward; gradients averaged over the ranks; AdamW (``optim``).
-2. *Regulariser* (with ``loss.vsd``): the update UNet's ε-MSE diffusion loss on the generator's detached
-   latents ``ẑ0`` of the same micro-batches; gradients averaged over the ranks; its own AdamW (``reg_optim``).
-
-Every random draw (posterior sample, VSD timestep and noise, diffusion-loss timestep and noise) comes from
-:func:`rddm.train.core.step_generator` ``(seed, rank, step, micro)``, so a resumed run continues bit for bit.
-
-**Several processes** (``torchrun``): a step runs a different subset of the LoRA groups on each rank (its
-batch's Bayer patterns) and two networks step in turn, which ``DistributedDataParallel`` does not model;
-instead the trainable parameters' gradients are averaged with one explicit all-reduce per player and step
-(:func:`rddm.train.core.all_reduce_grads`, DDP's average; a group no rank used keeps no gradient and is not
-touched). All ranks hold bitwise-identical weights (``train_summary.json``: ``ranks_identical``; tested).
-
-Output folder, as for the other stages::
-
-    OUT/config.yaml            the resolved config
-    OUT/rddm/                  the final restorer (RDDM.save_pretrained; `rddm restore --model OUT/rddm`); with
-                               ``ema`` its LoRA groups hold the EMA weights (the trained ones: the last checkpoint)
-    OUT/vsd/                   the VSD update UNet's LoRA (to continue training)
-    OUT/checkpoints/step-N/    rddm/, vsd/, training_state.pt, rng_states.pt, config.yaml, trainer_state.json
-    OUT/logs/, OUT/metrics.jsonl, OUT/train_summary.json
-"""
+See ``docs/rddm.md``."""
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -51,6 +18,10 @@ from . import core, recipe
 from .ema import build_ema, ema_applied
 from .guard import NonFiniteGuard, guarded_step
 from .validation import build_validator
+
+if TYPE_CHECKING:
+    from ..models.rddm import RDDM
+    from ..vsd import VSDRegularizer
 
 __all__ = ["train_rddm", "Trainer", "build_rddm", "build_vsd", "build_rec_loss", "build_prompts", "Prompts",
            "generator_step", "regulariser_loss"]
@@ -270,7 +241,8 @@ class Trainer:
         prompts: :func:`build_prompts` (or any object with ``embeds`` and ``negative_embeds``).
     """
 
-    def __init__(self, cfg: RDDMTrainConfig, env: core.DistEnv, rddm, vsd, rec_loss: DualDomainLoss,
+    def __init__(self, cfg: RDDMTrainConfig, env: core.DistEnv, rddm: RDDM, vsd: VSDRegularizer | None,
+                 rec_loss: DualDomainLoss,
                  prompts: Prompts):
         self.cfg, self.env, self.rddm, self.vsd, self.rec_loss, self.prompts = cfg, env, rddm, vsd, rec_loss, prompts
         if cfg.gradient_checkpointing:
@@ -356,17 +328,10 @@ def train_rddm(cfg: RDDMTrainConfig, out: str | os.PathLike, *, resume: str | No
                progress: bool = True) -> dict:
     """Train RDDM's LoRA groups (Eq. 6); returns the summary also written to ``OUT/train_summary.json``.
 
-    Args:
-        cfg: the resolved config (``data.shards`` or ``data.onthefly``, and ``model.sd_model`` must be set).
-        out: output folder.
-        resume: ``None``, ``"latest"`` or a checkpoint folder (:meth:`rddm.train.core.Run.start`).
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        progress: show a progress bar (rank 0).
+    Arguments as for :func:`rddm.train.ddnet.train_ddnet`; ``cfg`` also needs ``model.sd_model``.
     """
-    env = core.setup_distributed(device)
-    try:
-        given = cfg
-        cfg = recipe.effective_config(cfg, env.world_size)  # global_batch_size -> per-process batch, accumulation
+    given = cfg
+    with core.training_process(given, device) as (env, cfg):  # cfg: global_batch_size -> per-process batch, accum.
         recipe.check_terms_activate(cfg, {"loss.lambda_vsd (loss.vsd_start)": (
             cfg.loss.lambda_vsd if cfg.loss.vsd else 0.0, cfg.loss.vsd_start)})
         check_latent_scale(cfg)
@@ -420,5 +385,3 @@ def train_rddm(cfg: RDDMTrainConfig, out: str | os.PathLike, *, resume: str | No
                  "grad_accum_steps": cfg.grad_accum_steps}
         with ema_applied(ema):
             return run.finish(step, models, extra)
-    finally:
-        core.cleanup_distributed(env)

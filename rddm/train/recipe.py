@@ -1,5 +1,5 @@
 """Start-up checks and derived settings of a training run: the per-process batch and accumulation of a
-``global_batch_size``, loss terms that would never run, a missing latent scale."""
+``global_batch_size``, loss terms that would never run, a missing latent scale. See ``docs/training.md``."""
 
 from __future__ import annotations
 

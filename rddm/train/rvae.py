@@ -1,18 +1,4 @@
-"""``rddm train-rvae``: stage 1 of the RVAE (paper Eq. 5; setting 6's first half, Fig. 4a).
-
-The encoder and decoder learn ``D(E(X_H^lin)) ≈ X_H^lin`` on linear HQ images::
-
-    L = l1_linear·L1(x̂, x) + l1_srgb·L1(PTP(x̂), PTP(x)) + lpips·LPIPS + kl·KL            (= L_rec + KL)
-        + gan·λ_G·(−mean D(x̂))                                   from step disc_start on
-    λ_G = ‖∇_w L_rec‖ / (‖∇_w L_GAN‖ + 1e-4),  w = the decoder's last layer (conv_out)
-
-with PTP using each sample's own ISP parameters. The patch discriminator ``D`` (GroupNorm ``NLayer``
-discriminator) trains with the hinge (or vanilla) loss on real ``x`` vs ``x̂`` from ``disc_start`` on; during the
-VAE's backward pass its weights are frozen. Both networks step once per optimizer step (with gradient
-accumulation over micro-batches). Output folder as for ``train-ddnet``, with ``rvae/`` and ``discriminator/``
-(with ``ema``, ``OUT/rvae/`` holds the RVAE's EMA weights; the discriminator is not averaged). Validation
-compares ``D(E(x))`` (the posterior's mode) with ``x``.
-"""
+"""``rddm train-rvae``: stage 1 of the RVAE (paper Eq. 5; setting 6's first half, Fig. 4a). See ``docs/training.md``."""
 
 from __future__ import annotations
 
@@ -125,10 +111,8 @@ def train_rvae(cfg: RVAETrainConfig, out: str | os.PathLike, *, resume: str | No
 
     Arguments as for :func:`rddm.train.ddnet.train_ddnet`.
     """
-    env = core.setup_distributed(device)
-    try:
-        given = cfg
-        cfg = recipe.effective_config(cfg, env.world_size)  # global_batch_size -> per-process batch, accumulation
+    given = cfg
+    with core.training_process(given, device) as (env, cfg):  # cfg: global_batch_size -> per-process batch, accum.
         recipe.check_terms_activate(cfg, {"loss.gan (loss.disc_start)": (cfg.loss.gan, cfg.loss.disc_start)})
         data = core.resolve_data(cfg.data)  # shards or on-the-fly sources: fails early, before any write
         rec_loss = build_rec_loss(cfg).to(env.device)
@@ -228,5 +212,3 @@ def train_rvae(cfg: RVAETrainConfig, out: str | os.PathLike, *, resume: str | No
                  "final_weights": "ema" if ema is not None else "trained"}
         with ema_applied(ema):
             return run.finish(step, models, extra)
-    finally:
-        core.cleanup_distributed(env)

@@ -26,6 +26,8 @@ from rawsynth.isp.ptp import gamma, process, tone
 from rawsynth.mns.cfa import Pattern, demosaic_bilinear, mosaic
 from rawsynth.mns.sensor import SensorParams, normalize, quantize
 
+from ..conftest import input_error
+
 SENSOR = SensorParams(12, 256, 4095)
 ISPS = {"fixed": fixed_isp_params(), "sampled": sample_isp_params(np.random.default_rng(1))}
 #: The same mosaic labelled with R and B swapped: a wrong pattern.
@@ -282,17 +284,8 @@ def test_dng_too_small_for_libraw(tmp_path):
     assert e.value.reason == "unreadable"
 
 
-def test_missing_and_empty(tmp_path):
-    with pytest.raises(InputError) as e:
-        read_raw(tmp_path / "nope.dng")
-    assert e.value.reason == "unreadable" and "nope.dng" in str(e.value)
-    (tmp_path / "empty.dng").write_bytes(b"")
-    with pytest.raises(InputError) as e:
-        read_raw(tmp_path / "empty.dng")
-    assert e.value.reason == "empty file"
-    with pytest.raises(InputError) as e:
-        read_raw(tmp_path)
-    assert e.value.reason == "unreadable"
+def test_a_folder_is_unreadable(tmp_path):  # missing and empty files: tests/io/test_read_errors.py
+    assert input_error(read_raw, tmp_path).reason == "unreadable"
 
 
 @pytest.mark.parametrize("keep", [0.999, 0.5, 0.01, 300, 100, 8, 3])

@@ -14,6 +14,8 @@ from skimage import data
 from rawsynth.errors import InputError, ShapeError
 from rawsynth.io.png16 import decode_png16, encode_png16, read_png16, write_png16
 
+from ..conftest import input_error
+
 
 def _random(shape, seed=0) -> np.ndarray:
     a = np.random.default_rng(seed).integers(0, 65536, size=shape, dtype=np.uint16)
@@ -162,15 +164,7 @@ def test_corrupt_zlib_with_valid_crc_is_unreadable():
     assert e.value.reason == "unreadable"
 
 
-def test_read_errors(tmp_path):
-    with pytest.raises(InputError) as e:
-        read_png16(tmp_path / "missing.png")
-    assert e.value.reason == "unreadable" and "missing.png" in str(e.value)
-    (tmp_path / "empty.png").write_bytes(b"")
-    with pytest.raises(InputError) as e:
-        read_png16(tmp_path / "empty.png")
-    assert e.value.reason == "empty file"
+def test_read_errors(tmp_path):  # missing and empty files: tests/io/test_read_errors.py
     (tmp_path / "cut.png").write_bytes(encode_png16(_random((9, 9)))[:-30])
-    with pytest.raises(InputError) as e:
-        read_png16(tmp_path / "cut.png")
-    assert e.value.reason == "truncated" and e.value.path.endswith("cut.png")
+    e = input_error(read_png16, tmp_path / "cut.png")
+    assert e.reason == "truncated" and e.path.endswith("cut.png")
