@@ -47,7 +47,7 @@ test: $(VENV)/.dev
 	@command -v exiftool >/dev/null 2>&1 || { echo "make test: installing Debian's libimage-exiftool-perl (DNG validator test)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libimage-exiftool-perl; }
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site  # not --quiet: it hides the warnings --strict counts
 
 # The suite against the newest releases the registry offers (no lock; not part of CI): drift shows here first.

@@ -23,6 +23,25 @@ import time
 from pathlib import Path
 
 
+def write_rekeyed(proto: list[dict], dst: Path, samples: int, shard_size: int) -> list[str]:
+    """``samples`` samples cycling through ``proto`` (decoded :func:`rawsynth.shards.iter_shard` samples) under
+    new keys ``0000000_0000``… into tars of ``shard_size`` samples under ``dst`` (no stats sidecar)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for first in range(0, samples, shard_size):
+        with tarfile.open(dst / f"shard-{first // shard_size:06d}.tar", "w") as tar:
+            for i in range(first, min(first + shard_size, samples)):
+                key = f"{i:07d}_0000"
+                for field, data in sorted(proto[i % len(proto)].items()):
+                    if field.startswith("__"):
+                        continue
+                    if field == "meta.json":
+                        data = json.dumps(dict(json.loads(data), key=key)).encode()
+                    info = tarfile.TarInfo(f"{key}.{field}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    return sorted(str(p) for p in dst.glob("shard-*.tar"))
+
+
 def build(out: Path, samples: int, shard_size: int) -> list[str]:
     """``samples`` samples in ``ceil(samples / shard_size)`` shards under ``out`` (built once)."""
     done = out / "DONE"
@@ -37,20 +56,7 @@ def build(out: Path, samples: int, shard_size: int) -> list[str]:
                                                               save_srgb=False), seed=0, shard_size=8, workers=1,
                  progress=False)
         proto = [s for p in sorted(seed_dir.glob("shard-*.tar")) for s in iter_shard(p)]
-        (out / "stream").mkdir(parents=True, exist_ok=True)
-        for first in range(0, samples, shard_size):
-            with tarfile.open(out / "stream" / f"shard-{first // shard_size:06d}.tar", "w") as tar:
-                for i in range(first, min(first + shard_size, samples)):
-                    s = proto[i % len(proto)]
-                    key = f"{i:07d}_0000"
-                    for field, data in sorted(s.items()):
-                        if field.startswith("__"):
-                            continue
-                        if field == "meta.json":
-                            data = json.dumps(dict(json.loads(data), key=key)).encode()
-                        info = tarfile.TarInfo(f"{key}.{field}")
-                        info.size = len(data)
-                        tar.addfile(info, io.BytesIO(data))
+        write_rekeyed(proto, out / "stream", samples, shard_size)
         done.write_text("ok")
     return sorted(str(p) for p in (out / "stream").glob("shard-*.tar"))
 

@@ -10,6 +10,7 @@ from ..config import DDNetTrainConfig, config_to_dict
 from . import core
 from .ema import build_ema, ema_applied
 from .guard import NonFiniteGuard, guarded_step
+from .step_end import StepEnd
 from .validation import build_validator
 
 __all__ = ["train_ddnet", "ddnet_loss"]
@@ -67,7 +68,14 @@ def train_ddnet(cfg: DDNetTrainConfig, out: str | os.PathLike, *, resume: str | 
         net = core.wrap_ddp(model, env)
         stream = core.make_stream(data, cfg.batch_size, cfg.seed, position, env)
         log = core.TrainLogger(run, step, progress, desc="train-ddnet")
-        last, last_val = {}, {}
+        last = {}
+
+        def predict(b):
+            with core.autocast(env, cfg.mixed_precision):
+                return model(b["raw"].to(env.device), b["pattern"]).float()
+
+        end = StepEnd(run, {"ddnet": model}, states, ema, validator, predict, [model], log, cfg.max_steps,
+                      cfg.save_every)
         try:
             while step < cfg.max_steps:
                 total = 0.0
@@ -87,20 +95,10 @@ def train_ddnet(cfg: DDNetTrainConfig, out: str | os.PathLike, *, resume: str | 
                           "nonfinite": float(not ok), "nonfinite_skipped": guard.skipped + (not ok)}
                 last = log.log(step, values, force=not ok) or last
                 guard.end_step(step, not ok)
-                if ema is not None and ok:
-                    ema.update(step)
-                if validator is not None and validator.due(step, cfg.max_steps):
-                    def predict(b):
-                        with core.autocast(env, cfg.mixed_precision):
-                            return model(b["raw"].to(env.device), b["pattern"]).float()
-
-                    with ema_applied(ema):
-                        last_val = validator.run(step, predict, [model], log)
-                if step % cfg.save_every == 0 or step == cfg.max_steps:
-                    run.save_checkpoint(step, {"ddnet": model}, states, stream.position)
+                end(step, ok, stream.position)
         finally:
             log.close()
-        extra = {"stage": "ddnet", "last_logged": last, "last_validation": last_val,
+        extra = {"stage": "ddnet", "last_logged": last, "last_validation": end.last_validation or {},
                  "final_weights": "ema" if ema is not None else "trained"}
         with ema_applied(ema):
             return run.finish(step, {"ddnet": model}, extra)

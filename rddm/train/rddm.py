@@ -17,6 +17,7 @@ from ..losses import DualDomainLoss, isp_from_meta
 from . import core, recipe
 from .ema import build_ema, ema_applied
 from .guard import NonFiniteGuard, guarded_step
+from .step_end import StepEnd
 from .validation import build_validator
 
 if TYPE_CHECKING:
@@ -355,7 +356,7 @@ def train_rddm(cfg: RDDMTrainConfig, out: str | os.PathLike, *, resume: str | No
             step, position = run.load_checkpoint(models, states)
         stream = core.make_stream(data, cfg.batch_size, cfg.seed, position, env)
         log = core.TrainLogger(run, step, progress, desc="train")
-        last, last_val = {}, {}
+        last = {}
 
         def predict(b):
             raw = b["raw"].to(env.device)
@@ -363,6 +364,7 @@ def train_rddm(cfg: RDDMTrainConfig, out: str | os.PathLike, *, resume: str | No
             with core.autocast(env, cfg.mixed_precision):
                 return rddm(raw, b["pattern"], prompts.embeds(raw, b["pattern"], isp)).linear.float()
 
+        end = StepEnd(run, models, states, ema, validator, predict, [rddm], log, cfg.max_steps, cfg.save_every)
         try:
             while step < cfg.max_steps:
                 sums = trainer.step(step, stream.next)
@@ -371,16 +373,11 @@ def train_rddm(cfg: RDDMTrainConfig, out: str | os.PathLike, *, resume: str | No
                 sums["nonfinite_skipped"] = trainer.guard.skipped + skipped
                 last = log.log(step, sums, force=skipped) or last
                 trainer.guard.end_step(step, skipped)
-                if ema is not None and trainer.generator_stepped:
-                    ema.update(step)
-                if validator is not None and validator.due(step, cfg.max_steps):
-                    with ema_applied(ema):
-                        last_val = validator.run(step, predict, [rddm], log)
-                if step % cfg.save_every == 0 or step == cfg.max_steps:
-                    run.save_checkpoint(step, models, states, stream.position)
+                end(step, trainer.generator_stepped, stream.position)
         finally:
             log.close()
-        extra = {"stage": "rddm", "loss_terms": cfg.loss.terms(), "last_logged": last, "last_validation": last_val,
+        extra = {"stage": "rddm", "loss_terms": cfg.loss.terms(), "last_logged": last,
+                 "last_validation": end.last_validation or {},
                  "final_weights": "ema" if ema is not None else "trained", "batch_per_process": cfg.batch_size,
                  "grad_accum_steps": cfg.grad_accum_steps}
         with ema_applied(ema):

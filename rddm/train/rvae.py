@@ -14,6 +14,7 @@ from ..losses import (DualDomainLoss, adaptive_gan_weight, generator_gan_loss, h
 from . import core, recipe
 from .ema import build_ema, ema_applied
 from .guard import NonFiniteGuard, guarded_step
+from .step_end import StepEnd
 from .validation import build_validator
 
 __all__ = ["train_rvae", "build_rvae", "build_discriminator", "build_rec_loss", "Stage1", "generator_losses"]
@@ -151,7 +152,13 @@ def train_rvae(cfg: RVAETrainConfig, out: str | os.PathLike, *, resume: str | No
         stream = core.make_stream(data, cfg.batch_size, cfg.seed, position, env)
         log = core.TrainLogger(run, step, progress, desc="train-rvae")
         d_loss_fn = hinge_d_loss if cfg.loss.disc_loss == "hinge" else vanilla_d_loss
-        accum, last, last_val = cfg.grad_accum_steps, {}, {}
+        accum, last = cfg.grad_accum_steps, {}
+
+        def predict(b):
+            with core.autocast(env, cfg.mixed_precision):
+                return rvae.reconstruct(b["hq"].to(env.device), sample_posterior=False)[0].float()
+
+        end = StepEnd(run, models, states, ema, validator, predict, [rvae], log, cfg.max_steps, cfg.save_every)
         try:
             while step < cfg.max_steps:
                 gan = cfg.loss.gan > 0 and step >= cfg.loss.disc_start
@@ -195,20 +202,10 @@ def train_rvae(cfg: RVAETrainConfig, out: str | os.PathLike, *, resume: str | No
                 sums.update(grad_norm=norm, nonfinite=float(not ok), nonfinite_skipped=guard.skipped + (not ok))
                 last = log.log(step, sums, force=not ok) or last
                 guard.end_step(step, not ok)
-                if ema is not None and vae_stepped:
-                    ema.update(step)
-                if validator is not None and validator.due(step, cfg.max_steps):
-                    def predict(b):
-                        with core.autocast(env, cfg.mixed_precision):
-                            return rvae.reconstruct(b["hq"].to(env.device), sample_posterior=False)[0].float()
-
-                    with ema_applied(ema):
-                        last_val = validator.run(step, predict, [rvae], log)
-                if step % cfg.save_every == 0 or step == cfg.max_steps:
-                    run.save_checkpoint(step, models, states, stream.position)
+                end(step, vae_stepped, stream.position)
         finally:
             log.close()
-        extra = {"stage": "rvae", "last_logged": last, "last_validation": last_val,
+        extra = {"stage": "rvae", "last_logged": last, "last_validation": end.last_validation or {},
                  "final_weights": "ema" if ema is not None else "trained"}
         with ema_applied(ema):
             return run.finish(step, models, extra)

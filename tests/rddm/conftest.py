@@ -135,6 +135,19 @@ def sd21_folder(tmp_path_factory) -> Path:
     return write_tiny_sd21(tmp_path_factory.mktemp("sd21") / "tiny-sd-2-1")
 
 
+@pytest.fixture(scope="module")
+def rvae_folder(sd21_folder, tmp_path_factory) -> Path:
+    """The stage-1 RVAE as `rddm train --rvae` gets it: RVAE.from_sd of the tiny SD folder, saved, with its latent
+    scale recorded as `rddm calibrate-latent-scale` leaves it (training refuses an uncalibrated RVAE folder)."""
+    from rddm.models.rvae import RVAE
+
+    out = tmp_path_factory.mktemp("rvae") / "rvae"
+    rvae = RVAE.from_sd(sd21_folder)
+    rvae.save_pretrained(out)
+    (out / "latent_scale.json").write_text(json.dumps({"scaling_factor": rvae.config.scaling_factor}))
+    return out
+
+
 @pytest.fixture(scope="session")
 def lpips_folder(tmp_path_factory) -> Path:
     """Randomly initialised LPIPS-alex weights under the file names a real weights folder uses."""

@@ -60,18 +60,6 @@ def _nested_equal(x, y) -> bool:
     return x == y
 
 
-@pytest.fixture(scope="module")
-def rvae_folder(sd21_folder, tmp_path_factory) -> Path:
-    """The stage-1 RVAE as `rddm train --rvae` gets it: RVAE.from_sd of the tiny SD folder, saved."""
-    from rddm.models.rvae import RVAE
-
-    out = tmp_path_factory.mktemp("rvae") / "rvae"
-    rvae = RVAE.from_sd(sd21_folder)
-    rvae.save_pretrained(out)
-    # as `rddm calibrate-latent-scale` leaves it (training refuses an uncalibrated RVAE folder)
-    (out / "latent_scale.json").write_text(json.dumps({"scaling_factor": rvae.config.scaling_factor}))
-    return out
-
 
 @pytest.fixture(scope="module")
 def two_shards(tmp_path_factory) -> Path:

@@ -5,7 +5,6 @@ a save refused or failed on rank 0 fails every rank (two gloo processes) instead
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tarfile
@@ -17,6 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from benchmarks.perf.resume import write_rekeyed
 from rawsynth.shards import iter_shard
 from rddm.config import DataConfig, DDNetTrainConfig, OnTheFlyConfig
 from rddm.errors import CheckpointError, ConfigError, TrainingDivergedError
@@ -30,20 +30,8 @@ def _many_shards(src: Path, dst: Path, shards: int, per_shard: int) -> list[str]
     """The fixture's samples copied under new keys into ``shards`` tars of ``per_shard`` samples (no stats
     sidecar: read unchecked)."""
     proto = [s for p in sorted(src.glob("shard-*.tar")) for s in iter_shard(p)]
-    dst.mkdir()
-    for k in range(shards):
-        with tarfile.open(dst / f"shard-{k:06d}.tar", "w") as tar:
-            for i in range(k * per_shard, (k + 1) * per_shard):
-                key = f"{i:07d}_0000"
-                for field, data in sorted(proto[i % len(proto)].items()):
-                    if field.startswith("__"):
-                        continue
-                    if field == "meta.json":
-                        data = json.dumps(dict(json.loads(data), key=key)).encode()
-                    info = tarfile.TarInfo(f"{key}.{field}")
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data))
-    return sorted(str(p) for p in dst.glob("shard-*.tar"))
+    assert not dst.exists()
+    return write_rekeyed(proto, dst, shards * per_shard, per_shard)
 
 
 def _same(a: dict, b: dict) -> bool:

@@ -265,17 +265,6 @@ def test_train_rvae_validates_reconstruction_with_ema(shards, sd_folder, lpips_f
     assert summary["final_weights"] == "ema"
 
 
-@pytest.fixture(scope="module")
-def rvae_folder(sd21_folder, tmp_path_factory) -> Path:
-    """An RVAE folder as ``rddm train --rvae`` takes it (the tiny SD folder's VAE, latent scale recorded)."""
-    from rddm.models.rvae import RVAE
-
-    out = tmp_path_factory.mktemp("rvae") / "rvae"
-    rvae = RVAE.from_sd(sd21_folder)
-    rvae.save_pretrained(out)
-    (out / "latent_scale.json").write_text(json.dumps({"scaling_factor": rvae.config.scaling_factor}))
-    return out
-
 
 def test_train_rddm_validates_the_restoration_with_ema(rddm_shards, sd21_folder, rvae_folder, lpips_folder,
                                                         tmp_path):
