@@ -3,20 +3,19 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .._checks import per_sample
+from .._config import ConfigMixin, from_mapping
 from ..errors import ConfigError, ShapeError
 from .cfa import Pattern, as_patterns
 from .physics_profile import (COMPONENTS, CalibrationPoint, CameraInfo, LogLinearLaw, PhysicsProfile, ReadModel,
-                              _finite, _strict_keys)
+                              _finite)
 from .sensor import SensorParams
 
 __all__ = ["ReadModel", "COMPONENTS", "LogLinearLaw", "CalibrationPoint", "CameraInfo", "PhysicsProfile",
@@ -24,7 +23,7 @@ __all__ = ["ReadModel", "COMPONENTS", "LogLinearLaw", "CalibrationPoint", "Camer
 
 
 @dataclass(frozen=True)
-class PhysicsParams:
+class PhysicsParams(ConfigMixin):
     """Physics noise of one RAW image (everything :func:`apply_physics_noise` needs besides the generator).
 
     Attributes:
@@ -67,26 +66,17 @@ class PhysicsParams:
             object.__setattr__(self, "iso", _finite(self.iso, "iso"))
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["color_bias"] = list(self.color_bias)
-        d["components"] = list(self.components)
-        d["model"] = "physics"
-        return d
+        """:meth:`ConfigMixin.to_dict` plus ``"model": "physics"`` (tells it from Eq. 11's ``NoiseParams``)."""
+        return {**super().to_dict(), "model": "physics"}
 
     @classmethod
-    def from_dict(cls, d: dict) -> PhysicsParams:
-        d = dict(d)
-        if d.pop("model", "physics") != "physics":
-            raise ConfigError("PhysicsParams.from_dict: model must be 'physics'")
-        _strict_keys(d, [f.name for f in dataclasses.fields(cls)], ("K", "read_model", "sigma_read",
-                                                                     "tukey_lambda", "sigma_row", "color_bias"),
-                     "PhysicsParams")
-        d["color_bias"] = tuple(d["color_bias"])
-        d["components"] = tuple(d.get("components", COMPONENTS))
-        return cls(**d)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+    def from_dict(cls, d: dict, where: str | None = None) -> PhysicsParams:
+        """Inverse of :meth:`to_dict`: unknown and missing keys raise :class:`ConfigError` naming them."""
+        if isinstance(d, Mapping):
+            d = dict(d)
+            if d.pop("model", "physics") != "physics":
+                raise ConfigError("PhysicsParams.from_dict: model must be 'physics'")
+        return from_mapping(cls, d, where, what="PhysicsParams")
 
 
 def _iso_at(points: Sequence[CalibrationPoint], k: float) -> float | None:

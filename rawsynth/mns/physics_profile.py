@@ -3,14 +3,14 @@ points) and its JSON form. See ``docs/cameras.md``."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
 
+from .._config import ConfigMixin, from_mapping
 from ..errors import ConfigError
 from .sensor import SensorParams
 
@@ -40,19 +40,8 @@ def _finite(v, what: str) -> float:
     return float(v)
 
 
-def _strict_keys(d, allowed: Sequence[str], required: Sequence[str], what: str) -> None:
-    if not isinstance(d, dict):
-        raise ConfigError(f"{what} must be a mapping, got {type(d).__name__}")
-    unknown = sorted(set(d) - set(allowed))
-    if unknown:
-        raise ConfigError(f"{what}: unknown key(s) {unknown}; valid keys are {sorted(allowed)}")
-    missing = sorted(set(required) - set(d))
-    if missing:
-        raise ConfigError(f"{what}: missing key(s) {missing}")
-
-
 @dataclass(frozen=True)
-class LogLinearLaw:
+class LogLinearLaw(ConfigMixin):
     """``log σ = slope·log K + bias + N(0, sigma²)`` (natural logs; σ and K in DN)."""
 
     slope: float
@@ -69,17 +58,9 @@ class LogLinearLaw:
         """σ at gain ``k`` for the standard-normal draw ``z``."""
         return math.exp(self.slope * math.log(k) + self.bias + self.sigma * z)
 
-    @classmethod
-    def from_dict(cls, d: dict, what: str = "law") -> LogLinearLaw:
-        _strict_keys(d, ("slope", "bias", "sigma"), ("slope", "bias"), what)
-        try:
-            return cls(**d)
-        except ConfigError as e:
-            raise ConfigError(f"{what}: {e}") from None
-
 
 @dataclass(frozen=True)
-class CalibrationPoint:
+class CalibrationPoint(ConfigMixin):
     """One calibration (an ISO, or a bin of ELD's K range): gain, Tukey shape, colour bias, measured scales.
 
     Attributes:
@@ -120,13 +101,12 @@ class CalibrationPoint:
                 object.__setattr__(self, name, v)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["color_bias"] = list(self.color_bias)
-        return {k: v for k, v in d.items() if v is not None}
+        """As :meth:`ConfigMixin.to_dict`, without the ``None`` entries."""
+        return {k: v for k, v in super().to_dict().items() if v is not None}
 
 
 @dataclass(frozen=True)
-class CameraInfo:
+class CameraInfo(ConfigMixin):
     """What a camera profile says about the camera besides noise.
 
     Attributes:
@@ -155,19 +135,64 @@ class CameraInfo:
     def sensor(self) -> SensorParams:
         return SensorParams(self.bit_depth, self.black_level, self.white_level)
 
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["xyz2cam"] = [list(r) for r in self.xyz2cam] if self.xyz2cam is not None else None
-        return d
 
-    @classmethod
-    def from_dict(cls, d: dict) -> CameraInfo:
-        names = [f.name for f in dataclasses.fields(cls)]
-        _strict_keys(d, names, ("make", "model"), "camera")
-        return cls(**d)
+@dataclass(frozen=True)
+class _ProfileFile:
+    """The JSON layout of a profile (``docs/cameras.md``), key-checked by :func:`from_mapping` and then built
+    into a :class:`PhysicsProfile` (laws by name, points under ``iso`` or ``bins``)."""
+
+    name: str
+    laws: dict
+    kind: str = "physics"
+    description: str = ""
+    source: str = ""
+    read_model: str = "tukey"
+    k_range: list | None = None
+    lambda_choice: str | None = None  # default: "nearest" with ``iso``, "random" with ``bins``
+    components: tuple = COMPONENTS
+    iso: dict | None = None
+    bins: list | None = None
+    camera: dict | None = None
 
 
-_POINT_KEYS = ("K", "tukey_lambda", "color_bias", "sigma_tl", "sigma_gauss", "sigma_row")
+@dataclass(frozen=True)
+class _Laws:
+    """The names a profile's ``laws`` mapping may hold (each a :class:`LogLinearLaw` mapping)."""
+
+    sigma_tl: dict | None = None
+    sigma_gauss: dict | None = None
+    sigma_row: dict | None = None
+
+
+def _points(f: _ProfileFile) -> list[CalibrationPoint]:
+    """The calibration points of a profile file: ``iso`` (ISO → point) or ``bins`` (a list)."""
+    if (f.iso is None) == (f.bins is None):
+        raise ConfigError("give exactly one of 'iso' (calibrated points by ISO) or 'bins' (points over the K range)")
+    points = []
+    if f.iso is not None:
+        if not isinstance(f.iso, Mapping) or not f.iso:
+            raise ConfigError("'iso' must map ISO values to calibrations")
+        for iso, p in f.iso.items():
+            where = f"iso.{iso}"
+            if isinstance(p, Mapping) and "iso" in p:  # the ISO is the key
+                raise ConfigError(f"unknown key(s) ['iso'] in section '{where}'", fix=f"remove {where}.iso")
+            try:
+                points.append(from_mapping(CalibrationPoint, {**p, "iso": float(iso)} if isinstance(p, Mapping)
+                                           else p, where))
+            except ConfigError:
+                raise
+            except (ValueError, TypeError) as e:
+                raise ConfigError(f"{where}: {e}") from None
+    else:
+        if not isinstance(f.bins, list):
+            raise ConfigError(f"'bins' must be a list of calibrations, got {type(f.bins).__name__}")
+        for i, p in enumerate(f.bins):
+            where = f"bins[{i}]"
+            try:
+                points.append(from_mapping(CalibrationPoint, p, where))
+            except TypeError as e:
+                raise ConfigError(f"{where}: {e}") from None
+    return points
 
 
 @dataclass(frozen=True)
@@ -244,7 +269,7 @@ class PhysicsProfile:
         d: dict = {"name": self.name, "kind": "physics", "description": self.description, "source": self.source,
                    "read_model": self.read_model.value, "k_range": list(self.k_range),
                    "lambda_choice": self.lambda_choice, "components": list(self.components),
-                   "laws": {n: dataclasses.asdict(getattr(self, n)) for n in ("sigma_tl", "sigma_gauss", "sigma_row")
+                   "laws": {n: getattr(self, n).to_dict() for n in ("sigma_tl", "sigma_gauss", "sigma_row")
                             if getattr(self, n) is not None}}
         if all(p.iso is not None for p in self.points):
             d["iso"] = {f"{p.iso:g}": {k: v for k, v in p.to_dict().items() if k != "iso"} for p in self.points}
@@ -255,47 +280,30 @@ class PhysicsProfile:
 
     @classmethod
     def from_dict(cls, d: dict) -> PhysicsProfile:
-        allowed = ("name", "kind", "description", "source", "read_model", "k_range", "lambda_choice",
-                   "components", "laws", "iso", "bins", "camera")
-        _strict_keys(d, allowed, ("name", "laws"), "physics profile")
-        name = d["name"]
-        if d.get("kind", "physics") != "physics":
-            raise ConfigError(f"physics profile {name!r}: kind must be 'physics'")
-        laws = d["laws"]
-        _strict_keys(laws, ("sigma_tl", "sigma_gauss", "sigma_row"), (), f"profile {name!r}: laws")
-        laws = {k: LogLinearLaw.from_dict(v, f"profile {name!r}: laws.{k}") for k, v in laws.items()}
-        if ("iso" in d) == ("bins" in d):
-            raise ConfigError(f"physics profile {name!r}: give exactly one of 'iso' (calibrated points by ISO) "
-                              "or 'bins' (points over the K range)")
-        points = []
-        if "iso" in d:
-            if not isinstance(d["iso"], dict) or not d["iso"]:
-                raise ConfigError(f"profile {name!r}: 'iso' must map ISO values to calibrations")
-            for iso, p in d["iso"].items():
-                where = f"profile {name!r}: iso.{iso}"
-                _strict_keys(p, _POINT_KEYS, ("K", "tukey_lambda", "color_bias"), where)
-                try:
-                    points.append(CalibrationPoint(iso=float(iso), **p))
-                except (ConfigError, ValueError, TypeError) as e:
-                    raise ConfigError(f"{where}: {e}") from None
-        else:
-            for i, p in enumerate(d["bins"] if isinstance(d["bins"], list) else [None]):
-                where = f"profile {name!r}: bins[{i}]"
-                _strict_keys(p, _POINT_KEYS, ("K", "tukey_lambda", "color_bias"), where)
-                try:
-                    points.append(CalibrationPoint(**p))
-                except (ConfigError, TypeError) as e:
-                    raise ConfigError(f"{where}: {e}") from None
-        ks = [p.K for p in points]
-        k_range = d.get("k_range") or [min(ks), max(ks)]
-        if not isinstance(k_range, (list, tuple)) or len(k_range) != 2:
-            raise ConfigError(f"profile {name!r}: k_range must be [lo, hi], got {k_range!r}")
-        camera = d.get("camera")
+        """Inverse of :meth:`to_dict`; every fault is a :class:`ConfigError` naming the profile and the key."""
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"physics profile must be a mapping, got {type(d).__name__}")
+        name = d.get("name")
         try:
-            return cls(name=name, k_range=tuple(k_range), points=tuple(points), read_model=d.get("read_model", "tukey"),
-                       lambda_choice=d.get("lambda_choice", "nearest" if "iso" in d else "random"),
-                       components=tuple(d.get("components", COMPONENTS)),
-                       camera=CameraInfo.from_dict(camera) if camera is not None else None,
-                       description=d.get("description", ""), source=d.get("source", ""), **laws)
-        except TypeError as e:
-            raise ConfigError(f"physics profile {name!r}: {e}") from None
+            f = from_mapping(_ProfileFile, d, init=True, what="physics profile")
+            if f.kind != "physics":
+                raise ConfigError("kind must be 'physics'")
+            from_mapping(_Laws, f.laws, "laws")  # unknown law names
+            laws = {k: from_mapping(LogLinearLaw, v, f"laws.{k}") for k, v in f.laws.items()}
+            points = _points(f)
+            ks = [p.K for p in points]
+            k_range = f.k_range or [min(ks), max(ks)]
+            if not isinstance(k_range, (list, tuple)) or len(k_range) != 2:
+                raise ConfigError(f"k_range must be [lo, hi], got {k_range!r}")
+            camera = from_mapping(CameraInfo, f.camera, "camera") if f.camera is not None else None
+            lambda_choice = f.lambda_choice if "lambda_choice" in d else "nearest" if f.iso is not None else "random"
+            try:
+                return cls(name=f.name, k_range=tuple(k_range), points=tuple(points), read_model=f.read_model,
+                           lambda_choice=lambda_choice, components=tuple(f.components), camera=camera,
+                           description=f.description, source=f.source, **laws)
+            except TypeError as e:
+                raise ConfigError(str(e)) from None
+        except ConfigError as e:
+            if name is None or e.message.startswith(f"profile {name!r}"):  # PhysicsProfile's own checks
+                raise
+            raise ConfigError(f"profile {name!r}: {e.message}", path=e.path, fix=e.fix) from None
