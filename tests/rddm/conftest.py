@@ -129,6 +129,17 @@ def write_tiny_sd21(root: Path, seed: int = 0) -> Path:
     return root
 
 
+
+def nested_equal(x, y) -> bool:
+    """Bitwise equality of nested dicts/lists/tuples of tensors and plain values (state dicts, optimizer states)."""
+    if isinstance(x, torch.Tensor):
+        return isinstance(y, torch.Tensor) and x.dtype == y.dtype and torch.equal(x, y)
+    if isinstance(x, dict):
+        return isinstance(y, dict) and x.keys() == y.keys() and all(nested_equal(x[k], y[k]) for k in x)
+    if isinstance(x, (list, tuple)):
+        return len(x) == len(y) and all(nested_equal(u, v) for u, v in zip(x, y))
+    return x == y
+
 @pytest.fixture(scope="session")
 def sd21_folder(tmp_path_factory) -> Path:
     """A tiny but complete SD-2.1-like pipeline folder (see :func:`write_tiny_sd21`)."""

@@ -16,7 +16,7 @@ import torch
 from rddm.cli import main
 from rddm.config import RDDMTrainConfig, config_from_dict
 
-from .conftest import run_cli, write_yaml
+from .conftest import nested_equal, run_cli, write_yaml
 
 CKPT_FILES = ["config.yaml", "rng_states.pt", "trainer_state.json", "training_state.pt"]
 
@@ -49,15 +49,6 @@ def _safetensors(root: Path) -> dict[str, dict[str, torch.Tensor]]:
 
     return {str(p.relative_to(root)): load_file(str(p)) for p in sorted(root.rglob("*.safetensors"))}
 
-
-def _nested_equal(x, y) -> bool:
-    if isinstance(x, torch.Tensor):
-        return isinstance(y, torch.Tensor) and x.dtype == y.dtype and torch.equal(x, y)
-    if isinstance(x, dict):
-        return isinstance(y, dict) and x.keys() == y.keys() and all(_nested_equal(x[k], y[k]) for k in x)
-    if isinstance(x, (list, tuple)):
-        return len(x) == len(y) and all(_nested_equal(u, v) for u, v in zip(x, y))
-    return x == y
 
 
 
@@ -113,7 +104,7 @@ def test_train_cli_end_to_end(paths, tmp_path, capsys):
     saved = json.loads((out / "rddm" / "rddm_config.json").read_text())
     assert saved["sd_model"] == str(sd) and saved["rvae_model"] == str(rvae) and saved["lora_rank"] == 4
     final, last = _safetensors(out / "rddm"), _safetensors(out / "checkpoints" / "step-000003" / "rddm")
-    assert len(final) == 8 and _nested_equal(final, last)
+    assert len(final) == 8 and nested_equal(final, last)
     # the final folder loads through the real loading path (what `rddm restore --model OUT/rddm` does) with the
     # trained weights, and restores a RAW of another size
     model = RDDM.from_pretrained(out)
@@ -150,11 +141,11 @@ def test_resume_is_exact(paths, tmp_path):
     train_rddm(cfg, b, resume="latest", device="cpu", progress=False)
     for m in ("rddm", "vsd"):
         wa, wb = _safetensors(a / m), _safetensors(b / m)
-        assert len(wa) == (8 if m == "rddm" else 1) and _nested_equal(wa, wb), m
+        assert len(wa) == (8 if m == "rddm" else 1) and nested_equal(wa, wb), m
     ckpt = Path("checkpoints") / "step-000004" / "training_state.pt"
     sa, sb = (torch.load(x / ckpt, weights_only=True) for x in (a, b))
     assert {"optimizer", "scheduler", "scaler", "reg_optimizer", "reg_scheduler", "reg_scaler", "guard"} == set(sa)
-    assert sa["optimizer"]["state"] and _nested_equal(sa, sb)
+    assert sa["optimizer"]["state"] and nested_equal(sa, sb)
     ra, rb = _metrics(a), _metrics(b)
     assert [dict(r, steps_per_s=0) for r in ra] == [dict(r, steps_per_s=0) for r in rb]
     sa, sb = (json.loads((x / "train_summary.json").read_text()) for x in (a, b))

@@ -16,7 +16,7 @@ from rddm.cli import main
 from rddm.config import DDNetTrainConfig, RVAETrainConfig, config_from_dict
 from rddm.train.core import model_digest
 
-from .conftest import TINY_VAE, run_cli, tiny_train_config, write_yaml
+from .conftest import TINY_VAE, nested_equal, run_cli, tiny_train_config, write_yaml
 
 CKPT_FILES = ["config.yaml", "rng_states.pt", "trainer_state.json", "training_state.pt"]
 MODEL_FILES = ["config.json", "diffusion_pytorch_model.safetensors"]
@@ -143,17 +143,8 @@ def _resume_check(train, cfg, tmp_path, name: str, models: list[str], loaders: d
     assert _metrics(a) == [dict(r, steps_per_s=x["steps_per_s"]) for r, x in zip(_metrics(b), _metrics(a))]
     sa = torch.load(a / "checkpoints" / last / "training_state.pt", weights_only=True)
     sb = torch.load(b / "checkpoints" / last / "training_state.pt", weights_only=True)
-    assert _nested_equal(sa, sb), name
+    assert nested_equal(sa, sb), name
 
-
-def _nested_equal(x, y) -> bool:
-    if isinstance(x, torch.Tensor):
-        return isinstance(y, torch.Tensor) and torch.equal(x, y)
-    if isinstance(x, dict):
-        return isinstance(y, dict) and x.keys() == y.keys() and all(_nested_equal(x[k], y[k]) for k in x)
-    if isinstance(x, (list, tuple)):
-        return len(x) == len(y) and all(_nested_equal(u, v) for u, v in zip(x, y))
-    return x == y
 
 
 def test_ddnet_resume_is_exact(shards, tmp_path):

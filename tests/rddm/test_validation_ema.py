@@ -24,7 +24,7 @@ from rddm.train.ema import EMA
 from rddm.train.val_config import EmaConfig, ValidationConfig
 from rddm.train.validation import psnr, ssim
 
-from .conftest import run_cli, tiny_train_config, write_yaml
+from .conftest import nested_equal, run_cli, tiny_train_config, write_yaml
 
 
 def _metrics(out: Path) -> list[dict]:
@@ -34,15 +34,6 @@ def _metrics(out: Path) -> list[dict]:
 def _val_rows(out: Path, prefix: str = "val") -> list[dict]:
     return [r for r in _metrics(out) if f"{prefix}/samples" in r]
 
-
-def _nested_equal(x, y) -> bool:
-    if isinstance(x, torch.Tensor):
-        return isinstance(y, torch.Tensor) and x.dtype == y.dtype and torch.equal(x, y)
-    if isinstance(x, dict):
-        return isinstance(y, dict) and x.keys() == y.keys() and all(_nested_equal(x[k], y[k]) for k in x)
-    if isinstance(x, (list, tuple)):
-        return len(x) == len(y) and all(_nested_equal(u, v) for u, v in zip(x, y))
-    return x == y
 
 
 # ------------------------------------------------------------------------------------------------ metrics
@@ -226,7 +217,7 @@ def test_resume_restores_ema_and_validation_bit_exactly(shards, tmp_path):
     train_ddnet(cfg, b, resume="latest", device="cpu", progress=False)
     sa = torch.load(a / "checkpoints/step-000005/training_state.pt", weights_only=True)
     sb = torch.load(b / "checkpoints/step-000005/training_state.pt", weights_only=True)
-    assert sa["ema"]["n_averaged"] == 4 and _nested_equal(sa, sb)
+    assert sa["ema"]["n_averaged"] == 4 and nested_equal(sa, sb)
     for sub in ("ddnet", "checkpoints/step-000005"):
         wa, wb = DDNet.from_pretrained(a / sub).state_dict(), DDNet.from_pretrained(b / sub).state_dict()
         assert all(torch.equal(wa[k], wb[k]) for k in wa)
