@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from ..config import DDNetTrainConfig, config_to_dict
 from . import core
-from .ema import build_ema, ema_applied
+from .ema import build_ema
 from .guard import NonFiniteGuard, guarded_step
 from .step_end import StepEnd
 from .validation import build_validator
@@ -98,7 +98,4 @@ def train_ddnet(cfg: DDNetTrainConfig, out: str | os.PathLike, *, resume: str | 
                 end(step, ok, stream.position)
         finally:
             log.close()
-        extra = {"stage": "ddnet", "last_logged": last, "last_validation": end.last_validation or {},
-                 "final_weights": "ema" if ema is not None else "trained"}
-        with ema_applied(ema):
-            return run.finish(step, {"ddnet": model}, extra)
+        return end.finish(step, {"stage": "ddnet", "last_logged": last})

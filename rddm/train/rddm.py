@@ -15,7 +15,7 @@ from ..config import RDDMTrainConfig
 from ..errors import ConfigError
 from ..losses import DualDomainLoss, isp_from_meta
 from . import core, recipe
-from .ema import build_ema, ema_applied
+from .ema import build_ema
 from .guard import NonFiniteGuard, guarded_step
 from .step_end import StepEnd
 from .validation import build_validator
@@ -376,9 +376,5 @@ def train_rddm(cfg: RDDMTrainConfig, out: str | os.PathLike, *, resume: str | No
                 end(step, trainer.generator_stepped, stream.position)
         finally:
             log.close()
-        extra = {"stage": "rddm", "loss_terms": cfg.loss.terms(), "last_logged": last,
-                 "last_validation": end.last_validation or {},
-                 "final_weights": "ema" if ema is not None else "trained", "batch_per_process": cfg.batch_size,
-                 "grad_accum_steps": cfg.grad_accum_steps}
-        with ema_applied(ema):
-            return run.finish(step, models, extra)
+        return end.finish(step, {"stage": "rddm", "loss_terms": cfg.loss.terms(), "last_logged": last,
+                                 "batch_per_process": cfg.batch_size, "grad_accum_steps": cfg.grad_accum_steps})

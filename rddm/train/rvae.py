@@ -12,7 +12,7 @@ from ..errors import ConfigError
 from ..losses import (DualDomainLoss, adaptive_gan_weight, generator_gan_loss, hinge_d_loss, isp_from_meta, to_srgb,
                       vanilla_d_loss)
 from . import core, recipe
-from .ema import build_ema, ema_applied
+from .ema import build_ema
 from .guard import NonFiniteGuard, guarded_step
 from .step_end import StepEnd
 from .validation import build_validator
@@ -205,7 +205,4 @@ def train_rvae(cfg: RVAETrainConfig, out: str | os.PathLike, *, resume: str | No
                 end(step, vae_stepped, stream.position)
         finally:
             log.close()
-        extra = {"stage": "rvae", "last_logged": last, "last_validation": end.last_validation or {},
-                 "final_weights": "ema" if ema is not None else "trained"}
-        with ema_applied(ema):
-            return run.finish(step, models, extra)
+        return end.finish(step, {"stage": "rvae", "last_logged": last})

@@ -1,10 +1,11 @@
-"""What every training stage does after an optimizer step: the EMA update, validation and the checkpoint when
-due. See ``docs/training.md``."""
+"""What every training stage does after an optimizer step (the EMA update, validation and the checkpoint when
+due) and at the end (the final save, with the EMA weights when averaging). See ``docs/training.md``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -54,3 +55,11 @@ class StepEnd:
                 self.last_validation = self.validator.run(step, self.predict, self.nets, self.log)
         if step % self.save_every == 0 or step == self.max_steps:
             self.run.save_checkpoint(step, self.models, self.states, position)
+
+    def finish(self, step: int, extra: dict) -> Path:
+        """The final save (:meth:`Run.finish`) of ``models``, with the EMA weights when averaging; ``extra`` (the
+        stage's summary entries) gains ``last_validation`` and ``final_weights`` (``ema`` or ``trained``)."""
+        extra = {**extra, "last_validation": self.last_validation or {},
+                 "final_weights": "ema" if self.ema is not None else "trained"}
+        with ema_applied(self.ema):
+            return self.run.finish(step, self.models, extra)
